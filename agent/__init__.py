@@ -1,0 +1,1 @@
+"""The TrainingOptimizationAgent: a DSPy planner over the probe tools, chat, record and replay."""

@@ -1,0 +1,1 @@
+"""The ARS optimizer, meta-optimizers, mixture-of-experts models and diffusion sampling."""

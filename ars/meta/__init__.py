@@ -1,0 +1,1 @@
+"""Meta-optimizers: they adjust an optimizer's hyperparameters during training."""

@@ -1,0 +1,1 @@
+"""Instructions for each DSPy signature, as markdown files shipped as package data."""

@@ -1,0 +1,1 @@
+"""The probe tools, the probe engine (trials) and the workloads."""

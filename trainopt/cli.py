@@ -1,0 +1,44 @@
+"""The ``trainopt`` command line (typer). Each subcommand group lives in its own module
+under ``trainopt/commands`` and is registered here."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+import trainopt
+
+app = typer.Typer(
+    name="trainopt",
+    help="Measure, don't guess: probe-verified training settings for PyTorch models.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"trainopt {trainopt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """trainopt: every recommended setting comes from a real, short training run."""
+
+
+# (module under trainopt.commands, registered as) -- each module exposes `register(app)`.
+_COMMAND_MODULES = ["workloads"]
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"trainopt.commands.{_name}").register(app)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
