@@ -1,0 +1,196 @@
+"""RLMetaOptimizer: a REINFORCE policy that picks LR factors and weight-decay deltas from training state."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._validate import require_int, require_non_negative, require_positive
+from .base import MetaOptimizer
+
+NUM_FEATURES = 8
+LR_RANGE = (1e-7, 1.0)
+WEIGHT_DECAY_RANGE = (0.0, 1e-2)
+MAX_ABS_REWARD = 10.0
+
+
+class RLMetaOptimizer(MetaOptimizer):
+    """REINFORCE (Williams 1992) over the actions ``lr_factors x wd_deltas``, learning while it is used.
+
+    State (8 features, each in [-1, 1]): loss relative to the episode's first loss
+    ``tanh(log(L / L_0))``, log-LR ``(log10 lr + 3.5) / 3.5``, gradient norm ``tanh(log10 g / 2)``,
+    weight decay ``2 wd / 1e-2 - 1``, ``tanh(cost)``, loss trend ``tanh(10 (L_t - L_{t-w}) / |L_{t-w}|)``,
+    gradient-norm trend ``tanh(log(g_t / g_{t-1}))``, progress ``2 p - 1``. Policy: MLP
+    8 -> hidden -> hidden -> |actions| (tanh), softmax. Each call samples an action and returns
+    ``lr = clamp(lr * factor, 1e-7, 1)``, ``weight_decay = clamp(wd + delta, 0, 1e-2)``. The next call's
+    reward ``r = (L_prev - L) + cost_weight * (C_prev - C)`` (clipped to +-10, -10 if not finite) is
+    credited to that action. Every ``update_every`` rewards the policy takes one gradient step on
+
+        J = -mean_i (r_i - b) / s * log pi(a_i | x_i)  -  entropy_weight * mean_i H(pi(. | x_i))
+
+    with ``b`` a moving average of rewards (``baseline_decay``), ``s`` the moving standard deviation
+    of rewards, Adam (``policy_lr``) and gradient clipping at ``max_grad_norm``. The log-probabilities
+    are recomputed from the stored (state, action) pairs under ``torch.enable_grad()`` so they keep
+    their graph even when the caller runs under ``torch.no_grad()``; the policy has not changed since
+    those actions were sampled (the buffer is emptied on every update), so this is exact on-policy
+    REINFORCE and the buffer stays serialisable.
+
+    Reads ``loss``, ``lr``, ``weight_decay`` and optionally ``grad_norm``, ``cost``, ``progress``.
+    ``reset()`` starts a new episode and keeps what the policy learned (weights, Adam, baseline);
+    set ``learning = False`` to freeze the policy, ``greedy = True`` to take the most likely action.
+
+    Examples:
+        >>> meta = RLMetaOptimizer(seed=0)
+        >>> out = meta.update_hparams({"loss": 2.3, "lr": 1e-3, "weight_decay": 0.0}, step=0)
+        >>> sorted(out)
+        ['lr', 'weight_decay']
+    """
+
+    name = "rl"
+    _state_keys = ("pending", "prev_loss", "prev_cost", "prev_grad_norm", "initial_loss", "recent_losses",
+                   "buffer")
+
+    def __init__(self, lr_factors=(0.5, 1.0, 2.0), wd_deltas=(-1e-5, 0.0, 1e-5), hidden: int = 32,
+                 update_every: int = 5, entropy_weight: float = 0.01, policy_lr: float = 1e-2,
+                 baseline_decay: float = 0.9, max_grad_norm: float = 1.0, cost_weight: float = 0.1,
+                 trend_window: int = 5, seed: int = 0, update_frequency: int = 1):
+        lr_factors, wd_deltas = tuple(lr_factors), tuple(wd_deltas)
+        if not lr_factors or not all(isinstance(f, (int, float)) and f > 0 for f in lr_factors):
+            raise ValueError(f"lr_factors must be a non-empty sequence of numbers > 0 but got {lr_factors=}")
+        if not wd_deltas or not all(isinstance(d, (int, float)) and math.isfinite(d) for d in wd_deltas):
+            raise ValueError(f"wd_deltas must be a non-empty sequence of finite numbers but got {wd_deltas=}")
+        require_int(1, hidden=hidden, update_every=update_every)
+        require_int(2, trend_window=trend_window)
+        require_int(0, seed=seed)
+        require_non_negative(entropy_weight=entropy_weight, cost_weight=cost_weight)
+        require_positive(policy_lr=policy_lr, max_grad_norm=max_grad_norm)
+        if not isinstance(baseline_decay, (int, float)) or not 0 <= baseline_decay < 1:
+            raise ValueError(f"baseline_decay must be in [0, 1) but got {baseline_decay=!r}")
+        self.lr_factors, self.wd_deltas = lr_factors, wd_deltas
+        self.actions = list(itertools.product(lr_factors, wd_deltas))  # index -> (lr factor, wd delta)
+        self.update_every, self.entropy_weight, self.policy_lr = update_every, entropy_weight, policy_lr
+        self.baseline_decay, self.max_grad_norm = baseline_decay, max_grad_norm
+        self.cost_weight, self.trend_window = cost_weight, trend_window
+        self.learning, self.greedy = True, False
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                                        nn.Tanh(), nn.Linear(hidden, len(self.actions)))
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=policy_lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.baseline: float | None = None  # moving average of rewards
+        self.reward_var = 1.0  # moving variance of rewards
+        self.policy_updates = 0
+        self.history: list[dict[str, float]] = []  # one entry per decision: step, action, reward
+        super().__init__(update_frequency)
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"pending": None, "prev_loss": None, "prev_cost": 0.0, "prev_grad_norm": None,
+                "initial_loss": None, "recent_losses": [], "buffer": []}
+
+    # --- acting -------------------------------------------------------------------------------
+    def update_hparams(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
+        loss, cost = float(metrics["loss"]), float(metrics.get("cost", 0.0))
+        features = self.observe(metrics)
+        if self.pending is not None:
+            reward = (self.prev_loss - loss) + self.cost_weight * (self.prev_cost - cost)
+            if not math.isfinite(reward):
+                reward = -MAX_ABS_REWARD
+            reward = min(max(reward, -MAX_ABS_REWARD), MAX_ABS_REWARD)
+            self.history[-1]["reward"] = reward
+            if self.learning:
+                self.buffer.append((self.pending[0], self.pending[1], reward))
+                if len(self.buffer) >= self.update_every:
+                    self._learn()
+        action = self._choose(features)
+        self.pending = (features, action)
+        self.prev_loss, self.prev_cost = loss, cost
+        self.history.append({"step": step, "action": action, "reward": math.nan})
+        factor, delta = self.actions[action]
+        lr = min(max(float(metrics["lr"]) * factor, LR_RANGE[0]), LR_RANGE[1])
+        weight_decay = float(metrics["weight_decay"]) + delta
+        weight_decay = min(max(weight_decay, WEIGHT_DECAY_RANGE[0]), WEIGHT_DECAY_RANGE[1])
+        return {"lr": lr, "weight_decay": weight_decay}
+
+    def action_probabilities(self, features: list[float]) -> torch.Tensor:
+        """The policy's distribution over ``self.actions`` for one state, shape (|actions|,)."""
+        with torch.no_grad():
+            return torch.softmax(self.policy(torch.tensor([features], dtype=torch.float32))[0], dim=-1)
+
+    def _choose(self, features: list[float]) -> int:
+        probs = self.action_probabilities(features)
+        if self.greedy:
+            return int(probs.argmax())
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def observe(self, metrics: dict[str, Any]) -> list[float]:
+        """The 8 state features, each in [-1, 1]; updates the episode's loss and gradient history."""
+        loss = float(metrics["loss"])
+        if self.initial_loss is None and math.isfinite(loss):
+            self.initial_loss = loss
+        grad_norm = metrics.get("grad_norm")
+        grad_norm = None if grad_norm is None else float(grad_norm)
+        self.recent_losses = (self.recent_losses + [loss])[-self.trend_window:]
+        oldest = self.recent_losses[0]
+        values = [
+            math.tanh(math.log(max(loss, 1e-12) / max(self.initial_loss or loss, 1e-12))),
+            (math.log10(max(float(metrics["lr"]), 1e-12)) + 3.5) / 3.5,
+            0.0 if grad_norm is None else math.tanh(math.log10(grad_norm + 1e-12) / 2),
+            2 * float(metrics["weight_decay"]) / WEIGHT_DECAY_RANGE[1] - 1,
+            math.tanh(float(metrics.get("cost", 0.0))),
+            math.tanh(10 * (loss - oldest) / max(abs(oldest), 1e-12)),
+            0.0 if grad_norm is None or self.prev_grad_norm is None
+            else math.tanh(math.log((grad_norm + 1e-12) / (self.prev_grad_norm + 1e-12))),
+            2 * float(metrics.get("progress", 0.5)) - 1,
+        ]
+        self.prev_grad_norm = grad_norm
+        return [min(max(v, -1.0), 1.0) if math.isfinite(v) else 0.0 for v in values]
+
+    # --- learning -----------------------------------------------------------------------------
+    def _learn(self) -> None:
+        features = torch.tensor([f for f, _, _ in self.buffer], dtype=torch.float32)  # (N, 8)
+        actions = torch.tensor([a for _, a, _ in self.buffer])  # (N,)
+        rewards = torch.tensor([r for _, _, r in self.buffer], dtype=torch.float32)  # (N,)
+        mean = float(rewards.mean())
+        if self.baseline is None:
+            self.baseline, self.reward_var = mean, max(float(rewards.var(unbiased=False)), 1e-8)
+        advantages = (rewards - self.baseline) / math.sqrt(self.reward_var + 1e-8)
+        with torch.enable_grad():  # the log-probs must keep their graph, whatever the caller's mode
+            log_probs = torch.log_softmax(self.policy(features), dim=-1)  # (N, A)
+            chosen = log_probs.gather(1, actions[:, None])[:, 0]  # (N,)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            objective = -(advantages * chosen).mean() - self.entropy_weight * entropy
+            self.policy_optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy_optimizer.step()
+        decay = self.baseline_decay
+        self.baseline = decay * self.baseline + (1 - decay) * mean
+        batch_var = float(((rewards - self.baseline) ** 2).mean())
+        self.reward_var = decay * self.reward_var + (1 - decay) * batch_var
+        self.policy_updates += 1
+        self.buffer = []
+
+    # --- checkpointing ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(policy=copy.deepcopy(self.policy.state_dict()),
+                     policy_optimizer=copy.deepcopy(self.policy_optimizer.state_dict()),
+                     generator=self.generator.get_state(), baseline=self.baseline, reward_var=self.reward_var,
+                     policy_updates=self.policy_updates, history=copy.deepcopy(self.history),
+                     learning=self.learning, greedy=self.greedy)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.policy.load_state_dict(state_dict["policy"])
+        self.policy_optimizer.load_state_dict(state_dict["policy_optimizer"])
+        self.generator.set_state(state_dict["generator"])
+        self.baseline, self.reward_var = state_dict["baseline"], state_dict["reward_var"]
+        self.policy_updates, self.history = state_dict["policy_updates"], copy.deepcopy(state_dict["history"])
+        self.learning, self.greedy = state_dict["learning"], state_dict["greedy"]
