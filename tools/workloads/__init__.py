@@ -1,22 +1,62 @@
-"""Workloads: a model factory, data, a loss and an optional metric, registered by name."""
+"""Workloads: a model factory, data, a loss and an optional metric, registered by name.
+
+Built-ins are registered lazily (their data loads on first use); ``register_workload`` adds
+your own so the CLI and the agent can find it by name.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-_REGISTRY: dict[str, Callable[[], Any]] = {}
+from trainopt.errors import HyperparameterError
+from trainopt.tools.workloads.base import Workload
+
+DEFAULT_WORKLOAD = "digits-mlp"
+
+# name -> "module:function" of a zero-argument factory returning a Workload
+_BUILTINS = {
+    "digits-mlp": "trainopt.tools.workloads.digits:digits_mlp",
+    "digits-cnn": "trainopt.tools.workloads.digits:digits_cnn",
+}
+_REGISTRY: dict[str, Callable[[], Workload]] = {}
+_CACHE: dict[str, Workload] = {}
 
 
-def register_workload(name: str, factory: Callable[[], Any]) -> None:
-    """Register ``factory`` (no arguments -> Workload) under ``name``."""
+def register_workload(name: str, factory: Callable[[], Workload]) -> None:
+    """Register ``factory`` (no arguments -> Workload) under ``name``; replaces a previous one."""
     _REGISTRY[name] = factory
+    _CACHE.pop(name, None)
 
 
 def workload_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({*_BUILTINS, *_REGISTRY})
+
+
+def get_workload(name: str | Workload) -> Workload:
+    """The workload registered as ``name`` (built once, then cached); a Workload passes through."""
+    if isinstance(name, Workload):
+        return name
+    if name not in _CACHE:
+        if name in _REGISTRY:
+            factory = _REGISTRY[name]
+        elif name in _BUILTINS:
+            module, function = _BUILTINS[name].split(":")
+            factory = getattr(importlib.import_module(module), function)
+        else:
+            raise HyperparameterError(
+                f"unknown workload {name!r}; known workloads: {', '.join(workload_names())}",
+                {"workload": name},
+            )
+        _CACHE[name] = factory()
+    return _CACHE[name]
 
 
 def describe_workloads() -> list[dict[str, Any]]:
     """One row per registered workload, for ``trainopt workloads``."""
-    return [_REGISTRY[name]().describe() for name in workload_names()]
+    return [get_workload(name).describe() for name in workload_names()]
+
+
+__all__ = ["DEFAULT_WORKLOAD", "Workload", "describe_workloads", "get_workload", "register_workload",
+           "workload_names"]

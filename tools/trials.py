@@ -1,0 +1,292 @@
+"""The probe engine: one short, measured training run of a workload under a TrialConfig.
+
+Every tool and the agent stand on ``run_trial``. A trial never raises for a diverging run: a
+non-finite loss, or one above ``EXPLODE_FACTOR`` x the first loss, ends it early with
+``diverged=True``. Bad configurations and broken models raise ``OptimizationError``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from pydantic import BaseModel, Field
+
+from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError
+from trainopt.tools.memory import measure_step_memory
+from trainopt.tools.optim_factory import build_meta_optimizer, build_optimizer, build_scheduler
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.workloads import Workload, get_workload
+
+EXPLODE_FACTOR = 10.0  # a loss above this multiple of the first loss counts as diverged
+GRAD_STATS_EVERY = 10  # per-layer gradient norms and update ratios are sampled every N steps
+
+# report(step, val_loss) -> True to stop the trial (a pruner's decision)
+ReportFn = Callable[[int, float], bool | None]
+# progress(steps_done, steps_total)
+ProgressFn = Callable[[int, int], None]
+
+
+class LayerGradStats(BaseModel):
+    """Gradient norm of one parameter tensor, sampled every GRAD_STATS_EVERY steps."""
+
+    mean: float
+    max: float
+    last: float
+    weight_norm: float = Field(description="parameter norm at the end of the trial")
+    update_ratio: float = Field(description="mean ||w_after - w_before|| / ||w_before|| on sampled steps")
+
+
+class TrialResult(BaseModel):
+    """What one trial measured. Lists are aligned with the step indices given beside them."""
+
+    workload: str
+    config: TrialConfig
+    device: str
+    steps_run: int
+    train_losses: list[float] = Field(description="training loss at every step")
+    lrs: list[float] = Field(description="learning rate of the first parameter group at every step")
+    val_steps: list[int]
+    val_losses: list[float]
+    val_metrics: list[float | None]
+    metric_name: str | None
+    higher_is_better: bool = True
+    final_val_loss: float
+    final_val_metric: float | None
+    grad_norm_steps: list[int]
+    grad_norms: list[float] = Field(description="global gradient norm at grad_norm_steps")
+    grad_stats: dict[str, LayerGradStats]
+    throughput: float = Field(description="training samples per second (validation time excluded)")
+    time_per_step_s: float
+    peak_memory_mb: float
+    memory_method: str
+    wall_time_s: float
+    diverged: bool
+    diverged_at: int | None = None
+    divergence_reason: str | None = None
+    pruned: bool = False
+    from_store: bool = Field(False, description="read back from the trial store, not run now")
+
+    @property
+    def score(self) -> float:
+        """Lower is better: the final validation loss, +inf for a diverged trial."""
+        return math.inf if self.diverged or not math.isfinite(self.final_val_loss) else self.final_val_loss
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise HyperparameterError(f"unknown device {device!r}", {"device": str(device)}) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ResourceError(f"device={device!r} asked for but CUDA is not available", {"device": str(device)})
+    return resolved
+
+
+def run_trial(
+    workload: Workload | str,
+    config: TrialConfig,
+    device: str | torch.device = "auto",
+    report: ReportFn | None = None,
+    progress: ProgressFn | None = None,
+) -> TrialResult:
+    """Train ``workload`` for ``config.steps`` steps and measure it.
+
+    Examples:
+        >>> result = run_trial("digits-mlp", TrialConfig(lr=3e-3, steps=20))
+        >>> result.steps_run, result.diverged
+        (20, False)
+    """
+    workload = get_workload(workload)
+    device = resolve_device(device)
+    if config.batch_size > workload.num_train:
+        raise HyperparameterError(
+            f"batch_size={config.batch_size} exceeds the {workload.num_train} training examples of "
+            f"{workload.name!r}",
+            {"batch_size": config.batch_size},
+        )
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        try:
+            return _train(workload, config, device, report, progress)
+        except OptimizationError:
+            raise
+        except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise ResourceError(
+                f"out of memory on {device} at batch_size={config.batch_size}: {error}",
+                {"batch_size": config.batch_size, "device": str(device)},
+            ) from error
+        except Exception as error:
+            raise ConvergenceError(
+                f"training {workload.name!r} raised {type(error).__name__}: {error}",
+                {"workload": workload.name, "error": repr(error)},
+            ) from error
+
+
+def _train(workload, config, device, report, progress) -> TrialResult:
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    model = workload.make_model().to(device)
+    optimizer = build_optimizer(model, workload, config)
+    scheduler = build_scheduler(optimizer, config)
+    meta = build_meta_optimizer(optimizer, config)
+    batches = workload.train_batches(config.batch_size, torch.Generator().manual_seed(config.seed), device)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    schedulefree = config.optimizer == "schedulefree"
+    if schedulefree:
+        optimizer.train()
+
+    losses, lrs, grad_steps, grad_norms = [], [], [], []
+    layer_grads: dict[str, list[float]] = {name: [] for name, _ in named}
+    layer_ratios: dict[str, list[float]] = {name: [] for name, _ in named}
+    val_steps, val_losses, val_metrics = [], [], []
+    peak_memory_mb, memory_method = 0.0, ""
+    first_loss = None
+    diverged_at = reason = None
+    pruned = False
+    eval_time = 0.0
+
+    def train_step(batch, sample: bool):
+        """One step; when ``sample``, also per-layer grad norms and update-to-weight ratios."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = workload.loss(model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ConvergenceError(
+                f"the loss of {workload.name!r} must be a scalar tensor but got {shape}", {"loss": str(shape)}
+            )
+        loss.backward()
+        clipped = None
+        if config.grad_clip is not None:
+            clipped = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+        grads = before = None
+        if sample:
+            grads = [p.grad.norm().item() if p.grad is not None else 0.0 for _, p in named]
+            before = [p.detach().clone() for _, p in named]
+        if config.optimizer == "ars":
+            optimizer.step(loss=loss.detach())
+        else:
+            optimizer.step()
+        ratios = None
+        if sample:
+            ratios = [((p.detach() - b).norm() / b.norm().clamp_min(1e-12)).item()
+                      for (_, p), b in zip(named, before, strict=True)]
+        return loss, clipped, grads, ratios
+
+    for step in range(config.steps):
+        batch = next(batches)
+        sample = meta is not None or step % GRAD_STATS_EVERY == 0 or step == config.steps - 1
+        if step == 0:
+            out, peak_memory_mb, memory_method = measure_step_memory(
+                device, model, optimizer, lambda: train_step(batch, sample)  # noqa: B023 (called now)
+            )
+            loss, clipped, grads, ratios = out
+        else:
+            loss, clipped, grads, ratios = train_step(batch, sample)
+        value = loss.item()
+        losses.append(value)
+        lrs.append(optimizer.param_groups[0]["lr"])
+        if first_loss is None:
+            first_loss = value
+        if sample:
+            total = clipped if clipped is not None else math.sqrt(sum(g * g for g in grads))
+            grad_steps.append(step)
+            grad_norms.append(total)
+            for (name, _), g, r in zip(named, grads, ratios, strict=True):
+                layer_grads[name].append(g)
+                layer_ratios[name].append(r)
+        if meta is not None:
+            metrics = {"loss": value, "grad_norm": total, "progress": (step + 1) / config.steps,
+                       "lr": optimizer.param_groups[0]["lr"], **getattr(model, "routing_stats", {})}
+            meta.update_hyperparameters(metrics)
+        if scheduler is not None:
+            scheduler.step()
+        if progress is not None:
+            progress(step + 1, config.steps)
+
+        if not math.isfinite(value) or value > EXPLODE_FACTOR * max(first_loss, 1e-12):
+            diverged_at = step
+            reason = "non-finite loss" if not math.isfinite(value) else (
+                f"loss {value:.4g} > {EXPLODE_FACTOR:g} x first loss {first_loss:.4g}")
+            break
+        if (step + 1) % config.validate_every == 0 or step == config.steps - 1:
+            t0 = time.perf_counter()
+            val_loss, val_metric = _validate(workload, model, optimizer if schedulefree else None, device)
+            eval_time += time.perf_counter() - t0
+            val_steps.append(step + 1)
+            val_losses.append(val_loss)
+            val_metrics.append(val_metric)
+            if report is not None and report(step + 1, val_loss):
+                pruned = True
+                break
+
+    steps_run = len(losses)
+    wall = time.perf_counter() - started
+    train_time = max(wall - eval_time, 1e-9)
+    diverged = diverged_at is not None
+    if diverged and not val_losses:
+        val_steps, val_losses, val_metrics = [steps_run], [math.inf], [None]
+    return TrialResult(
+        workload=workload.name,
+        config=config,
+        device=str(device),
+        steps_run=steps_run,
+        train_losses=losses,
+        lrs=lrs,
+        val_steps=val_steps,
+        val_losses=val_losses,
+        val_metrics=val_metrics,
+        metric_name=workload.metric_name if workload.metric_fn else None,
+        higher_is_better=workload.higher_is_better,
+        final_val_loss=math.inf if diverged else val_losses[-1],
+        final_val_metric=None if diverged else val_metrics[-1],
+        grad_norm_steps=grad_steps,
+        grad_norms=grad_norms,
+        grad_stats=_layer_stats(named, layer_grads, layer_ratios),
+        throughput=steps_run * config.batch_size / train_time,
+        time_per_step_s=train_time / max(steps_run, 1),
+        peak_memory_mb=peak_memory_mb,
+        memory_method=memory_method,
+        wall_time_s=wall,
+        diverged=diverged,
+        diverged_at=diverged_at,
+        divergence_reason=reason,
+        pruned=pruned,
+    )
+
+
+@torch.no_grad()
+def _validate(workload: Workload, model, schedulefree_optimizer, device) -> tuple[float, float | None]:
+    """Example-weighted mean validation loss and metric."""
+    model.eval()
+    if schedulefree_optimizer is not None:
+        schedulefree_optimizer.eval()  # schedule-free evaluates at the averaged point x, not y
+    total_loss = total_metric = 0.0
+    count = 0
+    for batch, n in workload.val_batches(device):
+        total_loss += workload.loss(model, batch).item() * n
+        if workload.metric_fn is not None:
+            total_metric += workload.metric_fn(model, batch) * n
+        count += n
+    model.train()
+    if schedulefree_optimizer is not None:
+        schedulefree_optimizer.train()
+    metric = total_metric / count if workload.metric_fn is not None else None
+    return total_loss / count, metric
+
+
+def _layer_stats(named, layer_grads, layer_ratios) -> dict[str, LayerGradStats]:
+    stats = {}
+    for name, param in named:
+        grads = layer_grads[name] or [0.0]
+        ratios = layer_ratios[name] or [0.0]
+        stats[name] = LayerGradStats(
+            mean=sum(grads) / len(grads), max=max(grads), last=grads[-1],
+            weight_norm=param.detach().norm().item(), update_ratio=sum(ratios) / len(ratios),
+        )
+    return stats

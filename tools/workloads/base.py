@@ -1,0 +1,143 @@
+"""A workload: what a probe trains. A model factory, data, a loss and an optional metric."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+# A batch is whatever the loss function takes: a tuple of tensors for built-in workloads.
+Batch = Any
+# Data is either a tuple of tensors indexed along dim 0 (fast path) or a torch Dataset.
+Data = Sequence[torch.Tensor] | Dataset
+
+
+@dataclass
+class Workload:
+    """A trainable problem the tools and the agent can probe.
+
+    Examples:
+        >>> import torch
+        >>> x, y = torch.randn(64, 3), torch.randn(64, 1)
+        >>> w = Workload.from_callables(lambda: torch.nn.Linear(3, 1), (x, y), (x, y),
+        ...                             lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]))
+        >>> w.name, w.num_train
+        ('custom', 64)
+    """
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    train_data: Data
+    val_data: Data
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor]  # (model, batch) -> scalar loss
+    metric_fn: Callable[[nn.Module, Batch], float] | None = None  # batch mean of the metric
+    metric_name: str = "metric"
+    higher_is_better: bool = True
+    default_config: dict[str, Any] = field(default_factory=dict)  # TrialConfig overrides
+    exercises: str = "a user model"  # one line for `trainopt workloads`
+    # (model, lr, weight_decay) -> optimizer param groups; None means one group of all parameters
+    param_groups: Callable[[nn.Module, float, float], list[dict]] | None = None
+
+    @classmethod
+    def from_callables(
+        cls,
+        model_fn: Callable[[], nn.Module],
+        train_data: Data,
+        val_data: Data,
+        loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+        metric_fn: Callable[[nn.Module, Batch], float] | None = None,
+        *,
+        name: str = "custom",
+        metric_name: str = "metric",
+        higher_is_better: bool = True,
+        default_config: dict[str, Any] | None = None,
+    ) -> Workload:
+        """A user's own model as a workload: the same probes run on it as on the built-ins."""
+        return cls(
+            name=name,
+            make_model=model_fn,
+            train_data=train_data,
+            val_data=val_data,
+            loss_fn=loss_fn,
+            metric_fn=metric_fn,
+            metric_name=metric_name,
+            higher_is_better=higher_is_better,
+            default_config=dict(default_config or {}),
+        )
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.loss_fn(model, batch)
+
+    @property
+    def num_train(self) -> int:
+        return _length(self.train_data)
+
+    @property
+    def num_val(self) -> int:
+        return _length(self.val_data)
+
+    def describe(self) -> dict[str, Any]:
+        """One row of ``trainopt workloads``."""
+        with torch.random.fork_rng():  # building the model must not move the caller's RNG
+            parameters = sum(p.numel() for p in self.make_model().parameters())
+        return {
+            "name": self.name,
+            "parameters": parameters,
+            "data": f"{self.num_train:,} / {self.num_val:,}",
+            "metric": self.metric_name if self.metric_fn else None,
+            "exercises": self.exercises,
+        }
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, device: torch.device
+    ) -> Iterator[Batch]:
+        """Endless shuffled training batches; reshuffled every epoch with ``generator``."""
+        data = self.train_data
+        if _is_tensor_tuple(data):
+            tensors = [t.to(device) for t in data]
+            n = len(tensors[0])
+            while True:
+                order = torch.randperm(n, generator=generator).to(device)
+                for start in range(0, n - batch_size + 1, batch_size):  # drop the last partial batch
+                    index = order[start : start + batch_size]
+                    yield tuple(t[index] for t in tensors)
+        else:
+            loader = DataLoader(
+                data, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True
+            )
+            while True:
+                for batch in loader:
+                    yield _to_device(batch, device)
+
+    def val_batches(self, device: torch.device, batch_size: int = 1024) -> Iterator[tuple[Batch, int]]:
+        """The validation set in fixed order, as (batch, number of examples)."""
+        data = self.val_data
+        if _is_tensor_tuple(data):
+            n = len(data[0])
+            for start in range(0, n, batch_size):
+                batch = tuple(t[start : start + batch_size].to(device) for t in data)
+                yield batch, len(batch[0])
+        else:
+            for batch in DataLoader(data, batch_size=batch_size):
+                first = batch[0] if isinstance(batch, list | tuple) else batch
+                yield _to_device(batch, device), len(first)
+
+
+def _is_tensor_tuple(data: Data) -> bool:
+    return isinstance(data, list | tuple) and all(isinstance(t, torch.Tensor) for t in data)
+
+
+def _length(data: Data) -> int:
+    return len(data[0]) if _is_tensor_tuple(data) else len(data)
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
