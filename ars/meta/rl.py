@@ -140,12 +140,12 @@ class RLMetaOptimizer(MetaOptimizer):
         values = [
             math.tanh(math.log(max(loss, 1e-12) / max(self.initial_loss or loss, 1e-12))),
             (math.log10(max(float(metrics["lr"]), 1e-12)) + 3.5) / 3.5,
-            0.0 if grad_norm is None else math.tanh(math.log10(grad_norm + 1e-12) / 2),
+            0.0 if grad_norm is None else math.tanh(math.log10(max(grad_norm, 1e-12)) / 2),
             2 * float(metrics["weight_decay"]) / WEIGHT_DECAY_RANGE[1] - 1,
             math.tanh(float(metrics.get("cost", 0.0))),
             math.tanh(10 * (loss - oldest) / max(abs(oldest), 1e-12)),
             0.0 if grad_norm is None or self.prev_grad_norm is None
-            else math.tanh(math.log((grad_norm + 1e-12) / (self.prev_grad_norm + 1e-12))),
+            else math.tanh(math.log(max(grad_norm, 1e-12) / max(self.prev_grad_norm, 1e-12))),
             2 * float(metrics.get("progress", 0.5)) - 1,
         ]
         self.prev_grad_norm = grad_norm
