@@ -1,0 +1,249 @@
+"""The agent's public data: what you ask (TrainingConfig, OptimizationRequest) and what you get
+back (OptimizationResponse, TrainingMetrics). Names follow DESIGN.md, Contracts.
+
+Every number in a response was measured by a probe (or read back from a recorded one); the LM's
+proposals are kept as candidates with the measured outcome beside them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trainopt.tools.trial_config import OptimizerName, ScheduleName, TrialConfig
+
+ObjectiveMetric = Literal["loss", "accuracy", "latency_ms"]
+
+
+class HardwareConstraints(BaseModel):
+    """Limits of the machine the recommendation must fit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_memory: float | None = Field(None, gt=0, description="MiB one training step may use (CPU or GPU)")
+    max_gpu_memory: float | None = Field(None, gt=0, description="MiB of GPU memory a step may use")
+
+
+class TrainingConfig(BaseModel):
+    """The search space the agent may recommend from.
+
+    Examples:
+        >>> TrainingConfig(learning_rate_range=(1e-4, 1e-1)).optimizer_options
+        ['adamw', 'sgd']
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_epochs: int = Field(20, gt=0, description="upper bound on passes over the training data in any run")
+    batch_size_range: tuple[int, int] = Field((8, 512), description="smallest and largest batch allowed")
+    learning_rate_range: tuple[float, float] = Field((1e-5, 1.0), description="lowest and highest peak LR")
+    optimizer_options: list[OptimizerName] = Field(
+        default_factory=lambda: ["adamw", "sgd"], description="base optimizers the agent may pick"
+    )
+    hardware_constraints: HardwareConstraints = Field(default_factory=HardwareConstraints)
+
+    @field_validator("batch_size_range")
+    @classmethod
+    def _batch_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 0 < low <= high:
+            raise ValueError(f"batch_size_range must satisfy 0 < low <= high but got {value=}")
+        return value
+
+    @field_validator("learning_rate_range")
+    @classmethod
+    def _lr_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low < high:
+            raise ValueError(f"learning_rate_range must satisfy 0 < low < high but got {value=}")
+        return value
+
+    @field_validator("optimizer_options")
+    @classmethod
+    def _optimizers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"optimizer_options must name at least one optimizer but got {value=}")
+        return value
+
+
+class TrainingMetrics(BaseModel):
+    """One measured training run, summarised (loss and accuracy on the validation set)."""
+
+    loss: float = Field(description="final validation loss")
+    accuracy: float | None = Field(None, description="final validation metric (accuracy for classifiers)")
+    gradient_norm: float | None = Field(None, description="last sampled global gradient norm")
+    learning_rate: float = Field(description="peak learning rate of the run")
+    epoch: float = Field(description="passes over the training data the run made")
+    batch_size: int
+    memory_usage: float = Field(description="peak MiB of one training step")
+    time_per_epoch: float = Field(description="seconds per pass over the training data (measured)")
+
+
+class MultiObjective(BaseModel):
+    """A weighted sum of metrics, each divided by the baseline's value (lower is better overall)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[ObjectiveMetric] = Field(description="loss, accuracy (counted as 1 - accuracy), latency_ms")
+    weights: list[float] = Field(description="one non-negative weight per metric")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> MultiObjective:
+        if len(self.metrics) != len(self.weights) or not self.metrics:
+            raise ValueError(
+                f"metrics and weights must be non-empty and aligned but got {self.metrics=}, {self.weights=}"
+            )
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum but got {self.weights=}")
+        return self
+
+
+class Constraints(BaseModel):
+    """Hard limits: a candidate that breaks one is rejected with the measured reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_memory: float | None = Field(None, gt=0, description="MiB one training step may use")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest acceptable validation accuracy")
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="slowest acceptable batch-1 inference (ONNX)"
+    )
+    time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget of the whole optimization")
+
+
+class OptimizationRequest(BaseModel):
+    """What to optimize, for what, under which limits.
+
+    Examples:
+        >>> OptimizationRequest(workload="digits-mlp", constraints={"time_budget_s": 60}).objective
+        'minimize_loss'
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    workload: Any = Field("digits-mlp", description="a registered workload name or a Workload")
+    model_factory: Any = Field(None, description="() -> nn.Module; with train_data, val_data and loss_fn")
+    train_data: Any = None
+    val_data: Any = None
+    loss_fn: Any = Field(None, description="(model, batch) -> scalar loss tensor")
+    metric_fn: Any = Field(None, description="(model, batch) -> float, higher is better")
+    objective: Literal["minimize_loss"] | MultiObjective = "minimize_loss"
+    constraints: Constraints = Field(default_factory=Constraints)
+    seeds: list[int] = Field(default_factory=lambda: [0], description="seeds of the confirm runs")
+    num_candidates: int = Field(4, ge=1, le=8, description="configurations the planner proposes per round")
+    refine_rounds: int = Field(1, ge=0, le=3, description="propose-again rounds after measured results")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value or any(s < 0 for s in value):
+            raise ValueError(f"seeds must be a non-empty list of non-negative ints but got {value=}")
+        return value
+
+    @property
+    def objective_metrics(self) -> dict[str, float]:
+        """metric -> weight; ``minimize_loss`` is {"loss": 1}."""
+        if self.objective == "minimize_loss":
+            return {"loss": 1.0}
+        return dict(zip(self.objective.metrics, self.objective.weights, strict=True))
+
+    @property
+    def wants_latency(self) -> bool:
+        return "latency_ms" in self.objective_metrics or self.constraints.max_latency_ms is not None
+
+
+class CandidateProposal(BaseModel):
+    """One configuration a planner proposes; validated here, clamped to the probed ranges later."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: OptimizerName = Field(description="base optimizer")
+    lr: float = Field(gt=0, description="peak learning rate")
+    batch_size: int = Field(gt=0, description="training examples per step")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    schedule: ScheduleName = Field("constant")
+    warmup_fraction: float = Field(0.0, ge=0, lt=0.5, description="share of the steps spent warming up")
+    grad_clip: float | None = Field(None, gt=0, description="global gradient-norm clip, or null")
+    why: str = Field("", description="one sentence: which evidence this candidate follows")
+
+
+class CandidateOutcome(BaseModel):
+    """A candidate and what measuring it showed."""
+
+    config: TrialConfig
+    source: str = Field(description="who proposed it: the LM's name, 'offline', 'search' or 'baseline'")
+    round: int = Field(description="0: first proposal, 1..: refine rounds, -1: search or baseline")
+    steps: int
+    val_loss: float
+    val_metric: float | None
+    peak_memory_mb: float
+    diverged: bool
+    score: float = Field(description="objective value relative to the baseline (lower is better)")
+    rejected: str | None = Field(None, description="the measured reason a constraint rejected it")
+    clamped: list[str] = Field(default_factory=list, description="fields moved into the probed safe range")
+
+
+class Gain(BaseModel):
+    """Recommended against baseline, each trained for the same steps on the same seeds."""
+
+    steps: int
+    seeds: list[int]
+    baseline: TrainingMetrics
+    recommended: TrainingMetrics
+    baseline_val_losses: list[float] = Field(description="one per seed")
+    recommended_val_losses: list[float]
+    relative_loss_reduction: float = Field(description="(baseline - recommended) / baseline, mean over seeds")
+    metric_change: float | None = Field(None, description="recommended - baseline validation metric")
+
+
+class Prediction(BaseModel):
+    """The ConvergencePredictor's forecast of the confirm run's final loss against the measured one."""
+
+    fit_on_steps: int = Field(description="the prefix of the training curve the fit saw")
+    at_step: int
+    predicted_loss: float
+    interval: tuple[float, float] | None = None
+    measured_loss: float
+    abs_pct_error: float
+    model: str = Field("", description="the fitted curve family")
+
+
+class LMUsage(BaseModel):
+    """Which LM answered and how often."""
+
+    requested: str = Field(description="the LM the run was configured with")
+    answered_by: list[str] = Field(description="per planner call: the LM whose answer was used")
+    calls: int = Field(description="LM requests made (retries included)")
+    fallbacks: list[str] = Field(default_factory=list, description="each time the offline planner took over")
+
+
+class Artifacts(BaseModel):
+    report_html: str | None = None
+    result_json: str | None = None
+    model_onnx: str | None = None
+
+
+class OptimizationResponse(BaseModel):
+    """The recommendation with every piece of evidence behind it."""
+
+    workload: str
+    device: str = Field(description="device type the probes ran on (the recorded one on replay)")
+    recommended: TrialConfig = Field(description="the winner, at the confirm run's length")
+    baseline: TrialConfig
+    rationale: str = Field(description="the planner's reasons for its proposals, then the final explanation")
+    evidence: dict[str, Any] = Field(description="every probe result: tool outputs and measured trials")
+    candidates: list[CandidateOutcome]
+    gain: Gain
+    prediction: Prediction | None = None
+    latency_ms: float | None = Field(None, description="batch-1 ONNX inference latency, when asked for")
+    lm: LMUsage
+    artifacts: Artifacts = Field(default_factory=Artifacts)
+    replayed: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+    def comparable(self) -> dict[str, Any]:
+        """What a replay must reproduce exactly: recommendation, evidence and rationale."""
+        return self.model_dump(
+            mode="json", include={"recommended", "evidence", "rationale", "candidates", "gain", "workload"}
+        )

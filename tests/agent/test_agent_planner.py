@@ -1,0 +1,103 @@
+"""The planner program: offline engine answers, a litellm LM on the local server, the fallback."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainopt.agent.digest import MeasuredResult
+from trainopt.agent.offline_engine import answer_chat
+from trainopt.agent.planning import Planner
+
+OBJECTIVE, CONSTRAINTS = '{"loss": 1.0}', "{}"
+
+
+def _measured(candidates, losses):
+    return [
+        MeasuredResult(
+            **c.model_dump(exclude={"why"}), val_loss=loss, val_metric=0.9, diverged=False, score=loss / 0.5
+        )
+        for c, loss in zip(candidates, losses, strict=True)
+    ]
+
+
+def test_offline_propose_anchors_on_the_range_test(digest):
+    prediction = Planner("offline").ask(
+        "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4
+    )
+    # the first candidate is the measured suggestion; all lie in the probed safe range
+    assert prediction.candidates[0].lr == pytest.approx(digest.lr_suggested)
+    assert prediction.candidates[0].batch_size == digest.batch_recommended
+    assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in prediction.candidates)
+    assert len({(c.lr, c.batch_size, c.schedule) for c in prediction.candidates}) == 4
+
+
+def test_offline_refine_never_repeats_a_measured_candidate(digest):
+    planner = Planner("offline")
+    first = planner.ask(
+        "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4
+    ).candidates
+    results = _measured(first, [0.30, 0.35, 0.40, 0.45])
+    again = planner.ask(
+        "refine",
+        evidence=digest,
+        objective=OBJECTIVE,
+        constraints=CONSTRAINTS,
+        results=results,
+        num_candidates=3,
+    ).candidates
+    measured = {(r.lr, r.batch_size, r.schedule, r.weight_decay) for r in results}
+    # every refined candidate is new
+    assert again and all((c.lr, c.batch_size, c.schedule, c.weight_decay) not in measured for c in again)
+
+
+def test_offline_engine_refuses_an_unknown_signature():
+    system = "Your input fields are:\n1. `x` (str):\nYour output fields are:\n1. `y` (str):\nAll interactions"
+    with pytest.raises(ValueError, match="no answer"):
+        answer_chat(system, "[[ ## x ## ]]\nhello")
+
+
+def test_server_lm_answers_the_same_as_offline(digest, planner_server):
+    kwargs = dict(evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4)
+    remote = Planner(f"openai/trainopt-planner@{planner_server.url}")
+    over_http = remote.ask("propose", **kwargs)
+    offline = Planner("offline").ask("propose", **kwargs)
+    # one HTTP request, answered by the server's model, same plan as the in-process engine
+    assert len(planner_server.requests) == 1
+    assert remote.usage().answered_by == ["propose: openai/trainopt-planner"]
+    assert over_http.candidates == offline.candidates
+
+
+def test_malformed_answer_is_retried_once(digest, planner_server):
+    planner_server.malformed = 1
+    planner = Planner(f"openai/trainopt-planner@{planner_server.url}")
+    planner.ask("propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=2)
+    # the second request parsed: no fallback, two LM calls
+    usage = planner.usage()
+    assert usage.fallbacks == [] and usage.calls == 2
+    assert usage.answered_by == ["propose: openai/trainopt-planner"]
+
+
+def test_two_malformed_answers_fall_back_to_offline(digest, planner_server):
+    planner_server.malformed = 2
+    planner = Planner(f"openai/trainopt-planner@{planner_server.url}")
+    prediction = planner.ask(
+        "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=2
+    )
+    usage = planner.usage()
+    # the offline planner answered, and the usage says why
+    assert len(prediction.candidates) == 2
+    assert usage.answered_by == ["propose: offline"]
+    assert len(usage.fallbacks) == 1 and "AdapterParseError" in usage.fallbacks[0]
+    assert usage.calls == 3
+
+
+def test_unreachable_lm_falls_back_unless_strict(digest):
+    kwargs = dict(evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=2)
+    planner = Planner("openai/trainopt-planner@http://127.0.0.1:9/v1")
+    planner.ask("propose", **kwargs)
+    # the connection error is an observation: offline answered
+    assert planner.usage().answered_by == ["propose: offline"]
+    from trainopt.errors import OptimizationError
+
+    with pytest.raises(OptimizationError, match="failed during propose"):
+        Planner("openai/trainopt-planner@http://127.0.0.1:9/v1", strict=True).ask("propose", **kwargs)
