@@ -19,6 +19,8 @@ DEFAULT_WORKLOAD = "digits-mlp"
 _BUILTINS = {
     "digits-mlp": "trainopt.tools.workloads.digits:digits_mlp",
     "digits-cnn": "trainopt.tools.workloads.digits:digits_cnn",
+    "char-gpt": "trainopt.tools.workloads.char:char_gpt",
+    "moe-digits": "trainopt.tools.workloads.moe:moe_digits",
 }
 _REGISTRY: dict[str, Callable[[], Workload]] = {}
 _CACHE: dict[str, Workload] = {}
