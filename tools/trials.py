@@ -168,6 +168,13 @@ def _train(workload, config, device, report, progress) -> TrialResult:
         if sample:
             grads = [p.grad.norm().item() if p.grad is not None else 0.0 for _, p in named]
             before = [p.detach().clone() for _, p in named]
+        if meta is not None:  # the meta-optimizer sets this step's hyperparameters from its gradients
+            meta.update_hyperparameters({
+                "loss": loss.item(),
+                "grad_norm": clipped if clipped is not None else math.sqrt(sum(g * g for g in grads)),
+                "progress": (len(losses) + 1) / config.steps,
+                **getattr(model, "routing_stats", {}),
+            })
         if config.optimizer == "ars":
             optimizer.step(loss=loss.detach())
         else:
@@ -200,10 +207,6 @@ def _train(workload, config, device, report, progress) -> TrialResult:
             for (name, _), g, r in zip(named, grads, ratios, strict=True):
                 layer_grads[name].append(g)
                 layer_ratios[name].append(r)
-        if meta is not None:
-            metrics = {"loss": value, "grad_norm": total, "progress": (step + 1) / config.steps,
-                       "lr": optimizer.param_groups[0]["lr"], **getattr(model, "routing_stats", {})}
-            meta.update_hyperparameters(metrics)
         if scheduler is not None:
             scheduler.step()
         if progress is not None:
