@@ -1,0 +1,117 @@
+"""Overhead of the probe engine: run_trial against a bare hand-written PyTorch loop.
+
+Both train the same workload with the same model, data order, optimizer and step count, in
+this one process, interleaved (bare, trial, bare, trial, ...) so machine noise hits both alike.
+run_trial records the loss every step, gradient statistics every 10 steps, the peak memory
+of the first step and validates once at the end; the bare loop validates once at the end too.
+The figure is the median time per step of run_trial over the median of the bare loop, minus 1.
+
+    python3 bench/probe_overhead.py            # full run
+    python3 bench/probe_overhead.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import run_trial
+from trainopt.tools.workloads import get_workload
+
+RESULTS = Path(__file__).parent / "results"
+TARGET = 0.05  # overhead <= 5%
+
+
+def bare_loop(workload, config: TrialConfig) -> float:
+    """The loop a user would write by hand; returns seconds per step (validation included)."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    model = workload.make_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batches = workload.train_batches(config.batch_size, torch.Generator().manual_seed(config.seed),
+                                     torch.device("cpu"))
+    for _ in range(config.steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = workload.loss(model, next(batches))
+        loss.backward()
+        optimizer.step()
+        loss.item()
+    with torch.no_grad():
+        model.eval()
+        for batch, _ in workload.val_batches(torch.device("cpu")):
+            workload.loss(model, batch).item()
+    return (time.perf_counter() - started) / config.steps
+
+
+def probe_loop(workload, config: TrialConfig) -> float:
+    started = time.perf_counter()
+    run_trial(workload, config, device="cpu")
+    return (time.perf_counter() - started) / config.steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few steps and repeats (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats per contender")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for probe_overhead.json/.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = 2 if args.quick else args.repeats
+    plan = {"digits-mlp": 300, "digits-cnn": 300, "moe-digits": 200, "char-gpt": 40}
+    if args.quick:
+        plan = {name: max(10, steps // 10) for name, steps in plan.items()}
+
+    rows = []
+    for name, steps in plan.items():
+        workload = get_workload(name)
+        config = TrialConfig(**{**workload.default_config, "steps": steps, "eval_every": steps})
+        bare_loop(workload, config), probe_loop(workload, config)  # warm-up: imports, allocator
+        bare, probe = [], []
+        for _ in range(repeats):
+            bare.append(bare_loop(workload, config))
+            probe.append(probe_loop(workload, config))
+        overhead = statistics.median(probe) / statistics.median(bare) - 1
+        rows.append({"workload": name, "steps": steps, "batch_size": config.batch_size,
+                     "bare_ms_per_step": 1e3 * statistics.median(bare),
+                     "run_trial_ms_per_step": 1e3 * statistics.median(probe), "overhead": overhead,
+                     "holds": overhead <= TARGET})
+        print(f"{name:>11}: bare {rows[-1]['bare_ms_per_step']:.3f} ms/step, run_trial "
+              f"{rows[-1]['run_trial_ms_per_step']:.3f} ms/step, overhead {overhead:+.1%}", flush=True)
+
+    table = ["| workload | steps | batch | bare loop (ms/step) | run_trial (ms/step) | overhead | target <= 5% |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    table += [f"| {r['workload']} | {r['steps']} | {r['batch_size']} | {r['bare_ms_per_step']:.3f} | "
+              f"{r['run_trial_ms_per_step']:.3f} | {r['overhead']:+.1%} | "
+              f"{'holds' if r['holds'] else 'falls short'} |" for r in rows]
+    footer = (f"\nCPU, torch {torch.__version__}, {args.threads} thread(s), {repeats} interleaved repeats, "
+              f"median; `python3 bench/probe_overhead.py{' --quick' if args.quick else ''}`.")
+    markdown = "\n".join(table) + footer + "\n"
+    print("\n" + markdown)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "threads": args.threads, "repeats": repeats, "cpus": os.cpu_count(),
+            "quick": args.quick}
+    _write(args.out / "probe_overhead.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
+    _write(args.out / "probe_overhead.md", markdown)
+    held = all(r["holds"] for r in rows)
+    print(f"target overhead <= {TARGET:.0%}: {'holds' if held else 'falls short'}")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically: a temp file, then rename."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
