@@ -16,7 +16,7 @@ from .base import MetaOptimizer
 NUM_FEATURES = 8
 LR_RANGE = (1e-7, 1.0)
 WEIGHT_DECAY_RANGE = (0.0, 1e-2)
-MAX_ABS_REWARD = 10.0
+MAX_ADVANTAGE = 5.0  # normalised advantages are clipped to +-5
 
 
 class RLMetaOptimizer(MetaOptimizer):
@@ -27,14 +27,16 @@ class RLMetaOptimizer(MetaOptimizer):
     weight decay ``2 wd / 1e-2 - 1``, ``tanh(cost)``, loss trend ``tanh(10 (L_t - L_{t-w}) / |L_{t-w}|)``,
     gradient-norm trend ``tanh(log(g_t / g_{t-1}))``, progress ``2 p - 1``. Policy: MLP
     8 -> hidden -> hidden -> |actions| (tanh), softmax. Each call samples an action and returns
-    ``lr = clamp(lr * factor, 1e-7, 1)``, ``weight_decay = clamp(wd + delta, 0, 1e-2)``. The next call's
-    reward ``r = (L_prev - L) + cost_weight * (C_prev - C)`` (clipped to +-10, -10 if not finite) is
+    ``lr = clamp(lr * factor, 1e-7, 1)``, ``weight_decay = clamp(wd + delta, 0, 1e-2)``. The next
+    call's reward ``r = (L_prev - L) + cost_weight * (C_prev - C)`` (clipped to +-``reward_clip``, the
+    lower bound when not finite, so one loss spike cannot drown every other signal) is
     credited to that action. Every ``update_every`` rewards the policy takes one gradient step on
 
         J = -mean_i (r_i - b) / s * log pi(a_i | x_i)  -  entropy_weight * mean_i H(pi(. | x_i))
 
-    with ``b`` a moving average of rewards (``baseline_decay``), ``s`` the moving standard deviation
-    of rewards, Adam (``policy_lr``) and gradient clipping at ``max_grad_norm``. The log-probabilities
+    with ``b`` and ``s`` the moving average and moving standard deviation of the rewards *before*
+    ``r_i`` arrived (``baseline_decay``; the normalised advantage is clipped to +-5), Adam
+    (``policy_lr``) and gradient clipping at ``max_grad_norm``. The log-probabilities
     are recomputed from the stored (state, action) pairs under ``torch.enable_grad()`` so they keep
     their graph even when the caller runs under ``torch.no_grad()``; the policy has not changed since
     those actions were sampled (the buffer is emptied on every update), so this is exact on-policy
@@ -58,7 +60,7 @@ class RLMetaOptimizer(MetaOptimizer):
     def __init__(self, lr_factors=(0.5, 1.0, 2.0), wd_deltas=(-1e-5, 0.0, 1e-5), hidden: int = 32,
                  update_every: int = 5, entropy_weight: float = 0.01, policy_lr: float = 1e-2,
                  baseline_decay: float = 0.9, max_grad_norm: float = 1.0, cost_weight: float = 0.1,
-                 trend_window: int = 5, seed: int = 0, update_frequency: int = 1):
+                 reward_clip: float = 1.0, trend_window: int = 5, seed: int = 0, update_frequency: int = 1):
         lr_factors, wd_deltas = tuple(lr_factors), tuple(wd_deltas)
         if not lr_factors or not all(isinstance(f, (int, float)) and f > 0 for f in lr_factors):
             raise ValueError(f"lr_factors must be a non-empty sequence of numbers > 0 but got {lr_factors=}")
@@ -68,14 +70,14 @@ class RLMetaOptimizer(MetaOptimizer):
         require_int(2, trend_window=trend_window)
         require_int(0, seed=seed)
         require_non_negative(entropy_weight=entropy_weight, cost_weight=cost_weight)
-        require_positive(policy_lr=policy_lr, max_grad_norm=max_grad_norm)
+        require_positive(policy_lr=policy_lr, max_grad_norm=max_grad_norm, reward_clip=reward_clip)
         if not isinstance(baseline_decay, (int, float)) or not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1) but got {baseline_decay=!r}")
         self.lr_factors, self.wd_deltas = lr_factors, wd_deltas
         self.actions = list(itertools.product(lr_factors, wd_deltas))  # index -> (lr factor, wd delta)
         self.update_every, self.entropy_weight, self.policy_lr = update_every, entropy_weight, policy_lr
         self.baseline_decay, self.max_grad_norm = baseline_decay, max_grad_norm
-        self.cost_weight, self.trend_window = cost_weight, trend_window
+        self.cost_weight, self.trend_window, self.reward_clip = cost_weight, trend_window, reward_clip
         self.learning, self.greedy = True, False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -84,7 +86,7 @@ class RLMetaOptimizer(MetaOptimizer):
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=policy_lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None  # moving average of rewards
-        self.reward_var = 1.0  # moving variance of rewards
+        self.reward_var = 1.0  # moving variance of rewards around the baseline
         self.policy_updates = 0
         self.history: list[dict[str, float]] = []  # one entry per decision: step, action, reward
         super().__init__(update_frequency)
@@ -100,11 +102,12 @@ class RLMetaOptimizer(MetaOptimizer):
         if self.pending is not None:
             reward = (self.prev_loss - loss) + self.cost_weight * (self.prev_cost - cost)
             if not math.isfinite(reward):
-                reward = -MAX_ABS_REWARD
-            reward = min(max(reward, -MAX_ABS_REWARD), MAX_ABS_REWARD)
+                reward = -self.reward_clip
+            reward = min(max(reward, -self.reward_clip), self.reward_clip)
             self.history[-1]["reward"] = reward
+            advantage = self._advantage(reward)
             if self.learning:
-                self.buffer.append((self.pending[0], self.pending[1], reward))
+                self.buffer.append((self.pending[0], self.pending[1], advantage))
                 if len(self.buffer) >= self.update_every:
                     self._learn()
         action = self._choose(features)
@@ -152,14 +155,21 @@ class RLMetaOptimizer(MetaOptimizer):
         return [min(max(v, -1.0), 1.0) if math.isfinite(v) else 0.0 for v in values]
 
     # --- learning -----------------------------------------------------------------------------
+    def _advantage(self, reward: float) -> float:
+        """``(r - b) / s`` against the moving baseline and spread *before* this reward, then update both."""
+        if self.baseline is None:  # the first reward sets the scale and teaches nothing
+            self.baseline, self.reward_var = reward, max(reward ** 2, 1e-8)
+            return 0.0
+        advantage = (reward - self.baseline) / math.sqrt(self.reward_var + 1e-12)
+        decay = self.baseline_decay
+        self.baseline = decay * self.baseline + (1 - decay) * reward
+        self.reward_var = max(decay * self.reward_var + (1 - decay) * (reward - self.baseline) ** 2, 1e-12)
+        return min(max(advantage, -MAX_ADVANTAGE), MAX_ADVANTAGE)
+
     def _learn(self) -> None:
         features = torch.tensor([f for f, _, _ in self.buffer], dtype=torch.float32)  # (N, 8)
         actions = torch.tensor([a for _, a, _ in self.buffer])  # (N,)
-        rewards = torch.tensor([r for _, _, r in self.buffer], dtype=torch.float32)  # (N,)
-        mean = float(rewards.mean())
-        if self.baseline is None:
-            self.baseline, self.reward_var = mean, max(float(rewards.var(unbiased=False)), 1e-8)
-        advantages = (rewards - self.baseline) / math.sqrt(self.reward_var + 1e-8)
+        advantages = torch.tensor([adv for _, _, adv in self.buffer], dtype=torch.float32)  # (N,)
         with torch.enable_grad():  # the log-probs must keep their graph, whatever the caller's mode
             log_probs = torch.log_softmax(self.policy(features), dim=-1)  # (N, A)
             chosen = log_probs.gather(1, actions[:, None])[:, 0]  # (N,)
@@ -169,10 +179,6 @@ class RLMetaOptimizer(MetaOptimizer):
             objective.backward()
         nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.policy_optimizer.step()
-        decay = self.baseline_decay
-        self.baseline = decay * self.baseline + (1 - decay) * mean
-        batch_var = float(((rewards - self.baseline) ** 2).mean())
-        self.reward_var = decay * self.reward_var + (1 - decay) * batch_var
         self.policy_updates += 1
         self.buffer = []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from trainopt.ars.meta import (
     META_OPTIMIZERS,
@@ -16,15 +15,6 @@ from trainopt.ars.meta import (
     RLMetaOptimizer,
     SmartExpertGateMetaOptimizer,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The RL policy's tiny nets run ~20x faster on one thread when the cores are shared; restore after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_meta_optimizer_cannot_be_instantiated():
@@ -63,6 +53,7 @@ BAD_ARGS = [
     (RLMetaOptimizer, {"hidden": 0}, "hidden=0"),
     (RLMetaOptimizer, {"entropy_weight": -0.1}, "entropy_weight=-0.1"),
     (RLMetaOptimizer, {"baseline_decay": 1.0}, "baseline_decay=1.0"),
+    (RLMetaOptimizer, {"reward_clip": 0.0}, "reward_clip=0.0"),
 ]
 
 

@@ -9,16 +9,6 @@ import torch
 
 from trainopt.ars.meta import RLMetaOptimizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny policy nets run ~20x faster on one thread when the cores are shared; restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TARGET = (0.5, -1e-5)  # the action the synthetic task rewards: halve the LR, lower the WD
 
 
