@@ -1,0 +1,106 @@
+"""ConvergencePredictor and fit_loss_curve on synthetic curves with known parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trainopt.errors import ConvergenceError, HyperparameterError
+from trainopt.tools.convergence import ConvergencePredictor, early_stopping_verdict
+from trainopt.tools.curve_fit import fit_loss_curve, smooth_losses
+
+STEPS = np.arange(1, 201, dtype=float)
+
+
+def test_fit_recovers_a_noisy_power_law():
+    rng = np.random.default_rng(0)
+    losses = (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.01 * rng.standard_normal(len(STEPS)))
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=20)
+    # the power law wins on held-out error and its parameters come back within a few percent
+    assert fit.model == "power_law"
+    assert fit.holdout_errors["power_law"] < fit.holdout_errors["exponential"]
+    assert fit.a == pytest.approx(2.0, rel=0.1)
+    assert fit.b == pytest.approx(0.5, rel=0.1)
+    assert fit.c == pytest.approx(0.1, abs=0.02)
+
+
+def test_fit_recovers_an_exponential():
+    losses = 1.5 * np.exp(-0.02 * STEPS) + 0.3
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0)
+    # exact data: the exponential wins and its parameters come back almost exactly
+    assert fit.model == "exponential"
+    assert (fit.a, fit.b, fit.c) == pytest.approx((1.5, 0.02, 0.3), rel=1e-3)
+
+
+def test_steps_to_target_inverts_the_curve():
+    fit = fit_loss_curve(STEPS, 2.0 * STEPS**-0.5 + 0.1, n_bootstrap=0)
+    # 2 t^-0.5 + 0.1 = 0.2  <=>  t = (2 / 0.1)^2 = 400
+    assert fit.steps_to_reach(0.2) == pytest.approx(400, rel=1e-3)
+    # a target under the asymptote is never reached
+    assert fit.steps_to_reach(0.05) is None
+
+
+def test_interval_contains_the_truth_for_a_noisy_curve():
+    rng = np.random.default_rng(1)
+    truth = 1.5 * np.exp(-0.02 * STEPS) + 0.3
+    fit = fit_loss_curve(STEPS, truth * (1 + 0.02 * rng.standard_normal(len(STEPS))), n_bootstrap=50)
+    low, high = fit.predict_interval(300, level=0.95)
+    # the bootstrap interval at a future step brackets the noiseless value and has width
+    assert low < 1.5 * math.exp(-0.02 * 300) + 0.3 < high
+    assert high > low
+
+
+@pytest.mark.parametrize(
+    ("losses", "target", "expected"),
+    [
+        (2.0 * STEPS**-0.5 + 0.1, None, "continue"),  # still falling ~25% by step 2000
+        (1.5 * np.exp(-0.1 * STEPS) + 0.3, None, "stop: plateaued"),  # flat since step ~60
+        (2.0 * STEPS**-0.5 + 0.5, 0.3, "stop: will not reach target"),  # asymptote 0.5 > 0.3
+        (np.r_[np.linspace(2.0, 0.5, 150), np.linspace(0.6, 3.0, 50)], None, "stop: diverging"),
+    ],
+)
+def test_early_stopping_verdict(losses, target, expected):
+    verdict = early_stopping_verdict(STEPS, losses, max_steps=2000, target=target, n_bootstrap=20)
+    assert verdict.verdict == expected, verdict.reason
+
+
+def test_nan_loss_is_diverging_and_cannot_be_fitted():
+    losses = np.r_[np.linspace(2, 1, 10), [math.nan]]
+    assert early_stopping_verdict(np.arange(1, 12), losses, max_steps=100).verdict == "stop: diverging"
+    with pytest.raises(ConvergenceError, match="non-finite"):
+        fit_loss_curve(np.arange(1, 12), losses)
+
+
+def test_too_few_points_is_a_convergence_error():
+    with pytest.raises(ConvergenceError, match="at least 6 points"):
+        fit_loss_curve([1, 2, 3], [3.0, 2.0, 1.5])
+
+
+def test_tool_predicts_a_given_curve():
+    tool = ConvergencePredictor(device="cpu")
+    out = tool(steps=STEPS.tolist(), losses=(2.0 * STEPS**-0.5 + 0.1).tolist(), predict_step=400,
+               target_loss=0.2, n_bootstrap=10)
+    # 2 * 400^-0.5 + 0.1 = 0.2, reached at step 400
+    assert out.predicted_loss == pytest.approx(0.2, rel=1e-3)
+    assert out.steps_to_target == pytest.approx(400, rel=1e-3)
+    assert out.interval[0] <= out.predicted_loss <= out.interval[1]
+
+
+def test_tool_rejects_half_a_curve():
+    with pytest.raises(HyperparameterError, match="give both steps and losses"):
+        ConvergencePredictor(device="cpu")(steps=[1.0, 2.0])
+
+
+def test_tool_observes_a_running_trial():
+    tool = ConvergencePredictor(device="cpu")
+    out = tool(config={"steps": 24, "lr": 3e-3}, observe_steps=12, curve="train", n_bootstrap=5)
+    # only the first 12 steps are run; the prediction is for the trial's 24 steps
+    assert out.observed_points == 12 and out.predict_step == 24
+    assert out.curve.startswith("training loss")
+
+
+def test_smooth_losses_is_bias_corrected():
+    # a constant sequence stays constant from the first value on
+    assert smooth_losses([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
