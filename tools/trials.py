@@ -93,8 +93,11 @@ def run_trial(
     device: str | torch.device = "auto",
     report: ReportFn | None = None,
     progress: ProgressFn | None = None,
+    on_trained: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrialResult:
     """Train ``workload`` for ``config.steps`` steps and measure it.
+
+    ``on_trained(model)``, when given, receives the trained model (in eval mode) at the end.
 
     Examples:
         >>> result = run_trial("digits-mlp", TrialConfig(lr=3e-3, steps=20))
@@ -111,7 +114,7 @@ def run_trial(
         )
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
-            return _train(workload, config, device, report, progress)
+            return _train(workload, config, device, report, progress, on_trained)
         except OptimizationError:
             raise
         except (torch.cuda.OutOfMemoryError, MemoryError) as error:
@@ -128,7 +131,7 @@ def run_trial(
             ) from error
 
 
-def _train(workload, config, device, report, progress) -> TrialResult:
+def _train(workload, config, device, report, progress, on_trained=None) -> TrialResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model = workload.make_model().to(device)
@@ -234,6 +237,10 @@ def _train(workload, config, device, report, progress) -> TrialResult:
     diverged = diverged_at is not None
     if diverged and not val_losses:
         val_steps, val_losses, val_metrics = [steps_run], [math.inf], [None]
+    if on_trained is not None:
+        if schedulefree:
+            optimizer.eval()  # schedule-free's weights for inference are the averaged point x
+        on_trained(model.eval())
     return TrialResult(
         workload=workload.name,
         config=config,
