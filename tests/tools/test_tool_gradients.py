@@ -1,0 +1,82 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainopt.errors import ConvergenceError
+from trainopt.tools.gradients import GradientAnalyzer
+from trainopt.tools.workloads import Workload
+from trainopt.tools.workloads.digits import classification_loss, digits_split
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def digits_workload(make_model) -> Workload:
+    train, val = digits_split()
+    return Workload.from_callables(make_model, train, val, classification_loss, name="digits-custom",
+                                   default_config={"lr": 1e-3, "batch_size": 64})
+
+
+def nan_workload() -> Workload:
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    return Workload.from_callables(lambda: torch.nn.Linear(4, 1), (x, y), (x, y),
+                                   lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]) * math.nan,
+                                   name="nan-loss", default_config={"batch_size": 16})
+
+
+def test_a_layer_scaled_by_1e_6_is_flagged_as_vanishing():
+    workload = digits_workload(lambda: nn.Sequential(nn.Linear(64, 32), Scale(1e-6), nn.ReLU(),
+                                                     nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)))
+    out = GradientAnalyzer(workload)(steps=30)
+    # The first layer's gradient is scaled by 1e-6: it is vanishing, and a warning names it.
+    status = {layer.name: layer.status for layer in out.layers}
+    assert status["0.weight"] == "vanishing" and status["5.weight"] == "ok"
+    assert any(f.layer == "0.weight" and f.severity == "warning" for f in out.findings)
+
+
+def test_a_healthy_mlp_has_no_vanishing_or_exploding_layer():
+    out = GradientAnalyzer("digits-mlp")(steps=30)
+    # The default MLP trains well at its default LR: every layer is ok, no warning or worse.
+    assert {layer.status for layer in out.layers} == {"ok"}
+    assert all(f.severity == "info" for f in out.findings)
+
+
+def test_dead_relus_are_found_with_forward_hooks():
+    def make_model():
+        model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+        with torch.no_grad():
+            model[0].bias[:15].fill_(-1e3)  # 15 of 16 units can never fire
+        return model
+
+    out = GradientAnalyzer(digits_workload(make_model))(steps=5)
+    # 15/16 dead units is above 90%: a critical finding on the ReLU module "1".
+    assert out.dead_relu[0].dead_fraction == pytest.approx(15 / 16)
+    assert any(f.layer == "1" and f.severity == "critical" for f in out.findings)
+
+
+def test_clip_threshold_is_the_percentile_of_global_norms():
+    out = GradientAnalyzer("digits-mlp")(steps=20, clip_percentile=75)
+    assert out.clip_threshold == pytest.approx(np.percentile(out.global_norms, 75))
+    assert len(out.layer_norms["0.weight"]) == out.steps_run == 20
+
+
+def test_nan_workload_is_a_convergence_error():
+    with pytest.raises(ConvergenceError, match="first step"):
+        GradientAnalyzer(nan_workload())(steps=5)
