@@ -1,0 +1,192 @@
+"""TrainingOptimizationAgent: the LM proposes, the probes decide (DESIGN.md, How data flows).
+
+    1 profile   the workload, the device, one calibration trial -> step budgets       (no LLM)
+    2 probe     LR range test + schedule, batch size, gradient analysis             (real runs)
+    3 propose   ProposeCandidates on the LM -> k candidates, validated and clamped
+    4 verify    every candidate and the baseline trained for the same steps, same seed;
+                the seeded Optuna search (HyperparameterSuggester) when it is available
+    5 refine    RefineCandidates sees the measured results, proposes again (bounded rounds)
+    6 confirm   the winner and the baseline trained longest on every seed; ConvergencePredictor
+                forecasts the winner's final loss from the first 40% of its curve
+
+Examples:
+    >>> agent = TrainingOptimizationAgent(lm="offline", out_dir="trainopt-out")        # doctest: +SKIP
+    >>> response = agent.optimize_training(OptimizationRequest(workload="digits-mlp"))  # doctest: +SKIP
+    >>> response.recommended.lr, response.gain.relative_loss_reduction                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import dspy
+import torch
+
+from trainopt.agent import steps as run_steps
+from trainopt.agent.lm import resolve_lm_spec
+from trainopt.agent.planning import Planner
+from trainopt.agent.probe_cache import ProbeCache
+from trainopt.agent.record import Recording, ReplayStore, atomic_write
+from trainopt.agent.schemas import Artifacts, OptimizationRequest, OptimizationResponse, TrainingConfig
+from trainopt.errors import HyperparameterError
+from trainopt.tools.store import DEFAULT_OUT_DIR, TrialStore, default_storage
+from trainopt.tools.trials import resolve_device
+from trainopt.tools.workloads import Workload, get_workload
+
+# progress(step, done, total, message): step is one of STEPS
+ProgressCallback = Callable[[str, int, int, str], None]
+STEPS = ("profile", "probe", "propose", "verify", "refine", "confirm")
+DEFAULT_BUDGET_S = 90.0
+
+
+class TrainingOptimizationAgent:
+    """Finds a training configuration for a workload by measuring candidates an LM proposes.
+
+    Args:
+        config: the search space (LR and batch ranges, optimizers, hardware limits).
+        lm: "offline" (default), a litellm model string, an OpenAI-compatible api_base, or a dspy LM.
+        storage: Optuna RDB URL of the trial store (default: a SQLite file in ``out_dir``).
+        out_dir: where report.html, result.json and model.onnx go.
+        device: "auto", "cpu", "cuda", ...
+        progress: called as ``progress(step, done, total, message)`` while the agent works.
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        lm: str | dspy.BaseLM | None = None,
+        storage: str | None = None,
+        out_dir: str | Path = DEFAULT_OUT_DIR,
+        device: str = "auto",
+        progress: ProgressCallback | None = None,
+    ):
+        self.config = config or TrainingConfig()
+        self.lm = lm
+        self.storage = storage
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.progress = progress
+
+    def optimize_training(
+        self,
+        request: OptimizationRequest | None = None,
+        *,
+        record: str | Path | None = None,
+        replay: str | Path | None = None,
+    ) -> OptimizationResponse:
+        """Run the six steps and return the measured recommendation.
+
+        ``record=DIR`` keeps the LM traffic and the trial store of this run in DIR; ``replay=DIR``
+        answers the LM from DIR's cassette and every probe from DIR's trials, with no network and
+        no training, and returns the recorded recommendation, evidence and rationale.
+        """
+        request = request or OptimizationRequest()
+        if record is not None and replay is not None:
+            raise HyperparameterError(
+                f"record and replay are exclusive but got {record=} and {replay=}",
+                {"record": str(record), "replay": str(replay)},
+            )
+        workload = _workload_of(request)
+        recording = (
+            Recording(replay, "replay")
+            if replay is not None
+            else (Recording(record, "record") if record is not None else None)
+        )
+        try:
+            if replay is not None:
+                meta = recording.meta
+                if meta["workload"] != workload.name:
+                    raise HyperparameterError(
+                        f"replay: the recording is of workload {meta['workload']!r}, not {workload.name!r}",
+                        {"workload": workload.name},
+                    )
+                storage, device_type = recording.storage(), meta["device"]
+                store, cache = ReplayStore(storage, device_type), ProbeCache(storage, readonly=True)
+                lm_spec = self.lm if self.lm is not None else meta["lm"]
+                local_device = torch.device("cpu")
+            else:
+                storage = (
+                    recording.storage() if recording else (self.storage or default_storage(self.out_dir))
+                )
+                local_device = resolve_device(self.device)
+                device_type = local_device.type
+                store, cache = TrialStore(storage), ProbeCache(storage)
+                lm_spec = self.lm if self.lm is not None else resolve_lm_spec()
+            if record is not None:
+                recording.write_meta(
+                    {
+                        "workload": workload.name,
+                        "device": device_type,
+                        "lm": lm_spec if isinstance(lm_spec, str) else lm_spec.model,
+                        "request": request.model_dump(mode="json", exclude=_CALLABLES),
+                    }
+                )
+            planner = Planner(lm_spec, strict=replay is not None)
+            run = run_steps.OptimizationRun(
+                request=request,
+                space=self.config,
+                workload=workload,
+                store=store,
+                cache=cache,
+                device=local_device,
+                device_type=device_type,
+                planner=planner,
+                budget_s=request.constraints.time_budget_s or DEFAULT_BUDGET_S,
+                out_dir=self.out_dir,
+                progress=self.progress,
+                replaying=replay is not None,
+            )
+            with recording.cassette() if recording else nullcontext():
+                response = run.execute()
+            response.replayed = replay is not None
+            response.artifacts = self._write_artifacts(run, response)
+            if record is not None:
+                recording.write_result(response.model_dump_json(indent=2))
+            return response
+        finally:
+            if recording is not None:
+                recording.close()
+
+    def _write_artifacts(self, run: run_steps.OptimizationRun, response: OptimizationResponse) -> Artifacts:
+        from trainopt.agent.report import write_report
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        artifacts = Artifacts(
+            result_json=str(self.out_dir / "result.json"),
+            report_html=str(self.out_dir / "report.html"),
+            model_onnx=run.onnx_path,
+        )
+        response.artifacts = artifacts
+        write_report(response, run, self.out_dir / "report.html")
+        atomic_write(self.out_dir / "result.json", response.model_dump_json(indent=2))
+        return artifacts
+
+
+_CALLABLES = {"workload", "model_factory", "train_data", "val_data", "loss_fn", "metric_fn"}
+
+
+def _workload_of(request: OptimizationRequest) -> Workload:
+    """The request's workload: a name, a Workload, or built from its factories."""
+    if request.model_factory is not None:
+        missing = [n for n in ("train_data", "val_data", "loss_fn") if getattr(request, n) is None]
+        if missing:
+            raise HyperparameterError(f"a model_factory needs {missing} too", {"missing": missing})
+        name = (
+            request.workload
+            if isinstance(request.workload, str) and request.workload != "digits-mlp"
+            else "custom"
+        )
+        return Workload.from_callables(
+            request.model_factory,
+            request.train_data,
+            request.val_data,
+            request.loss_fn,
+            request.metric_fn,
+            name=name,
+        )
+    return get_workload(request.workload)
+
+
+__all__ = ["STEPS", "ProgressCallback", "TrainingOptimizationAgent"]

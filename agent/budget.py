@@ -1,0 +1,78 @@
+"""Turn a time budget into step budgets, from one measured calibration trial.
+
+total_steps = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), then
+probe 30%, verify 35% (candidates of every round plus the seeded search), confirm 35% (winner and
+baseline on every seed). Step counts are rounded so a resumed run asks for the same trials.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+PROBE_SHARE, VERIFY_SHARE, CONFIRM_SHARE = 0.30, 0.35, 0.35
+CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cost of a step
+PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers setup and validation
+
+
+class StepBudget(BaseModel):
+    """Optimizer steps each phase may spend (the time budget, converted by measurement)."""
+
+    budget_s: float
+    seconds_per_step: float = Field(description="baseline configuration, measured on this device")
+    total_steps: int
+    range_steps: int = Field(description="LR range test sweep")
+    check_steps: int = Field(description="each schedule check of the LR tool, and the gradient analysis")
+    candidate_steps: int = Field(description="each candidate's measurement")
+    search_trials: int = Field(description="extra trials of the seeded Optuna search")
+    confirm_steps: int = Field(description="each confirm run (winner and baseline, every seed)")
+
+
+def _round(steps: float, unit: int = 10, low: int = 20) -> int:
+    return max(low, int(steps // unit) * unit)
+
+
+def plan_budget(
+    budget_s: float,
+    seconds_per_step: float,
+    num_candidates: int,
+    refine_rounds: int,
+    num_seeds: int,
+    max_steps: int,
+) -> StepBudget:
+    """Split ``budget_s`` into phase step counts (see the module docstring).
+
+    Examples:
+        >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
+        3670
+    """
+    if budget_s <= 0 or seconds_per_step <= 0:
+        raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
+    total = PLANNED_SHARE * budget_s / seconds_per_step
+    confirm = _round(min(max_steps, CONFIRM_SHARE * total / (2 * num_seeds)), low=50)
+    rounds = 1 + refine_rounds
+    # candidates of every round, the baseline, and the search (about one round's worth)
+    measured = num_candidates * rounds + 1 + num_candidates
+    candidate = _round(min(confirm / 2, VERIFY_SHARE * total / measured), low=30)
+    probe = PROBE_SHARE * total
+    range_steps = int(min(100, max(30, probe * 0.25)))
+    check = _round(min(candidate, probe * 0.75 / 4), low=20)
+    return StepBudget(
+        budget_s=budget_s,
+        seconds_per_step=seconds_per_step,
+        total_steps=int(total),
+        range_steps=range_steps,
+        check_steps=check,
+        candidate_steps=candidate,
+        search_trials=num_candidates,
+        confirm_steps=confirm,
+    )
+
+
+def marginal_step_seconds(
+    short_steps: int, short_per_step: float, long_steps: int, long_per_step: float
+) -> float:
+    """Seconds per step without the first-step and setup overhead: (T_long - T_short) / (n_long - n_short)."""
+    if long_steps <= short_steps:
+        raise ValueError(f"need long_steps > short_steps but got {short_steps=}, {long_steps=}")
+    marginal = (long_steps * long_per_step - short_steps * short_per_step) / (long_steps - short_steps)
+    return max(marginal, 0.25 * long_per_step, 1e-5)  # timing noise must not make a step look free

@@ -1,0 +1,151 @@
+"""Record and replay a whole optimization: the LM traffic and the trial store of the run.
+
+A recording is a folder:
+
+    cassette.yaml    the LM's HTTP traffic (vcrpy; authorization / api-key / x-api-key filtered;
+                     requests matched on method, host, path and body)
+    trials.db        the run's trial store: every trial and every tool output (SQLite)
+    recording.json   what was recorded: workload, device type, LM, request
+    result.json      the response of the recorded run
+
+Replay plays the cassette back with record mode ``none`` (an unrecorded request fails instead of
+reaching the network) and reads every probe from a copy of trials.db, looked up under the
+*recorded* device type. So a run recorded on a GPU replays on a CPU in seconds, and returns the
+same recommendation, evidence and rationale.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from trainopt.errors import OptimizationError
+from trainopt.tools.store import TrialStore, trial_key
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import TrialResult
+from trainopt.tools.workloads import get_workload
+
+CASSETTE, TRIALS, META, RESULT = "cassette.yaml", "trials.db", "recording.json", "result.json"
+FILTERED_HEADERS = ["authorization", "api-key", "x-api-key"]
+MATCH_ON = ["method", "host", "path", "body"]
+
+
+class ReplayStore(TrialStore):
+    """A read-only trial store answering for the recorded device, whatever device replays it."""
+
+    def __init__(self, storage: str, device_type: str):
+        super().__init__(storage)
+        self.device_type = device_type
+
+    def get(self, workload: str, config: TrialConfig, device: str = "auto") -> TrialResult | None:
+        key = trial_key(workload, config, self.device_type)
+        if key not in self._index:
+            self._refresh()
+        return (
+            TrialResult.model_validate_json(self._index[key][1]).model_copy(update={"from_store": True})
+            if key in self._index
+            else None
+        )
+
+    def run(
+        self, workload, config: TrialConfig, device: str = "auto", report=None, progress=None
+    ) -> TrialResult:
+        name = get_workload(workload).name
+        stored = self.get(name, config)
+        if stored is None:
+            raise OptimizationError(
+                f"replay: no recorded trial of {name!r} on {self.device_type} for {config.model_dump()}; the "
+                "run has diverged from the recorded one",
+                "convergence",
+                {"config": config.model_dump(mode="json")},
+            )
+        if progress is not None:
+            progress(stored.steps_run, config.steps)
+        return stored
+
+    def put(self, result: TrialResult) -> None:
+        raise OptimizationError("replay: the trial store of a recording is read-only", "convergence", {})
+
+
+class Recording:
+    """One recording folder, opened to ``record`` into or to ``replay`` from.
+
+    Examples:
+        >>> rec = Recording("runs/digits", "record")          # doctest: +SKIP
+        >>> with rec.cassette(): ...                          # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, mode: str):
+        if mode not in ("record", "replay"):
+            raise ValueError(f"mode must be 'record' or 'replay' but got {mode=}")
+        self.path = Path(path)
+        self.mode = mode
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        if mode == "replay":
+            missing = [n for n in (CASSETTE, TRIALS, META) if not (self.path / n).is_file()]
+            if missing:
+                raise OptimizationError(
+                    f"replay: {self.path} is not a recording (missing {missing})",
+                    "hyperparameter",
+                    {"path": str(self.path)},
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for name in (CASSETTE, TRIALS, META, RESULT):  # a recording is always of one fresh run
+                (self.path / name).unlink(missing_ok=True)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / META).read_text())
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write(self.path / META, json.dumps(meta, indent=2, sort_keys=True))
+
+    def write_result(self, text: str) -> None:
+        atomic_write(self.path / RESULT, text)
+
+    def storage(self) -> str:
+        """The trial store's URL: the recording's file, or (replay) a private copy of it."""
+        if self.mode == "record":
+            return f"sqlite:///{(self.path / TRIALS).resolve()}"
+        self._tmp = tempfile.TemporaryDirectory(prefix="trainopt-replay-")
+        copy = Path(self._tmp.name) / TRIALS
+        shutil.copyfile(self.path / TRIALS, copy)
+        return f"sqlite:///{copy}"
+
+    @contextmanager
+    def cassette(self):
+        """vcrpy around the LM traffic: recording, or playing back with the network out of reach."""
+        import vcr
+
+        recorder = vcr.VCR(
+            filter_headers=FILTERED_HEADERS,
+            match_on=MATCH_ON,
+            record_mode="all" if self.mode == "record" else "none",
+            decode_compressed_response=True,
+        )
+        with recorder.use_cassette(str(self.path / CASSETTE)) as cassette:
+            yield cassette
+        if self.mode == "record" and not (self.path / CASSETTE).exists():
+            (self.path / CASSETTE).write_text("interactions: []\nversion: 1\n")  # no HTTP: offline LM
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(text)
+        tmp = Path(handle.name)
+    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; results are meant to be shared
+    tmp.replace(path)

@@ -1,0 +1,225 @@
+"""report.html: one self-contained file (plots embedded as base64 PNG) of a measured recommendation.
+
+Plots: LR range test, batch throughput, gradient findings, candidate loss curves, convergence fit.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainopt.agent.record import atomic_write
+from trainopt.agent.schemas import OptimizationResponse
+
+if TYPE_CHECKING:
+    from trainopt.agent.steps import OptimizationRun
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 3.6))
+
+
+def plot_lr_range(run: OptimizationRun) -> str | None:
+    out = run.tools.get("learning_rate_scheduler")
+    if out is None:
+        return None
+    fig, ax = _figure()
+    ax.plot(out.sweep.lrs[: len(out.sweep.smoothed)], out.sweep.smoothed, label="smoothed loss")
+    ax.axvspan(*out.safe_range, alpha=0.15, color="green", label="safe range")
+    ax.axvline(out.suggested_lr, color="red", ls="--", label=f"suggested {out.suggested_lr:.3g} ({out.rule})")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="LR range test")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_batch(run: OptimizationRun) -> str | None:
+    out = run.tools.get("batch_size_optimizer")
+    if out is None or not out.throughput:
+        return None
+    fig, ax = _figure()
+    ax.plot([p.batch_size for p in out.throughput], [p.samples_per_s for p in out.throughput], "o-")
+    ax.axvline(out.knee_batch_size, color="orange", ls="--", label=f"knee {out.knee_batch_size}")
+    ax.axvline(
+        out.recommended_batch_size, color="red", ls=":", label=f"recommended {out.recommended_batch_size}"
+    )
+    ax.set(xscale="log", xlabel="batch size", ylabel="samples / s", title="Batch throughput (measured)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_gradients(run: OptimizationRun) -> str | None:
+    """Per-layer mean gradient norm and update-to-weight ratio of the baseline's measured trial."""
+    baseline = next((o for o in run.outcomes if o.source == "baseline"), None)
+    result = run.results.get(baseline.config.key()) if baseline is not None else None
+    if result is None or not result.grad_stats:
+        return None
+    names = list(result.grad_stats)
+    fig, ax = _figure()
+    ax.bar(range(len(names)), [result.grad_stats[n].mean for n in names], label="mean grad norm")
+    ax2 = ax.twinx()
+    ax2.plot(
+        range(len(names)), [result.grad_stats[n].update_ratio for n in names], "r.-", label="update/weight"
+    )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    ax.set(yscale="log", ylabel="gradient norm", title="Gradients per layer")
+    ax2.set(yscale="log", ylabel="update / weight")
+    return _png(fig)
+
+
+def plot_candidates(run: OptimizationRun) -> str | None:
+    if not run.outcomes:
+        return None
+    fig, ax = _figure()
+    for outcome in run.outcomes:
+        result = run.results.get(outcome.config.key())
+        if result is None or not result.val_losses:
+            continue
+        label = f"{outcome.source} r{outcome.round}: lr {outcome.config.lr:.3g} b{outcome.config.batch_size}"
+        style = "k--" if outcome.source == "baseline" else "-"
+        ax.plot(
+            result.val_steps,
+            [v if math.isfinite(v) else float("nan") for v in result.val_losses],
+            style,
+            label=label,
+            alpha=0.8,
+        )
+    ax.set(yscale="log", xlabel="step", ylabel="validation loss", title="Candidates (same steps, same seed)")
+    ax.legend(fontsize=6)
+    return _png(fig)
+
+
+def plot_convergence(run: OptimizationRun, response: OptimizationResponse) -> str | None:
+    fit, prediction = run.tools.get("convergence_predictor"), response.prediction
+    runs = run.confirm.get("winner")
+    if fit is None or prediction is None or not runs:
+        return None
+    import numpy as np
+
+    result = runs[0]
+    fig, ax = _figure()
+    ax.plot(result.val_steps, result.val_losses, "o", ms=3, label="measured (winner, confirm run)")
+    t = np.linspace(1, prediction.at_step, 200)
+    curve = fit.a * t ** (-fit.b) + fit.c if fit.model == "power_law" else fit.a * np.exp(-fit.b * t) + fit.c
+    ax.plot(t, curve, "r-", label=f"fit on steps <= {prediction.fit_on_steps}")
+    ax.axvline(prediction.fit_on_steps, color="gray", ls=":")
+    ax.errorbar(
+        [prediction.at_step],
+        [prediction.predicted_loss],
+        fmt="rs",
+        yerr=[
+            [prediction.predicted_loss - prediction.interval[0]],
+            [prediction.interval[1] - prediction.predicted_loss],
+        ]
+        if prediction.interval
+        else None,
+        label=f"predicted {prediction.predicted_loss:.4g} vs measured {prediction.measured_loss:.4g}",
+    )
+    ax.set(yscale="log", xlabel="step", ylabel="validation loss", title="Convergence fit")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _row(*cells) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path) -> Path:
+    g = response.gain
+    acc = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
+    summary = "".join(
+        [
+            _row("", "baseline", "recommended"),
+            _row(
+                "optimizer / lr",
+                f"{response.baseline.optimizer} {response.baseline.lr:.3g}",
+                f"{response.recommended.optimizer} {response.recommended.lr:.3g}",
+            ),
+            _row(
+                "batch / schedule",
+                f"{response.baseline.batch_size} {response.baseline.schedule}",
+                f"{response.recommended.batch_size} {response.recommended.schedule}",
+            ),
+            _row(
+                f"val loss ({g.steps} steps, seeds {g.seeds})",
+                f"{g.baseline.loss:.4g}",
+                f"{g.recommended.loss:.4g}",
+            ),
+            _row("val metric", acc(g.baseline), acc(g.recommended)),
+            _row("peak memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}"),
+        ]
+    )
+    candidates = _row(
+        "source",
+        "round",
+        "optimizer",
+        "lr",
+        "batch",
+        "schedule",
+        "val loss",
+        "metric",
+        "score",
+        "rejected / clamped",
+    )
+    for o in response.candidates:
+        candidates += _row(
+            o.source,
+            o.round,
+            o.config.optimizer,
+            f"{o.config.lr:.3g}",
+            o.config.batch_size,
+            o.config.schedule,
+            f"{o.val_loss:.4g}",
+            "" if o.val_metric is None else f"{o.val_metric:.4f}",
+            f"{o.score:.4g}",
+            "; ".join(filter(None, [o.rejected, *o.clamped])),
+        )
+    plots = [
+        plot_lr_range(run),
+        plot_batch(run),
+        plot_gradients(run),
+        plot_candidates(run),
+        plot_convergence(run, response),
+    ]
+    images = "".join(f'<img src="data:image/png;base64,{p}">' for p in plots if p)
+    prediction = ""
+    if response.prediction is not None:
+        p = response.prediction
+        prediction = (
+            f"<p>Predicted final loss {p.predicted_loss:.4g} (from steps &le; {p.fit_on_steps}, "
+            f"{html.escape(p.model)})"
+            f" against measured {p.measured_loss:.4g}: {p.abs_pct_error:.1f}% error.</p>"
+        )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*response.notes, *response.lm.fallbacks])
+    title = f"trainopt: {html.escape(response.workload)}"
+    text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td{{padding:2px 8px;border-bottom:1px solid #ddd;
+font-size:13px}}img{{max-width:49%}}pre{{white-space:pre-wrap}}</style></head><body>
+<h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
+<p>Relative validation-loss reduction against the baseline: <b>{g.relative_loss_reduction * 100:.1f}%</b>
+(same {g.steps} steps, seeds {g.seeds}). LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
+{"Replayed from a recording." if response.replayed else ""}</p>
+<table>{summary}</table>{prediction}
+<h2>Rationale</h2><pre>{html.escape(response.rationale)}</pre>
+<h2>Candidates</h2><table>{candidates}</table>
+<h2>Plots</h2>{images}
+<h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul></body></html>"""
+    atomic_write(path, text)
+    return path

@@ -1,0 +1,501 @@
+"""One optimization run, step by step: profile, probe, propose, verify, refine, confirm.
+
+Every tool output goes through the ProbeCache and every trial through the trial store, so a
+resumed run re-measures nothing and a replay measures nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from trainopt.agent.budget import CALIBRATION_STEPS, StepBudget, marginal_step_seconds, plan_budget
+from trainopt.agent.digest import MeasuredResult, ProbeDigest
+from trainopt.agent.evidence import build_digest, trial_record
+from trainopt.agent.planning import Planner
+from trainopt.agent.probe_cache import ProbeCache, output_key
+from trainopt.agent.schemas import (
+    CandidateOutcome,
+    CandidateProposal,
+    Gain,
+    OptimizationRequest,
+    OptimizationResponse,
+    Prediction,
+    TrainingConfig,
+    TrainingMetrics,
+)
+from trainopt.agent.scoring import constraint_violation, objective_score
+from trainopt.errors import OptimizationError
+from trainopt.tools import get_tool
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import TrialResult
+from trainopt.tools.workloads import Workload
+
+PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the winner's confirm curve
+CONFIRM_EVALS = 25  # validation points of a confirm run
+
+
+@dataclass
+class OptimizationRun:
+    request: OptimizationRequest
+    space: TrainingConfig
+    workload: Workload
+    store: Any  # TrialStore or ReplayStore
+    cache: ProbeCache
+    device: torch.device
+    device_type: str
+    planner: Planner
+    budget_s: float
+    out_dir: Path
+    progress: Any = None
+    replaying: bool = False
+    # filled while running
+    budget: StepBudget | None = None
+    tools: dict[str, BaseModel] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[CandidateOutcome] = field(default_factory=list)
+    results: dict[str, TrialResult] = field(default_factory=dict)  # TrialConfig key -> result
+    confirm: dict[str, list[TrialResult]] = field(default_factory=dict)
+    rationale: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    latency_ms: float | None = None
+    onnx_path: str | None = None
+    digest: ProbeDigest | None = None
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def report(self, step: str, done: int, total: int, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress(step, done, total, message)
+
+    def tool(self, name: str, step: str, **values: Any) -> BaseModel:
+        """Run tool ``name`` (or read its recorded output back) and keep the output as evidence."""
+        cls = get_tool(name)
+        input = cls.Input(**values)
+        key = output_key(name, self.workload.name, input.model_dump(mode="json"), self.device_type)
+
+        def compute() -> BaseModel:
+            progress = lambda done, total: self.report(step, done, total, name)  # noqa: E731
+            instance = cls(self.workload, device=self.device, store=self.store, progress=progress)
+            return instance.run(input)
+
+        output, _ = self.cache.run(key, name, cls.Output, compute)
+        self.tools[name] = output
+        return output
+
+    def trial(self, config: TrialConfig, purpose: str, step: str) -> TrialResult:
+        progress = lambda done, total: self.report(step, done, total, purpose)  # noqa: E731
+        result = self.store.run(self.workload, config, device=str(self.device), progress=progress)
+        self.results[config.key()] = result
+        self.trials.append(trial_record(result, purpose))
+        return result
+
+    # ---- the six steps --------------------------------------------------------------------------
+
+    def execute(self) -> OptimizationResponse:
+        self.profile()
+        self.probe()
+        candidates = self.propose()
+        self.verify(candidates, round=0)
+        for r in range(1, self.request.refine_rounds + 1):
+            candidates = self.refine(r)
+            if not candidates:
+                break
+            self.verify(candidates, round=r)
+        return self.confirm_winner()
+
+    def profile(self) -> None:
+        """Measure seconds per step of the baseline and split the time budget into steps."""
+        self.report("profile", 0, 1, "calibration trials")
+        short, long = (self.trial(self.baseline_config(n), "calibration", "profile") for n in CALIBRATION_STEPS)
+        seconds = marginal_step_seconds(short.steps_run, short.time_per_step_s, long.steps_run, long.time_per_step_s)
+        steps_per_epoch = max(1, self.workload.num_train // long.config.batch_size)
+        self.budget = plan_budget(
+            self.budget_s,
+            seconds,
+            self.request.num_candidates,
+            self.request.refine_rounds,
+            len(self.request.seeds),
+            max_steps=self.space.max_epochs * steps_per_epoch,
+        )
+        self.report("profile", 1, 1, f"{self.budget.total_steps} steps in {self.budget_s:g} s")
+
+    def probe(self) -> None:
+        """LR range test + schedule check, batch-size probe, gradient analysis; then the digest."""
+        b = self.budget
+        lr_low, lr_high = self.space.learning_rate_range
+        lr_out = self.tool(
+            "learning_rate_scheduler",
+            "probe",
+            min_lr=lr_low,
+            max_lr=lr_high,
+            range_steps=b.range_steps,
+            budget_steps=b.confirm_steps,
+            check_steps=b.check_steps,
+            schedules=["constant", "cosine"],
+        )
+        batch_out = self.optional_tool(
+            "batch_size_optimizer",
+            min_batch=self.space.batch_size_range[0],
+            max_batch=self.space.batch_size_range[1],
+            max_memory_mb=self.memory_limit(),
+            noise_warm_steps=b.check_steps // 2,
+        )
+        grad_out = self.optional_tool("gradient_analyzer", steps=b.check_steps)
+        with torch.random.fork_rng():
+            parameters = sum(p.numel() for p in self.workload.make_model().parameters())
+        self.digest = build_digest(
+            self.workload,
+            parameters,
+            self.space,
+            self.baseline_config(b.candidate_steps),
+            b.candidate_steps,
+            lr_out,
+            batch_out,
+            grad_out,
+        )
+        if self.request.wants_latency:
+            self.measure_latency()
+
+    def optional_tool(self, name: str, **values: Any) -> BaseModel | None:
+        """A probe whose failure (or absence) becomes an observation in the notes, not a crash."""
+        try:
+            return self.tool(name, "probe", **values)
+        except (OptimizationError, ImportError, AttributeError, ValueError) as error:
+            if self.replaying and isinstance(error, OptimizationError) and "replay" in str(error):
+                raise
+            self.notes.append(f"{name} gave no evidence: {type(error).__name__}: {error}")
+            return None
+
+    def propose(self) -> list[CandidateProposal]:
+        self.report("propose", 0, 1, self.planner.usage().requested)
+        prediction = self.planner.ask(
+            "propose",
+            evidence=self.digest,
+            objective=self.objective_text(),
+            constraints=self.constraints_text(),
+            num_candidates=self.request.num_candidates,
+        )
+        self.rationale.append(f"Proposal: {prediction.rationale}")
+        self.report("propose", 1, 1, f"{len(prediction.candidates)} candidates")
+        return list(prediction.candidates)
+
+    def refine(self, round: int) -> list[CandidateProposal]:
+        self.report("refine", 0, 1, f"round {round}")
+        results = [self.measured(o) for o in sorted(self.outcomes, key=lambda o: o.score)]
+        prediction = self.planner.ask(
+            "refine",
+            evidence=self.digest,
+            objective=self.objective_text(),
+            constraints=self.constraints_text(),
+            results=results,
+            num_candidates=self.request.num_candidates,
+        )
+        self.rationale.append(f"Refinement {round}: {prediction.rationale}")
+        self.report("refine", 1, 1, f"{len(prediction.candidates)} candidates")
+        return list(prediction.candidates)
+
+    def verify(self, proposals: list[CandidateProposal], round: int) -> None:
+        """Measure the baseline (once) and every new candidate for the same steps on the same seed."""
+        steps = self.budget.candidate_steps
+        if not any(o.source == "baseline" for o in self.outcomes):
+            self.add_outcome(self.baseline_config(steps), "baseline", -1, [], step="verify")
+        source = self.planner.answered_by[-1].split(": ", 1)[1]
+        todo = []
+        for proposal in proposals:
+            config, clamped = self.to_config(proposal, steps)
+            if config.key() not in {o.config.key() for o in self.outcomes} | {c.key() for c, _ in todo}:
+                todo.append((config, clamped))
+        for i, (config, clamped) in enumerate(todo):
+            self.report("verify", i, len(todo), f"round {round}: candidate {i + 1}/{len(todo)}")
+            self.add_outcome(config, source, round, clamped, step="verify")
+        self.report("verify", len(todo), len(todo), f"round {round} measured")
+
+    def confirm_winner(self) -> OptimizationResponse:
+        steps = self.budget.confirm_steps
+        accepted = [o for o in self.outcomes if o.rejected is None and math.isfinite(o.score)]
+        if not accepted:
+            self.notes.append("no measured configuration met the constraints; the baseline is reported")
+        best = min(accepted or [o for o in self.outcomes if o.source == "baseline"], key=lambda o: o.score)
+        every = max(1, steps // CONFIRM_EVALS)
+        winner = best.config.model_copy(
+            update={
+                "steps": steps,
+                "eval_every": every,
+                "warmup_steps": self.scaled_warmup(best.config, steps),
+            }
+        )
+        baseline = self.baseline_config(steps).model_copy(update={"eval_every": every})
+        runs = [
+            (cfg.model_copy(update={"seed": seed}), name)
+            for seed in self.request.seeds
+            for cfg, name in ((winner, "winner"), (baseline, "baseline"))
+        ]
+        for i, (config, name) in enumerate(runs):
+            self.report("confirm", i, len(runs), f"{name} seed {config.seed}")
+            self.confirm.setdefault(name, []).append(self.trial(config, f"confirm {name}", "confirm"))
+        self.report("confirm", len(runs), len(runs), "done")
+        gain = self.gain(steps)
+        recommended = winner
+        if gain.relative_loss_reduction < 0 and best.source != "baseline":
+            self.notes.append(
+                "the winner of the short runs lost to the baseline in the confirm runs: "
+                "the baseline is recommended"
+            )
+            recommended = baseline
+        prediction = self.predict(self.confirm["winner"][0])
+        explanation = self.planner.ask(
+            "explain", evidence=self.digest, winner=self.measured(best), comparison=self.comparison(gain)
+        ).explanation
+        self.rationale.append(f"Choice: {explanation}")
+        if self.request.wants_latency and not self.replaying:
+            self.export_onnx(recommended)
+        return OptimizationResponse(
+            workload=self.workload.name,
+            device=self.device_type,
+            recommended=recommended,
+            baseline=baseline,
+            rationale="\n\n".join(self.rationale),
+            evidence=self.evidence(),
+            candidates=self.outcomes,
+            gain=gain,
+            prediction=prediction,
+            latency_ms=self.latency_ms,
+            lm=self.planner.usage(),
+            notes=self.notes,
+        )
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def baseline_config(self, steps: int) -> TrialConfig:
+        """The workload's default configuration (AdamW 1e-3, batch 64, constant for the built-ins)."""
+        fields = {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "batch_size": 64,
+            "schedule": "constant",
+            **self.workload.default_config,
+        }
+        fields.update(steps=steps, seed=self.request.seeds[0], warmup_steps=0)
+        fields["batch_size"] = min(fields["batch_size"], self.workload.num_train)
+        return TrialConfig(**fields)
+
+    def to_config(self, proposal: CandidateProposal, steps: int) -> tuple[TrialConfig, list[str]]:
+        """A proposal as a TrialConfig, clamped to the probed safe ranges (each move noted)."""
+        d, clamped = self.digest, []
+        lr = min(max(proposal.lr, d.lr_safe_range[0]), d.lr_safe_range[1])
+        if lr != proposal.lr:
+            clamped.append(f"lr {proposal.lr:.3g} -> {lr:.3g} (probed safe range)")
+        batch = min(max(proposal.batch_size, d.batch_range[0]), d.batch_range[1])
+        if batch != proposal.batch_size:
+            clamped.append(f"batch_size {proposal.batch_size} -> {batch} (allowed and fitting range)")
+        optimizer = proposal.optimizer
+        if optimizer not in d.optimizer_options:
+            optimizer = d.optimizer_options[0]
+            clamped.append(f"optimizer {proposal.optimizer} -> {optimizer} (not among the options)")
+        schedule = "constant" if optimizer == "schedulefree" else proposal.schedule
+        warmup = min(steps - 1, round(proposal.warmup_fraction * steps))
+        if schedule == "one_cycle":
+            warmup = 0
+        config = TrialConfig(
+            optimizer=optimizer,
+            lr=float(f"{lr:.4g}"),
+            batch_size=batch,
+            weight_decay=proposal.weight_decay,
+            schedule=schedule,
+            warmup_steps=warmup,
+            grad_clip=proposal.grad_clip,
+            seed=self.request.seeds[0],
+            steps=steps,
+        )
+        return config, clamped
+
+    def scaled_warmup(self, config: TrialConfig, steps: int) -> int:
+        return min(steps - 1, round(config.warmup_steps / config.steps * steps))
+
+    def add_outcome(
+        self, config: TrialConfig, source: str, round: int, clamped: list[str], step: str
+    ) -> None:
+        purpose = "baseline" if source == "baseline" else f"candidate round {round}"
+        result = self.trial(config, purpose, step)
+        baseline = (
+            self.results[self.baseline_config(self.budget.candidate_steps).key()]
+            if source != "baseline"
+            else result
+        )
+        self.outcomes.append(
+            CandidateOutcome(
+                config=config,
+                source=source,
+                round=round,
+                steps=result.steps_run,
+                val_loss=result.final_val_loss,
+                val_metric=result.final_val_metric,
+                peak_memory_mb=result.peak_memory_mb,
+                diverged=result.diverged,
+                score=objective_score(result, baseline, self.request.objective_metrics, self.latency_ms),
+                rejected=constraint_violation(result, self.request.constraints, self.latency_ms),
+                clamped=clamped,
+            )
+        )
+
+    def measured(self, outcome: CandidateOutcome) -> MeasuredResult:
+        c = outcome.config
+        return MeasuredResult.from_config(
+            c,
+            val_loss=_finite(outcome.val_loss),
+            val_metric=outcome.val_metric,
+            diverged=outcome.diverged,
+            score=_finite(outcome.score),
+            rejected=outcome.rejected,
+        )
+
+    def memory_limit(self) -> float | None:
+        limits = [
+            m
+            for m in (
+                self.request.constraints.max_memory,
+                self.space.hardware_constraints.max_memory,
+                self.space.hardware_constraints.max_gpu_memory if self.device.type == "cuda" else None,
+            )
+            if m is not None
+        ]
+        return min(limits) if limits else None
+
+    def objective_text(self) -> str:
+        return json.dumps(self.request.objective_metrics, sort_keys=True)
+
+    def constraints_text(self) -> str:
+        """Constraints for the prompt: the time budget is left out (no wall-clock figure in a prompt)."""
+        limits = self.request.constraints.model_dump(exclude={"time_budget_s"}, exclude_none=True)
+        if self.latency_ms is not None:
+            limits["measured_latency_ms"] = round(self.latency_ms, 3)
+        return json.dumps(limits, sort_keys=True)
+
+    def gain(self, steps: int) -> Gain:
+        win, base = self.confirm["winner"], self.confirm["baseline"]
+        win_losses, base_losses = [r.final_val_loss for r in win], [r.final_val_loss for r in base]
+        reductions = [
+            (b - w) / b
+            for w, b in zip(win_losses, base_losses, strict=True)
+            if math.isfinite(w) and math.isfinite(b) and b > 0
+        ]
+        metric_change = None
+        if all(r.final_val_metric is not None for r in win + base):
+            metric_change = (
+                sum(r.final_val_metric for r in win) - sum(r.final_val_metric for r in base)
+            ) / len(win)
+        return Gain(
+            steps=steps,
+            seeds=list(self.request.seeds),
+            baseline=self.metrics(base),
+            recommended=self.metrics(win),
+            baseline_val_losses=base_losses,
+            recommended_val_losses=win_losses,
+            relative_loss_reduction=sum(reductions) / len(reductions) if reductions else -math.inf,
+            metric_change=metric_change,
+        )
+
+    def metrics(self, runs: list[TrialResult]) -> TrainingMetrics:
+        first = runs[0]
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        per_epoch = self.workload.num_train / first.config.batch_size
+        metrics = [r.final_val_metric for r in runs]
+        return TrainingMetrics(
+            loss=mean([r.final_val_loss for r in runs]),
+            accuracy=mean(metrics) if all(m is not None for m in metrics) else None,
+            gradient_norm=first.grad_norms[-1] if first.grad_norms else None,
+            learning_rate=first.config.lr,
+            epoch=first.steps_run / per_epoch,
+            batch_size=first.config.batch_size,
+            memory_usage=max(r.peak_memory_mb for r in runs),
+            time_per_epoch=mean([r.time_per_step_s for r in runs]) * per_epoch,
+        )
+
+    def comparison(self, gain: Gain) -> dict[str, Any]:
+        return {
+            "steps": gain.steps,
+            "seeds": gain.seeds,
+            "baseline_val_loss": round(gain.baseline.loss, 6),
+            "recommended_val_loss": round(gain.recommended.loss, 6),
+            "baseline_val_metric": gain.baseline.accuracy,
+            "recommended_val_metric": gain.recommended.accuracy,
+            "rejected": [o.rejected for o in self.outcomes if o.rejected],
+        }
+
+    def predict(self, run: TrialResult) -> Prediction | None:
+        """Forecast the run's final val loss from its first PREDICT_PREFIX, against the measured one."""
+        cut = PREDICT_PREFIX * run.config.steps
+        points = [(s, v) for s, v in zip(run.val_steps, run.val_losses, strict=True) if s <= cut]
+        if run.diverged or len(points) < 6:
+            self.notes.append(f"no convergence forecast: {len(points)} validation points before step {cut:g}")
+            return None
+        try:
+            out = self.tool(
+                "convergence_predictor",
+                "confirm",
+                steps=[float(s) for s, _ in points],
+                losses=[v for _, v in points],
+                predict_step=float(run.config.steps),
+            )
+        except (OptimizationError, ValueError) as error:
+            self.notes.append(f"no convergence forecast: {error}")
+            return None
+        measured = run.final_val_loss
+        return Prediction(
+            fit_on_steps=int(points[-1][0]),
+            at_step=run.config.steps,
+            predicted_loss=out.predicted_loss,
+            interval=tuple(out.interval),
+            measured_loss=measured,
+            abs_pct_error=abs(out.predicted_loss - measured) / measured * 100,
+            model=out.formula,
+        )
+
+    def measure_latency(self) -> None:
+        """Batch-1 inference latency of the workload's model through ONNX (recorded like a probe)."""
+        from trainopt.agent.latency import measure_onnx_latency
+
+        key = output_key("onnx_latency", self.workload.name, {}, self.device_type)
+        out, _ = self.cache.run(
+            key,
+            "onnx_latency",
+            _Latency,
+            lambda: _Latency(**measure_onnx_latency(self.workload, self.out_dir)),
+        )
+        self.latency_ms = out.latency_ms
+        self.tools["onnx_latency"] = out
+
+    def export_onnx(self, config: TrialConfig) -> None:
+        from trainopt.agent.latency import export_trained_onnx
+
+        self.report("confirm", 0, config.steps, "training the recommended model for model.onnx")
+        self.onnx_path = str(
+            export_trained_onnx(self.workload, config, self.device, self.out_dir / "model.onnx")
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget.model_dump(mode="json", exclude={"seconds_per_step", "total_steps"}),
+            "digest": self.digest.model_dump(mode="json"),
+            "tools": {name: out.model_dump(mode="json") for name, out in self.tools.items()},
+            "trials": self.trials,
+        }
+
+
+class _Latency(BaseModel):
+    latency_ms: float
+    p95_ms: float
+    batch_size: int
+    threads: int
+    method: str
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 1e30

@@ -1,0 +1,125 @@
+"""``trainopt optimize``: the agent's six steps with a progress bar each, a measured comparison
+table (baseline against recommended), and the report's path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trainopt.errors import OptimizationError
+
+console = Console(stderr=True)
+
+
+def optimize(
+    workload: str = typer.Option("digits-mlp", "--workload", "-w", help="A name from `trainopt workloads`."),
+    budget: float = typer.Option(None, "--budget", help="Time budget in seconds (default 90)."),
+    storage: str = typer.Option(
+        None, help="Optuna storage URL of the trial store (default: SQLite in --out)."
+    ),
+    lm: str = typer.Option(
+        None,
+        help="offline (default, or $TRAINOPT_LM), a litellm model string, or an "
+        "OpenAI-compatible api_base such as http://127.0.0.1:8000/v1.",
+    ),
+    out: Path = typer.Option(Path("trainopt-out"), help="Folder for report.html, result.json, model.onnx."),
+    record: Path = typer.Option(None, help="Record the LM traffic and the trial store of this run into DIR."),
+    replay: Path = typer.Option(None, help="Replay the recording in DIR: no network, no training."),
+    device: str = typer.Option("auto", help="cpu, cuda, ... or auto."),
+    min_accuracy: float = typer.Option(None, help="Reject candidates below this validation accuracy."),
+    max_memory: float = typer.Option(None, help="Reject candidates whose training step needs more MiB."),
+    max_latency_ms: float = typer.Option(None, help="Batch-1 inference latency limit (exports model.onnx)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the response as JSON on stdout."),
+) -> None:
+    """Find a training configuration by measuring what the planner proposes; compare it to the baseline."""
+    from trainopt.agent import STEPS, OptimizationRequest, TrainingOptimizationAgent
+
+    constraints = {
+        "time_budget_s": budget,
+        "min_accuracy": min_accuracy,
+        "max_memory": max_memory,
+        "max_latency_ms": max_latency_ms,
+    }
+    try:
+        request = OptimizationRequest(
+            workload=workload, constraints={k: v for k, v in constraints.items() if v is not None}
+        )
+    except ValueError as error:
+        console.print(f"[red]error[/red]: {error}")
+        raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bars:
+        tasks: dict[str, TaskID] = {s: bars.add_task(s, total=None, note="", start=False) for s in STEPS}
+
+        def progress(step: str, done: int, total: int, message: str) -> None:
+            task = tasks[step]
+            bars.start_task(task)
+            bars.update(task, completed=done, total=max(total, 1), note=message[:48])
+
+        agent = TrainingOptimizationAgent(
+            lm=lm, storage=storage, out_dir=out, device=device, progress=progress
+        )
+        try:
+            response = agent.optimize_training(request, record=record, replay=replay)
+        except OptimizationError as error:
+            console.print(f"[red]error[/red] ({error.type}): {error.message}")
+            raise typer.Exit(2) from None
+        for step in STEPS:
+            task = bars.tasks[tasks[step]]
+            bars.update(tasks[step], completed=task.total or 1, total=task.total or 1)
+    if json_output:
+        typer.echo(response.model_dump_json(indent=2))
+        return
+    Console().print(summary_table(response))
+    for note in [*response.notes, *response.lm.fallbacks]:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(
+        f"LM: {response.lm.requested}, {response.lm.calls} call(s)"
+        + (" (replayed)" if response.replayed else "")
+    )
+    console.print(f"report: {response.artifacts.report_html}")
+
+
+def summary_table(response) -> Table:
+    g, base, rec = response.gain, response.baseline, response.recommended
+    table = Table(
+        title=f"{response.workload}: baseline vs recommended, measured over {g.steps} steps, seeds {g.seeds}"
+    )
+    for column in ("", "baseline", "recommended"):
+        table.add_column(column)
+    accuracy = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
+    table.add_row("optimizer", base.optimizer, rec.optimizer)
+    table.add_row("learning rate", f"{base.lr:.3g}", f"{rec.lr:.3g}")
+    table.add_row("batch size", str(base.batch_size), str(rec.batch_size))
+    table.add_row("schedule", base.schedule, f"{rec.schedule} (warmup {rec.warmup_steps})")
+    table.add_row("grad clip", str(base.grad_clip), str(rec.grad_clip))
+    table.add_row("val loss", f"{g.baseline.loss:.4f}", f"{g.recommended.loss:.4f}")
+    table.add_row("val accuracy", accuracy(g.baseline), accuracy(g.recommended))
+    table.add_row(
+        "peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}"
+    )
+    change = g.relative_loss_reduction
+    table.add_row("loss reduction", "", "n/a" if not math.isfinite(change) else f"{change * 100:.1f}%")
+    if response.prediction is not None:
+        p = response.prediction
+        table.add_row(
+            "predicted final loss",
+            "",
+            f"{p.predicted_loss:.4f} (measured {p.measured_loss:.4f}, {p.abs_pct_error:.1f}% off)",
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)
