@@ -4,8 +4,9 @@ Contenders (AdamW underneath every one, same model init, batches and step budget
 constant LR, torch ReduceLROnPlateau, cosine decay, each meta-optimizer through OptimizerWrapper,
 RLMetaOptimizer with a policy trained first over several episodes (on other seeds; its cost is
 reported apart), and the same RL meta-optimizer with a uniformly random policy over the same actions.
-Every decision-maker (meta-optimizers and ReduceLROnPlateau) sees the same signal every
-``--decide-every`` steps: the mean training loss of those steps, plus gradient norm, weight norm,
+Every decision-maker (meta-optimizers and ReduceLROnPlateau) decides at steps 0, f, 2f, ...
+(``f = --decide-every``), before that step's update, from the same signal: the mean training loss
+of the steps since the last decision (the current batch included), plus gradient norm, weight norm,
 routing statistics and progress. Nothing reads the validation set before the final evaluation.
 
 Writes bench/results/meta_optimizers.json, .md and meta_optimizers_lr.png.
@@ -48,7 +49,7 @@ from trainopt.tools.workloads.digits import digits_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SIMPLE = ("constant", "reduce_on_plateau", "cosine")
-META = ("plateau", "expert_gate", "advanced_plateau", "smart_expert_gate", "rl_trained")
+META = ("plateau", "expert_gate", "advanced_plateau", "smart_expert_gate", "rl_trained", "rl_trained_greedy")
 CONTROLS = ("rl_random",)
 
 
@@ -77,9 +78,9 @@ class RunResult:
 
 
 def rl_meta(seed: int) -> RLMetaOptimizer:
-    """The RL meta-optimizer every RL contender uses (issue defaults; one decision per call)."""
+    """The RL meta-optimizer every RL contender uses (issue defaults, policy Adam LR 3e-3)."""
     return RLMetaOptimizer(lr_factors=(0.5, 1.0, 2.0), wd_deltas=(-1e-5, 0.0, 1e-5), hidden=32,
-                           update_every=5, entropy_weight=0.01, policy_lr=1e-2, seed=seed)
+                           update_every=5, entropy_weight=0.01, policy_lr=3e-3, seed=seed)
 
 
 def uniform_policy(meta: RLMetaOptimizer) -> RLMetaOptimizer:
@@ -131,21 +132,21 @@ def train_run(setup: Setup, seed: int, contender: str, meta: MetaOptimizer | Non
         wrapper.zero_grad()
         loss.backward()
         grad_norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params if p.grad is not None))
+        window["loss"].append(loss.item())
+        window["grad_norm"].append(grad_norm.item())
+        for key in ("gate_entropy", "routing_sparsity", "expert_usage"):
+            window[key].append(model.routing_stats[key])
+        if step % setup.decide_every == 0:  # decide at steps 0, f, 2f, ... before that step's update
+            metrics = decision_metrics(window, params, progress=step / setup.steps)
+            if contender == "reduce_on_plateau":
+                scheduler.step(metrics["loss"])
+            wrapper.update_hyperparameters(metrics)
+            window = {key: [] for key in window}
         gate_lr_trace.append(optimizer.param_groups[0]["lr"])
         lr_trace.append(optimizer.param_groups[1]["lr"])
         wrapper.step()
         if contender == "cosine":
             scheduler.step()
-        window["loss"].append(loss.item())
-        window["grad_norm"].append(grad_norm.item())
-        for key in ("gate_entropy", "routing_sparsity", "expert_usage"):
-            window[key].append(model.routing_stats[key])
-        if (step + 1) % setup.decide_every == 0:
-            metrics = decision_metrics(window, params, progress=(step + 1) / setup.steps)
-            if scheduler is not None and contender == "reduce_on_plateau":
-                scheduler.step(metrics["loss"])
-            wrapper.update_hyperparameters(metrics)
-            window = {key: [] for key in window}
     wall = time.perf_counter() - start
     with torch.no_grad():
         logits = model(x_val)
@@ -208,9 +209,10 @@ def plot_lr(runs: dict[str, list[RunResult]], path: Path, seed: int) -> None:
 
     fig, (ax_expert, ax_gate) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for name, results in runs.items():
-        style = "--" if name in SIMPLE else "-"
-        ax_expert.plot(results[0].lr_trace, style, label=name, linewidth=1.4)
-        ax_gate.plot(results[0].gate_lr_trace, style, label=name, linewidth=1.4)
+        style = "--" if name in SIMPLE else ":" if name in CONTROLS else "-"
+        color = plt.cm.tab10(list(runs).index(name) % 10)
+        ax_expert.plot(results[0].lr_trace, style, label=name, linewidth=1.4, color=color)
+        ax_gate.plot(results[0].gate_lr_trace, style, label=name, linewidth=1.4, color=color)
     for ax, title in ((ax_expert, "expert-group LR"), (ax_gate, "gate-group LR")):
         ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -251,8 +253,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for this size)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON, markdown and PNG")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.seeds, args.steps, args.episodes = 2, 120, 3
+    if args.quick:  # smaller defaults; flags given explicitly still win
+        for key, value in {"seeds": 2, "steps": 120, "episodes": 3}.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     for key in ("seeds", "steps", "episodes", "batch_size", "decide_every", "threads"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1 but got {getattr(args, key)}")
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
                   decide_every=args.decide_every, num_experts=8, hidden=32, top_k=2, data=digits_split())
     seeds = list(range(args.seeds))
     factories = meta_factories()
-    contenders = [*SIMPLE, *factories, "rl_trained", "rl_random"]
+    contenders = [*SIMPLE, *factories, "rl_trained", "rl_trained_greedy", "rl_random"]
     kinds = {**dict.fromkeys(SIMPLE, "simple schedule"), **dict.fromkeys(META, "meta-optimizer"),
              "rl_random": "control (uniform random policy)"}
     runs: dict[str, list[RunResult]] = {name: [] for name in contenders}
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("RL policy training", total=args.episodes + len(seeds) * len(contenders))
         policy, rl_cost = train_rl_policy(setup, args.episodes, 1000, lambda: progress.advance(task))
-        policy.learning = False  # evaluated frozen, sampling its actions like the random control
+        policy.learning = False  # evaluated frozen; rl_trained samples its actions like the random control
         trained_state = policy.state_dict()
         for seed in seeds:  # contenders interleaved per seed, so machine noise hits all of them alike
             for name in contenders:
@@ -283,10 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
                 meta = None
                 if name in factories:
                     meta = factories[name]()
-                elif name == "rl_trained":
+                elif name.startswith("rl_trained"):
                     meta = rl_meta(seed=1000)
-                    meta.load_state_dict(trained_state)
+                    meta.load_state_dict(trained_state)  # frozen: learning stays False
                     meta.reset()
+                    meta.greedy = name == "rl_trained_greedy"  # the policy's most likely action
                     meta.generator.manual_seed(seed)
                 elif name == "rl_random":
                     meta = uniform_policy(rl_meta(seed=1000))
