@@ -1,0 +1,79 @@
+"""A LangChain tool-calling agent over the trainopt tools: the setup to copy.
+
+    # offline, no API key: a scripted chat model plays the LLM (same tool calls every run)
+    python3 examples/langchain_agent.py --offline
+
+    # a real tool-calling chat model (needs `pip install langchain langchain-openai` and a key)
+    OPENAI_API_KEY=... python3 examples/langchain_agent.py --model openai:gpt-4o-mini
+
+The model sees each trainopt tool's pydantic Input as its argument schema, calls the tools,
+and reads their Output back as JSON. Every number it can quote comes from a real probe run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from trainopt.tools.langchain import as_langchain_tools, run_tool_calling_loop
+
+PROMPT = ("Train digits-mlp for 60 steps at lr 3e-3, observe the first 30, and tell me the validation "
+          "loss to expect at step 60 and whether the run should go on.")
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """A stand-in for a tool-calling LLM: replies with the scripted messages in order."""
+
+    def bind_tools(self, tools, **kwargs):
+        return self  # the script already names the tools it calls
+
+
+def scripted_model() -> ScriptedChatModel:
+    """One tool call (the convergence predictor on a real 30-step run), then a closing answer."""
+    call = {"name": "convergence_predictor", "id": "call-1",
+            "args": {"config": {"steps": 60, "lr": 3e-3}, "observe_steps": 30, "n_bootstrap": 20}}
+    return ScriptedChatModel(messages=iter([
+        AIMessage(content="", tool_calls=[call]),
+        AIMessage(content="The forecast above comes from the measured first 30 steps."),
+    ]))
+
+
+def real_model(name: str):
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as error:
+        raise SystemExit("a real model needs `pip install langchain langchain-openai` "
+                         "(or another provider package); or run with --offline") from error
+    return init_chat_model(name, temperature=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--offline", action="store_true", help="use the scripted chat model (no network)")
+    parser.add_argument("--model", default="openai:gpt-4o-mini", help="provider:model for init_chat_model")
+    parser.add_argument("--workload", default="digits-mlp")
+    parser.add_argument("--prompt", default=PROMPT)
+    args = parser.parse_args()
+
+    tools = as_langchain_tools(workload=args.workload, device="auto")
+    print("tools:", ", ".join(t.name for t in tools))
+    model = scripted_model() if args.offline else real_model(args.model)
+    for message in run_tool_calling_loop(model, tools, args.prompt):
+        kind = type(message).__name__
+        if getattr(message, "tool_calls", None):
+            for call in message.tool_calls:
+                print(f"[{kind}] calls {call['name']}({json.dumps(call['args'])})")
+        elif kind == "ToolMessage":
+            result = json.loads(message.content) if message.status == "success" else message.content
+            shown = {k: result[k] for k in ("predicted_loss", "interval", "verdict", "reason")} \
+                if isinstance(result, dict) and "verdict" in result else result
+            print(f"[{kind} {message.name}] {shown}")
+        else:
+            print(f"[{kind}] {message.content}")
+
+
+if __name__ == "__main__":
+    main()

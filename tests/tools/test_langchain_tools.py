@@ -1,0 +1,79 @@
+"""The trainopt tools as LangChain StructuredTools, driven by a scripted tool-calling chat model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+
+from trainopt.tools import TOOL_CLASSES
+from trainopt.tools.langchain import as_langchain_tools, run_tool_calling_loop, tool_classes
+
+STEPS = list(range(1, 61))
+POWER_LAW = [2.0 * t**-0.5 + 0.1 for t in STEPS]
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Replies with the scripted messages in order; binding tools changes nothing."""
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+def script(*calls: dict) -> ScriptedChatModel:
+    """One AI turn per call (each a tool call), then a plain-text answer."""
+    turns = [AIMessage(content="", tool_calls=[{**c, "id": f"call-{i}"}]) for i, c in enumerate(calls)]
+    return ScriptedChatModel(messages=iter([*turns, AIMessage(content="done")]))
+
+
+@pytest.fixture(scope="module")
+def tools():
+    return {t.name: t for t in as_langchain_tools(workload="digits-mlp", device="cpu")}
+
+
+def test_every_available_registry_tool_is_wrapped_with_its_schema(tools):
+    classes = tool_classes()
+    # the registry's importable tools plus ONNX, each with its own pydantic Input as the schema
+    assert set(tools) == {cls.name for cls in classes}
+    assert {"convergence_predictor", "hyperparameter_suggester", "onnx_optimizer"} <= set(tools)
+    assert set(tools) - {"onnx_optimizer"} <= set(TOOL_CLASSES)
+    for cls in classes:
+        assert tools[cls.name].args_schema is cls.Input
+
+
+def test_loop_calls_a_tool_and_reads_its_result(tools):
+    model = script({"name": "convergence_predictor",
+                    "args": {"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5}})
+    messages = run_tool_calling_loop(model, list(tools.values()), "how low will this loss go by step 400?")
+    result = messages[2]
+    # the tool ran and returned its Output as JSON: 2 * 400^-0.5 + 0.1 = 0.2
+    assert isinstance(result, ToolMessage) and result.status == "success"
+    assert json.loads(result.content)["predicted_loss"] == pytest.approx(0.2, rel=1e-3)
+    assert messages[-1].content == "done"
+
+
+def test_config_argument_reaches_the_tool(tools):
+    # LangChain reserves the keyword `config`; the trial's config must still arrive
+    model = script({"name": "convergence_predictor",
+                    "args": {"config": {"steps": 16, "lr": 3e-3}, "observe_steps": 8, "curve": "train",
+                             "n_bootstrap": 5}})
+    result = run_tool_calling_loop(model, list(tools.values()), "forecast")[2]
+    assert result.status == "success", result.content
+    assert json.loads(result.content)["predict_step"] == 16
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ({"steps": [1.0, 2.0]}, "give both steps and losses"),  # schema validation
+        ({"steps": STEPS, "losses": [float("nan")] * 60}, "non-finite"),  # the tool's own error
+    ],
+)
+def test_errors_become_observations(tools, args, text):
+    model = script({"name": "convergence_predictor", "args": args})
+    messages = run_tool_calling_loop(model, list(tools.values()), "forecast")
+    # no exception escapes: the model reads the error text and the loop goes on to its answer
+    assert messages[2].status == "error" and text in messages[2].content
+    assert messages[-1].content == "done"
