@@ -12,7 +12,6 @@ last fit and the first miss, so it needs about 2 log2(max batch) measurements.
 from __future__ import annotations
 
 import gc
-import statistics
 import time
 
 import torch
@@ -29,7 +28,7 @@ class BatchPoint(BaseModel):
     batch_size: int
     fits: bool
     peak_memory_mb: float | None = Field(description="None when the step ran out of device memory")
-    samples_per_s: float | None = Field(None, description="batch / median step time; None if not timed")
+    samples_per_s: float | None = Field(None, description="batch / fastest timed step; None if not timed")
     out_of_memory: bool = Field(False, description="CUDA raised OutOfMemoryError (caught)")
 
 
@@ -66,7 +65,8 @@ def measure_batch(workload: Workload, config: TrialConfig, batch_size: int, devi
                 step()
                 _sync(device)
                 times.append(time.perf_counter() - start)
-            rate = batch_size / max(statistics.median(times), 1e-9)  # median: robust to a busy machine
+            # the fastest step: other processes only ever add time (the timeit module's reasoning)
+            rate = batch_size / max(min(times), 1e-9)
         return BatchPoint(batch_size=batch_size, fits=True, peak_memory_mb=peak, samples_per_s=rate)
     except torch.cuda.OutOfMemoryError:
         model = optimizer = batches = None  # drop references before emptying the cache

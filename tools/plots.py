@@ -79,6 +79,7 @@ def plot_batch_throughput(output, path: str | Path) -> None:
         right.plot([size], [memory], marker="o", color="tab:green" if fits else "tab:red")
     right.axhline(output.max_memory_mb, color="tab:red", ls="--", label=f"budget {output.max_memory_mb:.3g} MiB")
     right.set_xscale("log", base=2)
+    right.set_yscale("log")
     right.set(xlabel="batch size", ylabel="peak memory of a step (MiB)",
               title=f"memory (largest fit: {output.max_batch_size})")
     right.legend(fontsize=8)
@@ -88,6 +89,8 @@ def plot_batch_throughput(output, path: str | Path) -> None:
 def plot_gradient_norms(output, path: str | Path) -> None:
     """GradientAnalyzer: per-layer gradient norms over the steps, and each layer's mean by status."""
     plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     for name, norms in output.layer_norms.items():
         left.plot([max(n, 1e-30) for n in norms], lw=1, label=name)
@@ -102,6 +105,7 @@ def plot_gradient_norms(output, path: str | Path) -> None:
     right.barh([r.name for r in layers], [max(r.grad_norm_mean, 1e-30) for r in layers],
                color=[STATUS_COLORS[r.status] for r in layers])
     right.set_xscale("log")
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.invert_yaxis()
     right.tick_params(axis="y", labelsize=7)
     right.set(xlabel="mean gradient norm", title="layers (orange: vanishing, red: exploding)")

@@ -84,3 +84,31 @@ def test_lr_is_scaled_by_the_optimizer_family_rule(optimizer, rule):
 def test_nan_workload_is_a_convergence_error():
     with pytest.raises(ConvergenceError, match="first step"):
         BatchSizeOptimizer(nan_workload())(**FAST)
+
+
+def test_cuda_out_of_memory_is_caught_and_the_search_goes_on(monkeypatch):
+    # No GPU here: make every step above 100 examples raise CUDA's OOM type, as a full GPU would.
+    import trainopt.tools.batch_memory as batch_memory
+
+    real = batch_memory.measure_step_memory
+
+    def fake_oom(device, model, optimizer, step):
+        out, peak, method = real(device, model, optimizer, step)
+        if batch_memory_size[0] > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return out, peak, method
+
+    batch_memory_size = [0]
+    real_measure = batch_memory.measure_batch
+
+    def measure(workload, config, batch_size, *args, **kwargs):
+        batch_memory_size[0] = batch_size
+        return real_measure(workload, config, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(batch_memory, "measure_step_memory", fake_oom)
+    monkeypatch.setattr(batch_memory, "measure_batch", measure)
+    workload = get_workload("digits-mlp")
+    largest, points = find_max_batch_size(workload, probe_config(workload), CPU, 1e9, 1, workload.num_train)
+    # The process survives, the OOM points are marked, and the search lands on the last batch that ran.
+    assert largest == 100
+    assert any(p.out_of_memory and not p.fits for p in points)
