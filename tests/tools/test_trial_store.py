@@ -42,7 +42,7 @@ def _completed(db) -> int:
 def test_sigkill_mid_study_then_rerun_resumes_without_rerunning(tmp_path):
     db = tmp_path / "trials.db"
     command = [sys.executable, "-m", "trainopt.cli", "sweep", "--workload", "digits-mlp",
-               "--lr", "1e-3,2e-3,3e-3,4e-3,5e-3,6e-3", "--steps", "400", "--out", str(tmp_path), "--json"]
+               "--lr", "1e-3,2e-3,3e-3,4e-3,5e-3,6e-3", "--steps", "250", "--out", str(tmp_path), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 240
