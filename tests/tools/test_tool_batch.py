@@ -108,7 +108,7 @@ def test_cuda_out_of_memory_is_caught_and_the_search_goes_on(monkeypatch):
     monkeypatch.setattr(batch_memory, "measure_step_memory", fake_oom)
     monkeypatch.setattr(batch_memory, "measure_batch", measure)
     workload = get_workload("digits-mlp")
-    largest, points = find_max_batch_size(workload, probe_config(workload), CPU, 1e9, 1, workload.num_train)
+    largest, points = find_max_batch_size(workload, probe_config(workload), CPU, 1e9, 64, 256)
     # The process survives, the OOM points are marked, and the search lands on the last batch that ran.
     assert largest == 100
     assert any(p.out_of_memory and not p.fits for p in points)
