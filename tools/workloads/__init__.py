@@ -21,6 +21,7 @@ _BUILTINS = {
     "digits-cnn": "trainopt.tools.workloads.digits:digits_cnn",
     "char-gpt": "trainopt.tools.workloads.char:char_gpt",
     "moe-digits": "trainopt.tools.workloads.moe:moe_digits",
+    "diffusion-2d": "trainopt.tools.workloads.diffusion_2d:diffusion_2d",
 }
 _REGISTRY: dict[str, Callable[[], Workload]] = {}
 _CACHE: dict[str, Workload] = {}
