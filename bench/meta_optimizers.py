@@ -207,7 +207,7 @@ def markdown_table(summary: dict[str, dict], kinds: dict[str, str]) -> str:
 def plot_lr(runs: dict[str, list[RunResult]], path: Path, seed: int) -> None:
     import matplotlib.pyplot as plt
 
-    fig, (ax_expert, ax_gate) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, (ax_expert, ax_gate) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     for name, results in runs.items():
         style = "--" if name in SIMPLE else ":" if name in CONTROLS else "-"
         color = plt.cm.tab10(list(runs).index(name) % 10)
@@ -219,8 +219,9 @@ def plot_lr(runs: dict[str, list[RunResult]], path: Path, seed: int) -> None:
         ax.set_title(f"{title} (seed {seed})")
         ax.grid(alpha=0.3)
     ax_expert.set_ylabel("learning rate")
-    ax_gate.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    handles, labels = ax_gate.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
+    fig.legend(handles, labels, fontsize=8, loc="center right")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
