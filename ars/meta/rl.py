@@ -32,18 +32,22 @@ class RLMetaOptimizer(MetaOptimizer):
     lower bound when not finite, so one loss spike cannot drown every other signal) is
     credited to that action. Every ``update_every`` rewards the policy takes one gradient step on
 
-        J = -mean_i (r_i - b) / s * log pi(a_i | x_i)  -  entropy_weight * mean_i H(pi(. | x_i))
+        J = -mean_i (G_i - b) / s * log pi(a_i | x_i)  -  entropy_weight * mean_i H(pi(. | x_i))
 
-    with ``b`` and ``s`` the moving average and moving standard deviation of the rewards *before*
-    ``r_i`` arrived (``baseline_decay``; the normalised advantage is clipped to +-5), Adam
-    (``policy_lr``) and gradient clipping at ``max_grad_norm``. The log-probabilities
+    where ``G_i = r_i`` with the default ``discount=0`` (one-step credit, as the issue specifies), or
+    ``G_i = r_i + discount * G_{i+1}`` cut at the end of the ``update_every`` buffer, so an LR
+    change is also judged by what it does to the next few decisions' progress. ``b`` and ``s`` are
+    the moving average and moving standard deviation of the returns *before* ``G_i``
+    (``baseline_decay``; the normalised advantage is clipped to +-5), Adam (``policy_lr``) and
+    gradient clipping at ``max_grad_norm``. The log-probabilities
     are recomputed from the stored (state, action) pairs under ``torch.enable_grad()`` so they keep
     their graph even when the caller runs under ``torch.no_grad()``; the policy has not changed since
     those actions were sampled (the buffer is emptied on every update), so this is exact on-policy
     REINFORCE and the buffer stays serialisable.
 
     Reads ``loss``, ``lr``, ``weight_decay`` and optionally ``grad_norm``, ``cost``, ``progress``.
-    ``reset()`` starts a new episode and keeps what the policy learned (weights, Adam, baseline);
+    ``reset()`` ends the episode (a learning policy first learns from the rewards left in its
+    buffer) and starts a new one, keeping what the policy learned (weights, Adam, baseline);
     set ``learning = False`` to freeze the policy, ``greedy = True`` to take the most likely action.
 
     Examples:
@@ -60,7 +64,8 @@ class RLMetaOptimizer(MetaOptimizer):
     def __init__(self, lr_factors=(0.5, 1.0, 2.0), wd_deltas=(-1e-5, 0.0, 1e-5), hidden: int = 32,
                  update_every: int = 5, entropy_weight: float = 0.01, policy_lr: float = 1e-2,
                  baseline_decay: float = 0.9, max_grad_norm: float = 1.0, cost_weight: float = 0.1,
-                 reward_clip: float = 1.0, trend_window: int = 5, seed: int = 0, update_frequency: int = 1):
+                 reward_clip: float = 1.0, discount: float = 0.0, trend_window: int = 5, seed: int = 0,
+                 update_frequency: int = 1):
         lr_factors, wd_deltas = tuple(lr_factors), tuple(wd_deltas)
         if not lr_factors or not all(isinstance(f, (int, float)) and f > 0 for f in lr_factors):
             raise ValueError(f"lr_factors must be a non-empty sequence of numbers > 0 but got {lr_factors=}")
@@ -71,6 +76,8 @@ class RLMetaOptimizer(MetaOptimizer):
         require_int(0, seed=seed)
         require_non_negative(entropy_weight=entropy_weight, cost_weight=cost_weight)
         require_positive(policy_lr=policy_lr, max_grad_norm=max_grad_norm, reward_clip=reward_clip)
+        if not isinstance(discount, (int, float)) or not 0 <= discount < 1:
+            raise ValueError(f"discount must be in [0, 1) but got {discount=!r}")
         if not isinstance(baseline_decay, (int, float)) or not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1) but got {baseline_decay=!r}")
         self.lr_factors, self.wd_deltas = lr_factors, wd_deltas
@@ -78,6 +85,7 @@ class RLMetaOptimizer(MetaOptimizer):
         self.update_every, self.entropy_weight, self.policy_lr = update_every, entropy_weight, policy_lr
         self.baseline_decay, self.max_grad_norm = baseline_decay, max_grad_norm
         self.cost_weight, self.trend_window, self.reward_clip = cost_weight, trend_window, reward_clip
+        self.discount = discount
         self.learning, self.greedy = True, False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -90,6 +98,11 @@ class RLMetaOptimizer(MetaOptimizer):
         self.policy_updates = 0
         self.history: list[dict[str, float]] = []  # one entry per decision: step, action, reward
         super().__init__(update_frequency)
+
+    def reset(self) -> None:
+        if self.learning and getattr(self, "buffer", None):
+            self._learn()  # the episode's last rewards: their returns end with the episode
+        super().reset()
 
     def _fresh_state(self) -> dict[str, Any]:
         return {"pending": None, "prev_loss": None, "prev_cost": 0.0, "prev_grad_norm": None,
@@ -105,9 +118,8 @@ class RLMetaOptimizer(MetaOptimizer):
                 reward = -self.reward_clip
             reward = min(max(reward, -self.reward_clip), self.reward_clip)
             self.history[-1]["reward"] = reward
-            advantage = self._advantage(reward)
             if self.learning:
-                self.buffer.append((self.pending[0], self.pending[1], advantage))
+                self.buffer.append((self.pending[0], self.pending[1], reward))
                 if len(self.buffer) >= self.update_every:
                     self._learn()
         action = self._choose(features)
@@ -156,7 +168,7 @@ class RLMetaOptimizer(MetaOptimizer):
 
     # --- learning -----------------------------------------------------------------------------
     def _advantage(self, reward: float) -> float:
-        """``(r - b) / s`` against the moving baseline and spread *before* this reward, then update both."""
+        """``(G - b) / s`` against the moving baseline and spread *before* this return, then update both."""
         if self.baseline is None:  # the first reward sets the scale and teaches nothing
             self.baseline, self.reward_var = reward, max(reward ** 2, 1e-8)
             return 0.0
@@ -169,7 +181,11 @@ class RLMetaOptimizer(MetaOptimizer):
     def _learn(self) -> None:
         features = torch.tensor([f for f, _, _ in self.buffer], dtype=torch.float32)  # (N, 8)
         actions = torch.tensor([a for _, a, _ in self.buffer])  # (N,)
-        advantages = torch.tensor([adv for _, _, adv in self.buffer], dtype=torch.float32)  # (N,)
+        returns, running = [], 0.0
+        for _, _, reward in reversed(self.buffer):  # G_i = r_i + discount * G_{i+1}, cut at the buffer's end
+            running = reward + self.discount * running
+            returns.append(running)
+        advantages = torch.tensor([self._advantage(g) for g in reversed(returns)], dtype=torch.float32)  # (N,)
         with torch.enable_grad():  # the log-probs must keep their graph, whatever the caller's mode
             log_probs = torch.log_softmax(self.policy(features), dim=-1)  # (N, A)
             chosen = log_probs.gather(1, actions[:, None])[:, 0]  # (N,)

@@ -54,6 +54,7 @@ BAD_ARGS = [
     (RLMetaOptimizer, {"entropy_weight": -0.1}, "entropy_weight=-0.1"),
     (RLMetaOptimizer, {"baseline_decay": 1.0}, "baseline_decay=1.0"),
     (RLMetaOptimizer, {"reward_clip": 0.0}, "reward_clip=0.0"),
+    (RLMetaOptimizer, {"discount": 1.0}, "discount=1.0"),
 ]
 
 

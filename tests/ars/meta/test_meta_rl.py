@@ -79,10 +79,34 @@ def test_features_are_bounded_even_for_extreme_metrics():
         assert len(features) == 8 and all(-1.0 <= f <= 1.0 for f in features)
 
 
-def test_reset_starts_a_new_episode_but_keeps_the_policy():
+def test_reset_learns_from_the_rest_of_the_buffer_then_keeps_the_policy():
+    # 28 decisions give 27 rewards: 5 updates of 5, 2 rewards left for the end of the episode
     meta = RLMetaOptimizer(update_every=5, seed=0)
-    _train_on_rewarded_action(meta, 30)
-    learned = copy.deepcopy(meta.policy.state_dict())
+    _train_on_rewarded_action(meta, 28)
+    assert (meta.policy_updates, len(meta.buffer)) == (5, 2)
     meta.reset()
-    assert meta.pending is None and meta.initial_loss is None and meta.buffer == []
+    assert meta.policy_updates == 6 and meta.buffer == []
+    assert meta.pending is None and meta.initial_loss is None
+    learned = copy.deepcopy(meta.policy.state_dict())
+    meta.reset()  # nothing left to learn from: the policy stays as it is
     assert all(torch.equal(learned[k], v) for k, v in meta.policy.state_dict().items())
+
+
+def _train_on_delayed_reward(meta: RLMetaOptimizer, decisions: int) -> None:
+    """The loss drops by 1 two calls after a TARGET action: its one-step reward is always 0."""
+    loss, chosen = 50.0, []
+    for step in range(decisions):
+        if step >= 2 and meta.actions[chosen[step - 2]] == TARGET:
+            loss -= 1.0
+        meta.update_hparams({"loss": loss, "lr": 1e-2, "weight_decay": 1e-3}, step)
+        chosen.append(meta.history[-1]["action"])
+
+
+def test_discount_credits_a_delayed_reward_that_one_step_credit_misses():
+    # with discount 0.9 the delayed payoff reaches the action that caused it; with 0 it cannot
+    delayed = RLMetaOptimizer(update_every=10, discount=0.9, seed=0)
+    one_step = RLMetaOptimizer(update_every=10, discount=0.0, seed=0)
+    _train_on_delayed_reward(delayed, 400)
+    _train_on_delayed_reward(one_step, 400)
+    assert _target_probability(delayed) > 0.4
+    assert _target_probability(delayed) > 2 * _target_probability(one_step)
