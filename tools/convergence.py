@@ -27,7 +27,8 @@ from trainopt.tools.trials import run_trial
 
 Verdict = Literal["continue", "stop: plateaued", "stop: will not reach target", "stop: diverging"]
 DIVERGE_FACTOR = 1.5  # recent loss above this multiple of the best so far (and rising): diverging
-INTERVAL_METHOD = "residual bootstrap (relative residuals resampled, curve refitted)"
+INTERVAL_METHOD = ("loss: residual bootstrap (relative residuals resampled, curve refitted) widened by the "
+                   "held-out error scaled to the horizon; steps to target: residual bootstrap")
 
 __all__ = ["ConvergencePredictor", "CurveFit", "StopVerdict", "early_stopping_verdict", "fit_loss_curve"]
 

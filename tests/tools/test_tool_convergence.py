@@ -34,6 +34,25 @@ def test_fit_recovers_an_exponential():
     assert (fit.a, fit.b, fit.c) == pytest.approx((1.5, 0.02, 0.3), rel=1e-3)
 
 
+def test_fit_recovers_a_log_logistic_curve():
+    losses = 0.1 + (2.3 - 0.1) / (1 + (STEPS / 40.0) ** 2)
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0)
+    # flat start, drop around step 40, offset 0.1: the log-logistic family wins and comes back exactly
+    assert fit.model == "log_logistic"
+    assert (fit.a, fit.b, fit.c, fit.tau) == pytest.approx((2.3, 2.0, 0.1, 40.0), rel=1e-3)
+    # 0.1 + 2.2 / (1 + (t/40)^2) = 0.32  <=>  t = 40 * sqrt(9) = 120
+    assert fit.steps_to_reach(0.32) == pytest.approx(120, rel=1e-3)
+
+
+def test_interval_widens_with_the_forecast_horizon():
+    rng = np.random.default_rng(2)
+    fit = fit_loss_curve(STEPS, (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.02 * rng.standard_normal(len(STEPS))),
+                         n_bootstrap=20)
+    near, far = fit.predict_interval(250), fit.predict_interval(2000)
+    # the further from the data, the larger the held-out-error widening
+    assert far[1] / far[0] > near[1] / near[0] > 1
+
+
 def test_steps_to_target_inverts_the_curve():
     fit = fit_loss_curve(STEPS, 2.0 * STEPS**-0.5 + 0.1, n_bootstrap=0)
     # 2 t^-0.5 + 0.1 = 0.2  <=>  t = (2 / 0.1)^2 = 400
