@@ -73,7 +73,7 @@ def main() -> None:
         lines.append(f"| **batch + LR + gradients** | **{total_wall:.1f}** | **{total_cpu:.1f}** |")
     lines.append("")
     lines.append(f"{args.workload}, default settings, CPU, torch {torch.__version__}, {args.threads} thread(s), "
-                 f"{os.cpu_count()} cores, load average {load[0]:.1f} during the run; one-time data load "
+                 f"{os.cpu_count()} cores, load average {load[0]:.1f} at the end of the run; one-time data load "
                  f"and imports before the tools: {setup_wall:.1f} s wall, not counted.")
     table = "\n".join(lines)
     verdict = "holds" if ok and total_wall < TARGET_S else "falls short"
