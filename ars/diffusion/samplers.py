@@ -108,11 +108,13 @@ def sample_heun(model, x_T, num_steps, *, generator=None, callback: Callback = N
 
 @torch.no_grad()
 def sample_adaptive(model, x_T, num_steps, *, generator=None, callback: Callback = None,
-                    rtol: float = 0.05, atol: float = 0.0078) -> torch.Tensor:
+                    rtol: float = 0.005, atol: float = 0.0005) -> torch.Tensor:
     """Adaptive DPM-Solver-12 with embedded error control (Lu et al. 2022a, Sec. 3.3, Algorithm 4).
 
     ``num_steps`` is the NFE budget: the controller picks steps in lambda = -log sigma from the
     error of the 1st- vs 2nd-order solution, and never takes steps so small that the budget runs out.
+    The default tolerances are 10x tighter than k-diffusion's: at rtol = 0.05 the samples of an exact
+    Gaussian model came out with half the right std (measured; see the tests).
     """
     _check_steps(num_steps)
     if rtol <= 0 or atol <= 0:
