@@ -66,7 +66,7 @@ class BatchSizeOutput(BaseModel):
     throughput: list[BatchPoint] = Field(description="timed batches, ascending: the throughput curve")
     knee_batch_size: int
     knee_rule: str
-    noise_scale: NoiseScale
+    noise_scale: NoiseScale | None = Field(description="None when only batch 1 fits (two sizes are needed)")
     critical_batch_size: float | None = Field(description="B_simple (McCandlish et al. 2018)")
     recommended_batch_size: int
     recommendation_reason: str
@@ -121,7 +121,8 @@ class BatchSizeOptimizer(Tool):
         curve = [timed[b] for b in sorted(timed)]
         best_rate = max(p.samples_per_s for p in curve)
         knee = next(p.batch_size for p in curve if p.samples_per_s >= input.knee_fraction * best_rate)
-        recommended, reason = _recommend(curve, noise.b_simple, knee, input.knee_fraction)
+        b_simple = noise.b_simple if noise is not None else None
+        recommended, reason = _recommend(curve, b_simple, knee, input.knee_fraction)
         rule = "linear" if config.optimizer == "sgd" else "square root"
         factor = recommended / config.batch_size
         new_lr = config.lr * (factor if rule == "linear" else math.sqrt(factor))
@@ -132,7 +133,7 @@ class BatchSizeOptimizer(Tool):
             measurements=points, throughput=curve, knee_batch_size=knee,
             knee_rule=f"smallest measured batch with >= {input.knee_fraction:.0%} of the best throughput "
                       f"({best_rate:,.0f} samples/s)",
-            noise_scale=noise, critical_batch_size=noise.b_simple,
+            noise_scale=noise, critical_batch_size=b_simple,
             recommended_batch_size=recommended, recommendation_reason=reason,
             lr_scaling_rule=rule, base_lr=config.lr, base_batch_size=config.batch_size, recommended_lr=new_lr,
         )
@@ -142,9 +143,11 @@ class BatchSizeOptimizer(Tool):
 
         plot_batch_throughput(output, path)
 
-    def _noise_scale(self, input: BatchSizeInput, config, largest: int) -> NoiseScale:
+    def _noise_scale(self, input: BatchSizeInput, config, largest: int) -> NoiseScale | None:
         """B_simple after ``noise_warm_steps`` steps of training at the base configuration."""
         workload, device = self.workload, self.device
+        if largest < 2:
+            return None
         base = min(config.batch_size, largest)
         small = input.noise_small_batch or max(2, base // 8)
         big = input.noise_big_batch or min(8 * base, largest)

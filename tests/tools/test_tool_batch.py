@@ -112,3 +112,10 @@ def test_cuda_out_of_memory_is_caught_and_the_search_goes_on(monkeypatch):
     # The process survives, the OOM points are marked, and the search lands on the last batch that ran.
     assert largest == 100
     assert any(p.out_of_memory and not p.fits for p in points)
+
+
+def test_when_only_batch_one_fits_the_knee_is_recommended_without_a_noise_scale():
+    out = BatchSizeOptimizer("digits-mlp")(max_batch=1, **FAST)
+    # B_simple needs two batch sizes: it is left out and the recommendation says why.
+    assert out.max_batch_size == out.recommended_batch_size == 1
+    assert out.noise_scale is None and "no usable noise scale" in out.recommendation_reason
