@@ -82,7 +82,8 @@ class TrainingOptimizationAgent:
         answers the LM from DIR's cassette and every probe from DIR's trials, with no network and
         no training, and returns the recorded recommendation, evidence and rationale.
         """
-        request = request or OptimizationRequest()
+        if request is None:  # a replay asks what the recording asked; otherwise the defaults
+            request = Recording.recorded_request(replay) if replay is not None else OptimizationRequest()
         if record is not None and replay is not None:
             raise HyperparameterError(
                 f"record and replay are exclusive but got {record=} and {replay=}",
@@ -107,9 +108,7 @@ class TrainingOptimizationAgent:
                 lm_spec = self.lm if self.lm is not None else meta["lm"]
                 local_device = torch.device("cpu")
             else:
-                storage = (
-                    recording.storage() if recording else (self.storage or default_storage(self.out_dir))
-                )
+                storage = recording.storage() if recording else (self.storage or default_storage(self.out_dir))
                 local_device = resolve_device(self.device)
                 device_type = local_device.type
                 store, cache = TrialStore(storage), ProbeCache(storage)
@@ -173,11 +172,7 @@ def _workload_of(request: OptimizationRequest) -> Workload:
         missing = [n for n in ("train_data", "val_data", "loss_fn") if getattr(request, n) is None]
         if missing:
             raise HyperparameterError(f"a model_factory needs {missing} too", {"missing": missing})
-        name = (
-            request.workload
-            if isinstance(request.workload, str) and request.workload != "digits-mlp"
-            else "custom"
-        )
+        name = request.workload if isinstance(request.workload, str) and request.workload != "digits-mlp" else "custom"
         return Workload.from_callables(
             request.model_factory,
             request.train_data,

@@ -1,8 +1,8 @@
 """Turn a time budget into step budgets, from one measured calibration trial.
 
 total_steps = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), then
-probe 30%, verify 35% (candidates of every round plus the seeded search), confirm 35% (winner and
-baseline on every seed). Step counts are rounded so a resumed run asks for the same trials.
+probe 30%, verify 35% (candidates of every round plus the seeded search), confirm 35% (two finalists
+and the baseline on every seed). Step counts are rounded so a resumed run asks for the same trials.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def plan_budget(
 
     Examples:
         >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
-        3670
+        2440
     """
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
     total = PLANNED_SHARE * budget_s / seconds_per_step
-    confirm = _round(min(max_steps, CONFIRM_SHARE * total / (2 * num_seeds)), low=50)
+    confirm = _round(min(max_steps, CONFIRM_SHARE * total / (3 * num_seeds)), low=50)  # 2 finalists + baseline
     rounds = 1 + refine_rounds
     # candidates of every round, the baseline, and the search (about one round's worth)
     measured = num_candidates * rounds + 1 + num_candidates
@@ -68,9 +68,7 @@ def plan_budget(
     )
 
 
-def marginal_step_seconds(
-    short_steps: int, short_per_step: float, long_steps: int, long_per_step: float
-) -> float:
+def marginal_step_seconds(short_steps: int, short_per_step: float, long_steps: int, long_per_step: float) -> float:
     """Seconds per step without the first-step and setup overhead: (T_long - T_short) / (n_long - n_short)."""
     if long_steps <= short_steps:
         raise ValueError(f"need long_steps > short_steps but got {short_steps=}, {long_steps=}")

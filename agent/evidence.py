@@ -12,6 +12,8 @@ from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 from trainopt.tools.workloads import Workload
 
+SLOW_SIDE = 10.0  # the planner may go this factor below the range test's lower end
+
 
 def _finding_text(finding: Any) -> str:
     """'severity layer: evidence -> fix' of a typed gradient finding (a model or a dict)."""
@@ -32,8 +34,10 @@ def build_digest(
     grad_out: BaseModel | None,
 ) -> ProbeDigest:
     """The numbers a plan needs, all from the probes: no wall-clock figure among them."""
+    # the range test's upper end is where training breaks down: a hard limit. Its lower end is where
+    # the loss starts to fall: lower LRs are safe, only slow, so a decade below it stays allowed.
     lo, hi = lr_out.safe_range
-    lo, hi = max(lo, space.learning_rate_range[0]), min(hi, space.learning_rate_range[1])
+    lo, hi = max(lo / SLOW_SIDE, space.learning_rate_range[0]), min(hi, space.learning_rate_range[1])
     if lo >= hi:  # the probed range and the allowed one do not overlap: the allowed one wins
         lo, hi = space.learning_rate_range
     b_lo, b_hi = space.batch_size_range

@@ -29,9 +29,7 @@ def resolve_lm_spec(spec: str | None = None) -> str:
     """The LM to use: the argument, else $TRAINOPT_LM, else offline."""
     spec = spec or os.environ.get("TRAINOPT_LM") or OFFLINE
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(
-            f"lm must be 'offline', a litellm model string or an http(s) api_base but got {spec=}"
-        )
+        raise ValueError(f"lm must be 'offline', a litellm model string or an http(s) api_base but got {spec=}")
     return spec.strip()
 
 
@@ -69,9 +67,7 @@ def build_lm(spec: str | dspy.BaseLM | None = None, temperature: float = 0.0) ->
     }
     if api_base is not None:
         kwargs["api_base"] = api_base
-        kwargs["api_key"] = (
-            os.environ.get("TRAINOPT_LM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
-        )
+        kwargs["api_key"] = os.environ.get("TRAINOPT_LM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
     return dspy.LM(model, **kwargs)
 
 

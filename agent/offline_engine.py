@@ -85,15 +85,16 @@ def answer_chat(system: str, user: str) -> str:
     """The ChatAdapter-format answer to one request (system message, last user message)."""
     inputs_wanted = set(_field_names(system, "input"))
     outputs = _field_names(system, "output")
-    values = {name: _parse_value(text) for name, text in _FIELD.findall(user) if name in inputs_wanted}
+    sections = {name: _parse_value(text) for name, text in _FIELD.findall(user)}
+    values = {name: value for name, value in sections.items() if name in inputs_wanted}
+    values["_sections"] = sections  # every section, nested ones too (a ReAct trajectory's observation_i)
     for required, produced, handler in _HANDLERS:
         if produced == set(outputs) and required <= set(values):
             answer = handler(values)
             parts = [f"[[ ## {name} ## ]]\n{_format_value(answer[name])}" for name in outputs]
             return "\n\n".join([*parts, "[[ ## completed ## ]]"])
     raise ValueError(
-        f"the offline planner has no answer for a signature with inputs {sorted(values)} and "
-        f"outputs {outputs}"
+        f"the offline planner has no answer for a signature with inputs {sorted(values)} and outputs {outputs}"
     )
 
 
@@ -120,3 +121,17 @@ class OfflinePlannerEngine:
 
     def close(self) -> None:
         pass
+
+
+def _register_chat_handlers() -> None:
+    """The chat agent's ReAct signatures register themselves in trainopt.agent.offline_chat (if present)."""
+    import importlib
+
+    try:
+        importlib.import_module("trainopt.agent.offline_chat")
+    except ModuleNotFoundError as error:
+        if error.name != "trainopt.agent.offline_chat":
+            raise
+
+
+_register_chat_handlers()

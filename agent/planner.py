@@ -19,6 +19,7 @@ from trainopt.agent.digest import MeasuredResult, ProbeDigest
 from trainopt.agent.schemas import CandidateProposal
 
 WARMUP = 0.05  # share of steps for warmup in warmup_cosine candidates
+UPWARD_CAP = 2.0  # refine never proposes an LR above this multiple of the range test's suggestion
 
 
 def _clip_value(digest: ProbeDigest) -> float | None:
@@ -106,9 +107,7 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     ]
     seen, candidates = set(), []
     for item in plan:
-        c = CandidateProposal(
-            optimizer=opt, weight_decay=wd, grad_clip=clip, **{**item, "lr": _lr(digest, item["lr"])}
-        )
+        c = CandidateProposal(optimizer=opt, weight_decay=wd, grad_clip=clip, **{**item, "lr": _lr(digest, item["lr"])})
         if _key(c) not in seen:
             seen.add(_key(c))
             candidates.append(c)
@@ -144,8 +143,13 @@ def refine(
         return [seed], f"No measured candidate was usable; retrying below the lowest LR {lowest:.3g}."
     best = min(usable, key=lambda r: r.score)
     lrs = sorted({r.lr for r in usable})
-    if best.lr >= lrs[-1]:
+    # short runs favour aggressive LRs; the range-test rule was measured to land within 2x of the best
+    # grid LR, so upward moves stop at UPWARD_CAP x the suggestion and the way down stays open
+    cap = UPWARD_CAP * digest.lr_suggested
+    if best.lr >= lrs[-1] and best.lr * 2 <= cap * 1.001:
         steps = [(2.0, f"best LR {best.lr:.3g} was the highest measured: try twice it")]
+    elif best.lr >= lrs[-1]:
+        steps = [(0.5, f"best LR {best.lr:.3g} is at the cap of {UPWARD_CAP:g}x the suggestion: try half of it")]
     elif best.lr <= lrs[0]:
         steps = [(0.5, f"best LR {best.lr:.3g} was the lowest measured: try half of it")]
     else:
@@ -153,6 +157,7 @@ def refine(
             (math.sqrt(2), f"best LR {best.lr:.3g} lies inside the measured range: probe above it"),
             (1 / math.sqrt(2), f"best LR {best.lr:.3g} lies inside the measured range: probe below it"),
         ]
+        steps = [(f, why) for f, why in steps if best.lr * f <= cap * 1.001] or steps[1:]
     base = dict(
         optimizer=best.optimizer,
         batch_size=best.batch_size,
@@ -221,19 +226,14 @@ def explain(digest: ProbeDigest, winner: MeasuredResult, comparison: dict[str, A
         else f"no gain over the baseline ({-change:.1f}% higher validation loss)"
     )
     metric = ""
-    if (
-        comparison.get("baseline_val_metric") is not None
-        and comparison.get("recommended_val_metric") is not None
-    ):
+    if comparison.get("baseline_val_metric") is not None and comparison.get("recommended_val_metric") is not None:
         metric = (
             f" ({digest.metric_name or 'metric'} {comparison['recommended_val_metric']:.4f} against "
             f"{comparison['baseline_val_metric']:.4f})"
         )
     clip = f", clipping at {winner.grad_clip:.3g} from the gradient analysis" if winner.grad_clip else ""
     rejected = comparison.get("rejected") or []
-    reject_note = (
-        f" {len(rejected)} candidate(s) were rejected by a constraint: {rejected[0]}." if rejected else ""
-    )
+    reject_note = f" {len(rejected)} candidate(s) were rejected by a constraint: {rejected[0]}." if rejected else ""
     return (
         f"Recommended {winner.optimizer} with peak LR {winner.lr:.3g}, batch {winner.batch_size} and a "
         f"{winner.schedule} schedule{clip}. Over {comparison['steps']} steps on seeds "

@@ -66,9 +66,7 @@ class Planner(dspy.Module):
                         ) from error
                     last_error, kind = error, f"LM error ({type(error).__name__})"
                     break
-            self.fallbacks.append(
-                f"{step}: {kind} from {lm_name(self.lm)} -> offline planner ({_short(last_error)})"
-            )
+            self.fallbacks.append(f"{step}: {kind} from {lm_name(self.lm)} -> offline planner ({_short(last_error)})")
         with dspy.context(lm=self.offline, adapter=self.adapter):
             prediction = predictor(**inputs)
         self.answered_by.append(f"{step}: offline")

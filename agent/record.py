@@ -51,9 +51,7 @@ class ReplayStore(TrialStore):
             else None
         )
 
-    def run(
-        self, workload, config: TrialConfig, device: str = "auto", report=None, progress=None
-    ) -> TrialResult:
+    def run(self, workload, config: TrialConfig, device: str = "auto", report=None, progress=None) -> TrialResult:
         name = get_workload(workload).name
         stored = self.get(name, config)
         if stored is None:
@@ -97,6 +95,14 @@ class Recording:
             self.path.mkdir(parents=True, exist_ok=True)
             for name in (CASSETTE, TRIALS, META, RESULT):  # a recording is always of one fresh run
                 (self.path / name).unlink(missing_ok=True)
+
+    @staticmethod
+    def recorded_request(path: str | Path):
+        """The OptimizationRequest a recording was made with (its workload by name)."""
+        from trainopt.agent.schemas import OptimizationRequest
+
+        meta = json.loads((Path(path) / META).read_text())
+        return OptimizationRequest(**{**meta["request"], "workload": meta["workload"]})
 
     @property
     def meta(self) -> dict[str, Any]:

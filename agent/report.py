@@ -57,30 +57,34 @@ def plot_batch(run: OptimizationRun) -> str | None:
     fig, ax = _figure()
     ax.plot([p.batch_size for p in out.throughput], [p.samples_per_s for p in out.throughput], "o-")
     ax.axvline(out.knee_batch_size, color="orange", ls="--", label=f"knee {out.knee_batch_size}")
-    ax.axvline(
-        out.recommended_batch_size, color="red", ls=":", label=f"recommended {out.recommended_batch_size}"
-    )
+    ax.axvline(out.recommended_batch_size, color="red", ls=":", label=f"recommended {out.recommended_batch_size}")
     ax.set(xscale="log", xlabel="batch size", ylabel="samples / s", title="Batch throughput (measured)")
     ax.legend(fontsize=8)
     return _png(fig)
 
 
 def plot_gradients(run: OptimizationRun) -> str | None:
-    """Per-layer mean gradient norm and update-to-weight ratio of the baseline's measured trial."""
-    baseline = next((o for o in run.outcomes if o.source == "baseline"), None)
-    result = run.results.get(baseline.config.key()) if baseline is not None else None
-    if result is None or not result.grad_stats:
+    """Per-layer mean gradient norm (bars, coloured by the analyzer's status) and update-to-weight ratio."""
+    out = run.tools.get("gradient_analyzer")
+    if out is None or not out.layers:
         return None
-    names = list(result.grad_stats)
+    names = [layer.name for layer in out.layers]
+    colours = {"ok": "tab:blue", "vanishing": "tab:gray", "exploding": "tab:red", "no gradient": "black"}
     fig, ax = _figure()
-    ax.bar(range(len(names)), [result.grad_stats[n].mean for n in names], label="mean grad norm")
-    ax2 = ax.twinx()
-    ax2.plot(
-        range(len(names)), [result.grad_stats[n].update_ratio for n in names], "r.-", label="update/weight"
+    ax.bar(
+        range(len(names)),
+        [max(layer.grad_norm_mean, 1e-12) for layer in out.layers],
+        color=[colours.get(layer.status, "tab:blue") for layer in out.layers],
     )
+    ax2 = ax.twinx()
+    ax2.plot(range(len(names)), [max(layer.update_ratio, 1e-12) for layer in out.layers], "k.-")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set(yscale="log", ylabel="gradient norm", title="Gradients per layer")
-    ax2.set(yscale="log", ylabel="update / weight")
+    ax.set(
+        yscale="log",
+        ylabel="mean gradient norm (bars)",
+        title=f"Gradients per layer; clip at {out.clip_threshold:.3g} (p{out.clip_percentile:g})",
+    )
+    ax2.set(yscale="log", ylabel="update / weight (line)")
     return _png(fig)
 
 
@@ -208,6 +212,7 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
             f" against measured {p.measured_loss:.4g}: {p.abs_pct_error:.1f}% error.</p>"
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*response.notes, *response.lm.fallbacks])
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in run.digest.grad_findings) if run.digest else ""
     title = f"trainopt: {html.escape(response.workload)}"
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td{{padding:2px 8px;border-bottom:1px solid #ddd;
@@ -219,6 +224,7 @@ font-size:13px}}img{{max-width:49%}}pre{{white-space:pre-wrap}}</style></head><b
 <table>{summary}</table>{prediction}
 <h2>Rationale</h2><pre>{html.escape(response.rationale)}</pre>
 <h2>Candidates</h2><table>{candidates}</table>
+<h2>Gradient findings</h2><ul>{findings or "<li>none</li>"}</ul>
 <h2>Plots</h2>{images}
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul></body></html>"""
     atomic_write(path, text)

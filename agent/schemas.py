@@ -106,9 +106,7 @@ class Constraints(BaseModel):
 
     max_memory: float | None = Field(None, gt=0, description="MiB one training step may use")
     min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest acceptable validation accuracy")
-    max_latency_ms: float | None = Field(
-        None, gt=0, description="slowest acceptable batch-1 inference (ONNX)"
-    )
+    max_latency_ms: float | None = Field(None, gt=0, description="slowest acceptable batch-1 inference (ONNX)")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget of the whole optimization")
 
 

@@ -40,9 +40,7 @@ def objective_score(
     return total / sum(weights.values())
 
 
-def constraint_violation(
-    result: TrialResult, constraints: Constraints, latency_ms: float | None
-) -> str | None:
+def constraint_violation(result: TrialResult, constraints: Constraints, latency_ms: float | None) -> str | None:
     """The measured reason ``result`` breaks a constraint, or None."""
     if result.diverged:
         return f"diverged at step {result.diverged_at}: {result.divergence_reason}"
@@ -59,12 +57,6 @@ def constraint_violation(
                 f"validation {result.metric_name or 'metric'} {shown} < min_accuracy "
                 f"{constraints.min_accuracy:g} after {result.steps_run} steps"
             )
-    if (
-        constraints.max_latency_ms is not None
-        and latency_ms is not None
-        and latency_ms > constraints.max_latency_ms
-    ):
-        return (
-            f"batch-1 inference latency {latency_ms:.3f} ms > max_latency_ms {constraints.max_latency_ms:g}"
-        )
+    if constraints.max_latency_ms is not None and latency_ms is not None and latency_ms > constraints.max_latency_ms:
+        return f"batch-1 inference latency {latency_ms:.3f} ms > max_latency_ms {constraints.max_latency_ms:g}"
     return None

@@ -33,12 +33,16 @@ from trainopt.agent.schemas import (
 from trainopt.agent.scoring import constraint_violation, objective_score
 from trainopt.errors import OptimizationError
 from trainopt.tools import get_tool
+from trainopt.tools.onnx_optimizer import ONNXOptimizer
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 from trainopt.tools.workloads import Workload
 
 PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the winner's confirm curve
 CONFIRM_EVALS = 25  # validation points of a confirm run
+CONFIRM_FINALISTS = 2  # best verified candidates trained at full length
+SEARCH_SEEDS = 2  # best measured candidates enqueued into the Optuna search
+LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
 
 
 @dataclass
@@ -74,11 +78,18 @@ class OptimizationRun:
         if self.progress is not None:
             self.progress(step, done, total, message)
 
-    def tool(self, name: str, step: str, **values: Any) -> BaseModel:
-        """Run tool ``name`` (or read its recorded output back) and keep the output as evidence."""
-        cls = get_tool(name)
+    def tool(
+        self, name: str, step: str, *, label: str | None = None, unkeyed: tuple[str, ...] = (), **values: Any
+    ) -> BaseModel:
+        """Run tool ``name`` (or read its recorded output back) and keep the output as evidence.
+
+        ``label`` names the evidence entry (default: the tool's name); fields in ``unkeyed`` (an output
+        path) do not enter the cache key, so a replay into another folder finds the recorded output.
+        """
+        cls = ONNXOptimizer if name == "onnx_optimizer" else get_tool(name)
         input = cls.Input(**values)
-        key = output_key(name, self.workload.name, input.model_dump(mode="json"), self.device_type)
+        keyed = input.model_dump(mode="json", exclude=set(unkeyed))
+        key = output_key(name, self.workload.name, keyed, self.device_type)
 
         def compute() -> BaseModel:
             progress = lambda done, total: self.report(step, done, total, name)  # noqa: E731
@@ -86,7 +97,7 @@ class OptimizationRun:
             return instance.run(input)
 
         output, _ = self.cache.run(key, name, cls.Output, compute)
-        self.tools[name] = output
+        self.tools[label or name] = output
         return output
 
     def trial(self, config: TrialConfig, purpose: str, step: str) -> TrialResult:
@@ -108,6 +119,7 @@ class OptimizationRun:
             if not candidates:
                 break
             self.verify(candidates, round=r)
+        self.search()
         return self.confirm_winner()
 
     def profile(self) -> None:
@@ -218,43 +230,71 @@ class OptimizationRun:
         self.report("verify", len(todo), len(todo), f"round {round} measured")
 
     def confirm_winner(self) -> OptimizationResponse:
+        """Train the CONFIRM_FINALISTS best candidates and the baseline longest, on every seed; the
+        finalist with the best mean objective there wins (short runs favour aggressive LRs)."""
         steps = self.budget.confirm_steps
-        accepted = [o for o in self.outcomes if o.rejected is None and math.isfinite(o.score)]
-        if not accepted:
-            self.notes.append("no measured configuration met the constraints; the baseline is reported")
-        best = min(accepted or [o for o in self.outcomes if o.source == "baseline"], key=lambda o: o.score)
-        every = max(1, steps // CONFIRM_EVALS)
-        winner = best.config.model_copy(
-            update={
-                "steps": steps,
-                "eval_every": every,
-                "warmup_steps": self.scaled_warmup(best.config, steps),
-            }
+        accepted = sorted(
+            (o for o in self.outcomes if o.rejected is None and math.isfinite(o.score) and o.source != "baseline"),
+            key=lambda o: o.score,
         )
+        if not accepted:
+            self.notes.append("no measured candidate met the constraints and trained stably: the baseline is reported")
+        every = max(1, steps // CONFIRM_EVALS)
         baseline = self.baseline_config(steps).model_copy(update={"eval_every": every})
+        finalists = accepted[:CONFIRM_FINALISTS]
+        configs = [
+            (
+                o,
+                o.config.model_copy(
+                    update={"steps": steps, "eval_every": every, "warmup_steps": self.scaled_warmup(o.config, steps)}
+                ),
+            )
+            for o in finalists
+        ]
         runs = [
-            (cfg.model_copy(update={"seed": seed}), name)
+            (config.model_copy(update={"seed": seed}), name)
             for seed in self.request.seeds
-            for cfg, name in ((winner, "winner"), (baseline, "baseline"))
+            for config, name in [(baseline, "baseline")]
+            + [(c, f"finalist {i + 1}") for i, (_, c) in enumerate(configs)]
         ]
         for i, (config, name) in enumerate(runs):
             self.report("confirm", i, len(runs), f"{name} seed {config.seed}")
             self.confirm.setdefault(name, []).append(self.trial(config, f"confirm {name}", "confirm"))
         self.report("confirm", len(runs), len(runs), "done")
+        weights = self.request.objective_metrics
+        base_runs = self.confirm["baseline"]
+
+        def confirm_score(name: str) -> float:
+            scores = [
+                objective_score(r, b, weights, self.latency_ms)
+                for r, b in zip(self.confirm[name], base_runs, strict=True)
+            ]
+            return sum(scores) / len(scores)
+
+        ranked = sorted(range(len(configs)), key=lambda i: confirm_score(f"finalist {i + 1}"))
+        if ranked:
+            best, winner = configs[ranked[0]]
+            self.confirm["winner"] = self.confirm[f"finalist {ranked[0] + 1}"]
+            if len(ranked) > 1:
+                self.notes.append(
+                    f"confirm runs: finalist {ranked[0] + 1} (score {confirm_score(f'finalist {ranked[0] + 1}'):.3g}) "
+                    f"beat finalist {ranked[1] + 1} ({confirm_score(f'finalist {ranked[1] + 1}'):.3g}); "
+                    "1.0 is the baseline"
+                )
+        else:
+            best, winner = next(o for o in self.outcomes if o.source == "baseline"), baseline
+            self.confirm["winner"] = base_runs
         gain = self.gain(steps)
         recommended = winner
-        if gain.relative_loss_reduction < 0 and best.source != "baseline":
-            self.notes.append(
-                "the winner of the short runs lost to the baseline in the confirm runs: "
-                "the baseline is recommended"
-            )
+        if gain.relative_loss_reduction < 0 and winner is not baseline:
+            self.notes.append("the best finalist lost to the baseline in the confirm runs: the baseline is recommended")
             recommended = baseline
         prediction = self.predict(self.confirm["winner"][0])
         explanation = self.planner.ask(
             "explain", evidence=self.digest, winner=self.measured(best), comparison=self.comparison(gain)
         ).explanation
         self.rationale.append(f"Choice: {explanation}")
-        if self.request.wants_latency and not self.replaying:
+        if self.request.wants_latency:
             self.export_onnx(recommended)
         return OptimizationResponse(
             workload=self.workload.name,
@@ -290,7 +330,7 @@ class OptimizationRun:
         """A proposal as a TrialConfig, clamped to the probed safe ranges (each move noted)."""
         d, clamped = self.digest, []
         lr = min(max(proposal.lr, d.lr_safe_range[0]), d.lr_safe_range[1])
-        if lr != proposal.lr:
+        if abs(lr - proposal.lr) > 1e-3 * proposal.lr:
             clamped.append(f"lr {proposal.lr:.3g} -> {lr:.3g} (probed safe range)")
         batch = min(max(proposal.batch_size, d.batch_range[0]), d.batch_range[1])
         if batch != proposal.batch_size:
@@ -319,15 +359,11 @@ class OptimizationRun:
     def scaled_warmup(self, config: TrialConfig, steps: int) -> int:
         return min(steps - 1, round(config.warmup_steps / config.steps * steps))
 
-    def add_outcome(
-        self, config: TrialConfig, source: str, round: int, clamped: list[str], step: str
-    ) -> None:
+    def add_outcome(self, config: TrialConfig, source: str, round: int, clamped: list[str], step: str) -> None:
         purpose = "baseline" if source == "baseline" else f"candidate round {round}"
         result = self.trial(config, purpose, step)
         baseline = (
-            self.results[self.baseline_config(self.budget.candidate_steps).key()]
-            if source != "baseline"
-            else result
+            self.results[self.baseline_config(self.budget.candidate_steps).key()] if source != "baseline" else result
         )
         self.outcomes.append(
             CandidateOutcome(
@@ -388,9 +424,7 @@ class OptimizationRun:
         ]
         metric_change = None
         if all(r.final_val_metric is not None for r in win + base):
-            metric_change = (
-                sum(r.final_val_metric for r in win) - sum(r.final_val_metric for r in base)
-            ) / len(win)
+            metric_change = (sum(r.final_val_metric for r in win) - sum(r.final_val_metric for r in base)) / len(win)
         return Gain(
             steps=steps,
             seeds=list(self.request.seeds),
@@ -459,26 +493,79 @@ class OptimizationRun:
         )
 
     def measure_latency(self) -> None:
-        """Batch-1 inference latency of the workload's model through ONNX (recorded like a probe)."""
-        from trainopt.agent.latency import measure_onnx_latency
-
-        key = output_key("onnx_latency", self.workload.name, {}, self.device_type)
-        out, _ = self.cache.run(
-            key,
-            "onnx_latency",
-            _Latency,
-            lambda: _Latency(**measure_onnx_latency(self.workload, self.out_dir)),
+        """Batch-1 onnxruntime latency of the workload's model (one thread): the architecture fixes it,
+        so one short-trained export serves every candidate. Recorded like any probe."""
+        out = self.tool(
+            "onnx_optimizer",
+            "probe",
+            label="onnx_latency",
+            unkeyed=("path",),
+            config={"steps": LATENCY_PROBE_STEPS},
+            batch_sizes=(1,),
+            threads=1,
+            path=str(self.out_dir / "latency-probe.onnx"),
         )
-        self.latency_ms = out.latency_ms
-        self.tools["onnx_latency"] = out
+        self.latency_ms = _onnx_p50(out)
 
     def export_onnx(self, config: TrialConfig) -> None:
-        from trainopt.agent.latency import export_trained_onnx
-
-        self.report("confirm", 0, config.steps, "training the recommended model for model.onnx")
-        self.onnx_path = str(
-            export_trained_onnx(self.workload, config, self.device, self.out_dir / "model.onnx")
+        """Train the recommended configuration, export model.onnx and validate it (latency at batch 1)."""
+        fields = config.model_dump(exclude={"eval_every"})
+        path = self.out_dir / "model.onnx"
+        out = self.tool(
+            "onnx_optimizer",
+            "confirm",
+            label="onnx_model",
+            unkeyed=("path",),
+            config=fields,
+            batch_sizes=(1,),
+            threads=1,
+            path=str(path),
         )
+        if self.replaying:
+            self.notes.append("model.onnx is not rebuilt on replay: the recorded export is in the evidence")
+        else:
+            self.onnx_path = out.model.path
+        self.latency_ms = _onnx_p50(out)
+
+    def search(self) -> None:
+        """Optuna TPE with pruning, seeded with the best measured candidates; its winner is measured too."""
+        ranked = sorted(
+            (o for o in self.outcomes if o.source != "baseline" and math.isfinite(o.score)), key=lambda o: o.score
+        )
+        seeds = [
+            o.config.model_dump(include={"optimizer", "lr", "weight_decay", "batch_size", "schedule"})
+            for o in ranked[:SEARCH_SEEDS]
+        ]
+        d, b = self.digest, self.budget
+        batches = sorted(
+            {
+                min(max(x, d.batch_range[0]), d.batch_range[1])
+                for x in (d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2)
+            }
+        )
+        try:
+            out = self.tool(
+                "hyperparameter_suggester",
+                "verify",
+                candidates=seeds,
+                lr_range=d.lr_safe_range,
+                weight_decay_range=(0.0, 0.1),
+                batch_sizes=batches,
+                optimizers=list(d.optimizer_options),
+                schedules=["constant", "cosine", "one_cycle"],
+                n_trials=len(seeds) + b.search_trials,
+                max_steps=b.candidate_steps,
+                seed=self.request.seeds[0],
+            )
+        except (OptimizationError, ValueError) as error:
+            if self.replaying and "replay" in str(error):
+                raise
+            self.notes.append(f"the seeded search gave no result: {error}")
+            return
+        best = {k: v for k, v in out.best_config.items() if k not in ("steps", "seed", "eval_every")}
+        config = TrialConfig(**{**best, "steps": b.candidate_steps, "seed": self.request.seeds[0]})
+        if config.key() not in {o.config.key() for o in self.outcomes}:
+            self.add_outcome(config, "search", -1, [], step="verify")
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -489,12 +576,10 @@ class OptimizationRun:
         }
 
 
-class _Latency(BaseModel):
-    latency_ms: float
-    p95_ms: float
-    batch_size: int
-    threads: int
-    method: str
+def _onnx_p50(out) -> float:
+    """onnxruntime p50 at batch 1 from the ONNX tool's validation report."""
+    row = next(r for r in out.report.latency if r.runtime == "onnxruntime" and r.batch_size == 1)
+    return row.p50_ms
 
 
 def _finite(value: float) -> float:

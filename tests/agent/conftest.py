@@ -40,6 +40,35 @@ def planner_server():
 
 
 @pytest.fixture
+def blocked_network(monkeypatch):
+    """Refuse every internet socket connection, localhost included: a replay must not need one."""
+    real_connect = socket.socket.connect
+
+    def refuse(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"network blocked in tests: connect to {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def blocked_network_after(monkeypatch):
+    """Call it to block the network from that point on (record first, then replay offline)."""
+    real_connect = socket.socket.connect
+
+    def block() -> None:
+        def refuse(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                raise OSError(f"network blocked in tests: connect to {address!r}")
+            return real_connect(self, address)
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+
+    return block
+
+
+@pytest.fixture
 def no_network(monkeypatch):
     """Refuse every socket connection except to 127.0.0.1 (what CI's blocked network looks like)."""
     real_connect = socket.socket.connect

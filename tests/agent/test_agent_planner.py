@@ -13,9 +13,7 @@ OBJECTIVE, CONSTRAINTS = '{"loss": 1.0}', "{}"
 
 def _measured(candidates, losses):
     return [
-        MeasuredResult(
-            **c.model_dump(exclude={"why"}), val_loss=loss, val_metric=0.9, diverged=False, score=loss / 0.5
-        )
+        MeasuredResult(**c.model_dump(exclude={"why"}), val_loss=loss, val_metric=0.9, diverged=False, score=loss / 0.5)
         for c, loss in zip(candidates, losses, strict=True)
     ]
 
@@ -80,9 +78,7 @@ def test_malformed_answer_is_retried_once(digest, planner_server):
 def test_two_malformed_answers_fall_back_to_offline(digest, planner_server):
     planner_server.malformed = 2
     planner = Planner(f"openai/trainopt-planner@{planner_server.url}")
-    prediction = planner.ask(
-        "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=2
-    )
+    prediction = planner.ask("propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=2)
     usage = planner.usage()
     # the offline planner answered, and the usage says why
     assert len(prediction.candidates) == 2

@@ -19,9 +19,7 @@ console = Console(stderr=True)
 def optimize(
     workload: str = typer.Option("digits-mlp", "--workload", "-w", help="A name from `trainopt workloads`."),
     budget: float = typer.Option(None, "--budget", help="Time budget in seconds (default 90)."),
-    storage: str = typer.Option(
-        None, help="Optuna storage URL of the trial store (default: SQLite in --out)."
-    ),
+    storage: str = typer.Option(None, help="Optuna storage URL of the trial store (default: SQLite in --out)."),
     lm: str = typer.Option(
         None,
         help="offline (default, or $TRAINOPT_LM), a litellm model string, or an "
@@ -67,11 +65,10 @@ def optimize(
             bars.start_task(task)
             bars.update(task, completed=done, total=max(total, 1), note=message[:48])
 
-        agent = TrainingOptimizationAgent(
-            lm=lm, storage=storage, out_dir=out, device=device, progress=progress
-        )
+        agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=progress)
         try:
-            response = agent.optimize_training(request, record=record, replay=replay)
+            # a replay asks what the recording asked (its workload, budget and constraints)
+            response = agent.optimize_training(None if replay else request, record=record, replay=replay)
         except OptimizationError as error:
             console.print(f"[red]error[/red] ({error.type}): {error.message}")
             raise typer.Exit(2) from None
@@ -85,17 +82,14 @@ def optimize(
     for note in [*response.notes, *response.lm.fallbacks]:
         console.print(f"[yellow]note[/yellow]: {note}")
     console.print(
-        f"LM: {response.lm.requested}, {response.lm.calls} call(s)"
-        + (" (replayed)" if response.replayed else "")
+        f"LM: {response.lm.requested}, {response.lm.calls} call(s)" + (" (replayed)" if response.replayed else "")
     )
     console.print(f"report: {response.artifacts.report_html}")
 
 
 def summary_table(response) -> Table:
     g, base, rec = response.gain, response.baseline, response.recommended
-    table = Table(
-        title=f"{response.workload}: baseline vs recommended, measured over {g.steps} steps, seeds {g.seeds}"
-    )
+    table = Table(title=f"{response.workload}: baseline vs recommended, measured over {g.steps} steps, seeds {g.seeds}")
     for column in ("", "baseline", "recommended"):
         table.add_column(column)
     accuracy = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
@@ -106,9 +100,7 @@ def summary_table(response) -> Table:
     table.add_row("grad clip", str(base.grad_clip), str(rec.grad_clip))
     table.add_row("val loss", f"{g.baseline.loss:.4f}", f"{g.recommended.loss:.4f}")
     table.add_row("val accuracy", accuracy(g.baseline), accuracy(g.recommended))
-    table.add_row(
-        "peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}"
-    )
+    table.add_row("peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}")
     change = g.relative_loss_reduction
     table.add_row("loss reduction", "", "n/a" if not math.isfinite(change) else f"{change * 100:.1f}%")
     if response.prediction is not None:

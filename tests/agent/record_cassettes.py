@@ -1,0 +1,56 @@
+"""Re-record tests/cassettes: full `optimize` runs on two workloads against the local planner server.
+
+    python3 tests/agent/record_cassettes.py            # both workloads
+    python3 tests/agent/record_cassettes.py digits-cnn
+
+Each run is real (real probes on this machine, the planner answering over HTTP); the folder keeps
+the LM traffic (cassette.yaml), the trial store (trials.db) and the response (result.json), and
+the tests replay it with the network blocked. Re-record after any change to what the agent asks
+the tools or the LM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from openai_server import PlannerServer  # noqa: E402
+
+CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
+# small budgets keep the recordings (and the repository) small; the flow is the full one
+RUNS = {
+    "digits-mlp": dict(constraints={"time_budget_s": 30}, num_candidates=3, refine_rounds=1),
+    "digits-cnn": dict(
+        constraints={"time_budget_s": 40, "min_accuracy": 0.5},
+        num_candidates=3,
+        refine_rounds=1,
+        objective={"metrics": ["loss", "accuracy"], "weights": [0.7, 0.3]},
+    ),
+}
+
+
+def record(workload: str) -> None:
+    import torch
+
+    from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+
+    torch.set_num_threads(1)
+    with PlannerServer() as server, tempfile.TemporaryDirectory() as out:
+        agent = TrainingOptimizationAgent(lm=f"openai/trainopt-planner@{server.url}", out_dir=out)
+        request = OptimizationRequest(workload=workload, **RUNS[workload])
+        response = agent.optimize_training(request, record=CASSETTES / workload)
+        print(
+            f"{workload}: {len(server.requests)} LM requests, recommended lr={response.recommended.lr:.3g} "
+            f"batch={response.recommended.batch_size}, loss reduction "
+            f"{response.gain.relative_loss_reduction * 100:.1f}%"
+        )
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(RUNS):
+        record(name)

@@ -1,0 +1,78 @@
+"""Replaying the recorded runs in tests/cassettes: no network, no training, the same answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+from trainopt.cli import app
+from trainopt.errors import OptimizationError
+
+CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
+WORKLOADS = ["digits-mlp", "digits-cnn"]
+
+
+def _recorded(workload: str) -> tuple[OptimizationRequest, dict]:
+    meta = json.loads((CASSETTES / workload / "recording.json").read_text())
+    result = json.loads((CASSETTES / workload / "result.json").read_text())
+    return OptimizationRequest(**{**meta["request"], "workload": workload}), result
+
+
+def _json(response) -> dict:
+    return json.loads(response.model_dump_json())
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_replay_returns_the_recorded_answer(workload, tmp_path, blocked_network):
+    request, recorded = _recorded(workload)
+    response = TrainingOptimizationAgent(out_dir=tmp_path).optimize_training(request, replay=CASSETTES / workload)
+    replayed = _json(response)
+    # same recommendation, evidence, rationale, candidates and measured gain, with every LM call replayed
+    for key in ("recommended", "evidence", "rationale", "candidates", "gain", "prediction"):
+        assert replayed[key] == recorded[key], key
+    assert response.replayed and response.lm.calls == recorded["lm"]["calls"] >= 3
+    assert response.lm.answered_by == recorded["lm"]["answered_by"]
+    assert all("offline" not in who for who in response.lm.answered_by)  # the server's LM answered
+    # the report is one file: plots embedded as PNG, no external resources
+    html = Path(response.artifacts.report_html).read_text()
+    assert html.count("data:image/png;base64,") >= 4 and 'src="http' not in html
+    assert json.loads(Path(response.artifacts.result_json).read_text())["recommended"] == replayed["recommended"]
+
+
+def test_replay_of_a_different_request_fails_loudly(tmp_path, blocked_network):
+    request, _ = _recorded("digits-mlp")
+    limits = {**request.constraints.model_dump(), "min_accuracy": 0.123}
+    changed = request.model_copy(update={"constraints": type(request.constraints)(**limits)})
+    # the LM was never asked with that constraint: the cassette has no answer, and nothing is invented
+    with pytest.raises(OptimizationError, match="failed during propose"):
+        TrainingOptimizationAgent(out_dir=tmp_path).optimize_training(changed, replay=CASSETTES / "digits-mlp")
+
+
+def test_replay_refuses_another_workload(tmp_path):
+    with pytest.raises(OptimizationError, match="recording is of workload 'digits-mlp'"):
+        TrainingOptimizationAgent(out_dir=tmp_path).optimize_training(
+            OptimizationRequest(workload="digits-cnn"), replay=CASSETTES / "digits-mlp"
+        )
+
+
+def test_cassettes_hold_no_secrets():
+    for workload in WORKLOADS:
+        text = (CASSETTES / workload / "cassette.yaml").read_text().lower()
+        # filtered headers are gone from the recorded requests
+        assert "authorization:" not in text and "api-key:" not in text
+
+
+def test_cli_optimize_replay_prints_the_table_and_report(tmp_path, blocked_network):
+    _, recorded = _recorded("digits-mlp")
+    result = CliRunner().invoke(
+        app, ["optimize", "--workload", "digits-mlp", "--replay", str(CASSETTES / "digits-mlp"), "--out", str(tmp_path)]
+    )
+    output = result.stdout + (result.stderr or "")
+    # exit 0, the measured comparison table, and the report's path
+    assert result.exit_code == 0, output
+    assert "baseline vs recommended" in output and f"{recorded['gain']['baseline']['loss']:.4f}" in output
+    assert str(tmp_path / "report.html") in output.replace("\n", "")
