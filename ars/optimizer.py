@@ -42,6 +42,11 @@ Chronos jitter χ_t and the applied step::
 the damping (it would cancel a scaled gradient). ``resonance_events`` counts rising edges of Ψ_t < 1.
 A non-finite signal gets Φ_t = m and does not enter the statistics or the window.
 
+Defaults (c = 1, κ = 2) were tuned on bench/ars_shock.py (character GPT, 10x LR spike): c = 0.01 with
+κ = 3 barely damped a spike (recovery within 10% of AdamW's); c = 1, κ = 2 recovered in 34 and 38 steps
+where AdamW had not recovered after 120, and changed the clean run's final validation loss by < 0.01%.
+A noisy batch 2.5 spreads above the mean costs one step at Φ = 0.8; a shock 5 spreads up gets Φ = m.
+
 Cost: one float per step (the loss you pass, or one ``.item()`` of the grad norm), O(1) Python
 arithmetic, and an rfft of W numbers every k steps (numpy, on the host).
 """
@@ -147,7 +152,7 @@ class ARSOptimizer(Optimizer):
         params: Any,
         lr: float = 1e-3,
         entropy_threshold: float = 0.7,
-        surprise_scale: float = 0.01,
+        surprise_scale: float = 1.0,
         jitter_scale: float = 0.01,
         min_damping: float = 0.1,
         base: str = "adamw",
@@ -155,7 +160,7 @@ class ARSOptimizer(Optimizer):
         window: int = 64,
         entropy_every: int = 8,
         stats_momentum: float = 0.05,
-        surprise_threshold: float = 3.0,
+        surprise_threshold: float = 2.0,
         warmup_steps: int = 20,
         seed: int = 0,
         **base_kwargs: Any,
@@ -188,13 +193,13 @@ class ARSOptimizer(Optimizer):
             raise ValueError("optimizer is already an ARSOptimizer; wrap its base instead")
         defaults = {
             "entropy_threshold": 0.7,
-            "surprise_scale": 0.01,
+            "surprise_scale": 1.0,
             "jitter_scale": 0.01,
             "min_damping": 0.1,
             "window": 64,
             "entropy_every": 8,
             "stats_momentum": 0.05,
-            "surprise_threshold": 3.0,
+            "surprise_threshold": 2.0,
             "warmup_steps": 20,
             "seed": 0,
         }
