@@ -58,6 +58,26 @@ def test_a_healthy_mlp_has_no_vanishing_or_exploding_layer():
     assert all(f.severity == "info" for f in out.findings)
 
 
+class SpikeOnce(nn.Module):
+    """Multiplies its input by 1e4 on the 10th training forward pass only: one exploding step."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += self.training
+        return x * 1e4 if self.training and self.calls == 10 else x
+
+
+def test_a_gradient_spike_is_flagged_as_exploding():
+    workload = digits_workload(lambda: nn.Sequential(nn.Linear(64, 32), SpikeOnce(), nn.ReLU(), nn.Linear(32, 10)))
+    out = GradientAnalyzer(workload)(steps=20, sample_every=50)
+    # One step's gradient is ~1e4 x the others: the first layer is exploding, a critical finding names it.
+    assert {layer.name: layer.status for layer in out.layers}["0.weight"] == "exploding"
+    assert any(f.layer == "0.weight" and f.severity == "critical" for f in out.findings)
+
+
 def test_dead_relus_are_found_with_forward_hooks():
     def make_model():
         model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
