@@ -12,15 +12,6 @@ from trainopt.ars.diffusion import SAMPLERS, NFECounter, NoisePredictor, NoisePr
 EXPECTED_NFE = {"ddpm": lambda n: n, "ddim": lambda n: n, "dpmpp_2m": lambda n: n, "heun": lambda n: 2 * n - 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
