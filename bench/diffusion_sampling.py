@@ -1,0 +1,276 @@
+"""Diffusion sampling benchmark: every sampler expert at 5..100 steps, the 1000-step DDPM reference,
+and the learned router at several lambda, on 2-D toys. One process, one run, shared seeds.
+
+For each toy: train the DDPM (cached in a temp dir), measure each (expert, steps) on the same
+seeds (same x_T per seed, same fresh reference data per seed): energy distance (primary), RBF MMD,
+sliced Wasserstein, off-mode fraction, NFE (counted model calls) and wall time; then train one
+router by REINFORCE on all toys and let it pick per request at each lambda.
+
+Targets:
+  1. some configuration with NFE <= 20 reaches the 1000-step DDPM quality: its mean energy
+     distance is <= the worst (max) of the DDPM-1000 seeds.
+  2. the router's picks lie on or next to the Pareto front: no static configuration has
+     NFE <= the pick's and an energy distance lower by more than the DDPM-1000 seed spread.
+
+    python3 bench/diffusion_sampling.py            # full run (~20-30 min on a busy 2-core box)
+    python3 bench/diffusion_sampling.py --quick    # smoke run, writes *_quick outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from trainopt.ars.diffusion import (
+    EXPERTS,
+    SAMPLERS,
+    NFECounter,
+    NoisePredictor,
+    NoisePredictorConfig,
+    Request,
+    Router,
+    ToySamplingEnv,
+    load_checkpoint,
+    quality_floor,
+    request_features,
+    sample_toy,
+    save_checkpoint,
+    toy_quality,
+    train_ddpm,
+    train_router,
+)
+
+RESULTS = Path(__file__).parent / "results"
+console = Console()
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (1 toy, small N, short training)")
+    p.add_argument("--data", nargs="+", default=["moons", "8gaussians"], help="toys to benchmark")
+    p.add_argument("--n", type=int, default=2000, help="samples per measurement (and reference size)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (>= 3 for the spread)")
+    p.add_argument("--train-steps", type=int, default=3000, help="DDPM training steps per toy")
+    p.add_argument("--router-iterations", type=int, default=300, help="REINFORCE iterations (16 requests each)")
+    p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.1, 0.5, 2.0, 10.0, 30.0],
+                   help="lambda values at which the router is evaluated")
+    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "trainopt-bench-diffusion",
+                   help="where trained models are cached (outside the repository)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args()
+    if args.quick:
+        args.data, args.n, args.train_steps, args.router_iterations = ["moons"], 400, 400, 20
+        args.lams = [0.1, 10.0]
+    if args.seeds < 1 or args.n < 2:
+        raise ValueError(f"need seeds >= 1 and n >= 2 but got {args.seeds=}, {args.n=}")
+    return args
+
+
+def get_model(name: str, steps: int, cache_dir: Path) -> NoisePredictor:
+    path = cache_dir / f"{name}-{steps}.pt"
+    if path.exists():
+        return load_checkpoint(path)[0]
+    torch.manual_seed(0)
+    model = NoisePredictor(NoisePredictorConfig(data_dim=2))
+    data = sample_toy(name, 50_000, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    train_ddpm(model, data, steps=steps, batch_size=256, seed=0)
+    console.print(f"trained {name} in {time.perf_counter() - start:.0f} s")
+    save_checkpoint(model, path, data=name, steps=steps)
+    return model
+
+
+def measure(model, name: str, expert: str, steps: int, seed: int, n: int) -> dict:
+    """One sampler run on seed ``seed``'s x_T, scored against seed ``seed``'s fresh data."""
+    x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(1000 + seed))
+    counted = NFECounter(model)
+    start = time.perf_counter()
+    x = SAMPLERS[expert](counted, x_T, steps, generator=torch.Generator().manual_seed(2000 + seed))
+    wall = time.perf_counter() - start
+    reference = sample_toy(name, n, generator=torch.Generator().manual_seed(3000 + seed))
+    return {"nfe": counted.calls, "wall_s": wall, **toy_quality(name, x, reference)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {"seeds": len(runs)}
+    for key in ("energy", "mmd", "swd", "off_mode", "nfe", "wall_s"):
+        vals = [r[key] for r in runs]
+        out[key] = statistics.fmean(vals)
+        out[f"{key}_min"], out[f"{key}_max"] = min(vals), max(vals)
+    return out
+
+
+def pareto_verdict(point: dict, statics: list[dict], tol: float) -> tuple[str, dict | None]:
+    """'on' if no static config is at least as cheap and better; 'next to' if it is better by < tol."""
+    better = [s for s in statics if s["nfe"] <= point["nfe"] + 1e-9 and s["energy"] < point["energy"]]
+    if not better:
+        return "on", None
+    best = min(better, key=lambda s: s["energy"])
+    return ("next to" if point["energy"] - best["energy"] <= tol else "off"), best
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
+    seeds = list(range(args.seeds))
+    models = {name: get_model(name, args.train_steps, args.cache_dir) for name in args.data}
+    results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                     "toys": {}}
+    total = len(args.data) * len(seeds) * (len(EXPERTS) * len(budgets) + 1 + len(args.lams))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("static configurations", total=total)
+        for name, model in models.items():
+            rows = []
+            for expert in EXPERTS:
+                for steps in budgets:
+                    runs = []
+                    for seed in seeds:
+                        runs.append(measure(model, name, expert, steps, seed, args.n))
+                        bar.advance(task)
+                    rows.append({"expert": expert, "steps": steps, **summarise(runs)})
+            ref_runs = []
+            for seed in seeds:
+                ref_runs.append(measure(model, name, "ddpm", 1000, seed, args.n))
+                bar.advance(task)
+            reference = {"expert": "ddpm", "steps": 1000, **summarise(ref_runs), "runs": ref_runs}
+            results["toys"][name] = {"floor": quality_floor(name, args.n), "static": rows, "reference": reference}
+
+        bar.update(task, description="training the router")
+        env = ToySamplingEnv(models, seed=0)
+        router = Router()
+        start = time.perf_counter()
+        history = train_router(router, env.reward, env.sample_request, iterations=args.router_iterations)
+        results["router_training"] = {"iterations": args.router_iterations, "measured_runs": env.measurements,
+                                      "seconds": time.perf_counter() - start,
+                                      "mean_reward_first_10": statistics.fmean(history[:10]),
+                                      "mean_reward_last_10": statistics.fmean(history[-10:])}
+        bar.update(task, description="router picks")
+        for name, model in models.items():
+            picks = []
+            for lam in args.lams:
+                runs, chosen = [], []
+                for seed in seeds:
+                    x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(1000 + seed))
+                    with torch.no_grad():
+                        d = router.choose(request_features(Request(name, lam, x_T)))
+                    chosen.append(f"{d.expert}/{d.num_steps}")
+                    runs.append(measure(model, name, d.expert, d.num_steps, seed, args.n))
+                    bar.advance(task)
+                picks.append({"lam": lam, "choices": chosen, **summarise(runs)})
+            results["toys"][name]["router"] = picks
+    evaluate_targets(results)
+    write_outputs(results, args.quick)
+
+
+def evaluate_targets(results: dict) -> None:
+    holds_fast, holds_front = True, True
+    for toy in results["toys"].values():
+        ref = toy["reference"]
+        tol = ref["energy_max"] - ref["energy_min"]
+        fast = [r for r in toy["static"] if r["nfe_max"] <= 20 and r["energy"] <= ref["energy_max"]]
+        toy["fast_matches_reference"] = [f"{r['expert']}/{r['steps']}" for r in fast]
+        holds_fast &= bool(fast)
+        for pick in toy["router"]:
+            verdict, beaten_by = pareto_verdict(pick, toy["static"], tol)
+            pick["pareto"] = verdict
+            pick["dominated_by"] = f"{beaten_by['expert']}/{beaten_by['steps']}" if beaten_by else None
+            # reward at this lambda vs the best static configuration's (the oracle)
+            reward = lambda r, lam=pick["lam"]: -r["energy"] - lam * r["nfe"] / 1000  # noqa: E731
+            best = max(toy["static"], key=reward)
+            pick["reward"], pick["oracle"] = reward(pick), f"{best['expert']}/{best['steps']}"
+            pick["oracle_reward"] = reward(best)
+            holds_front &= verdict != "off"
+    results["targets"] = {
+        "reference quality at <= 20 NFE": "holds" if holds_fast else "falls short",
+        "router picks on or next to the Pareto front": "holds" if holds_front else "falls short",
+    }
+
+
+def write_outputs(results: dict, quick: bool) -> None:
+    suffix = "_quick" if quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"diffusion_sampling{suffix}.json").write_text(json.dumps(results, indent=2))
+    md = render_markdown(results)
+    (RESULTS / f"diffusion_sampling{suffix}.md").write_text(md)
+    plot_pareto(results, RESULTS / f"diffusion_pareto{suffix}.png")
+    console.print(md)
+    for target, verdict in results["targets"].items():
+        console.print(f"target '{target}': {verdict}")
+
+
+def render_markdown(results: dict) -> str:
+    lines = []
+    for name, toy in results["toys"].items():
+        fl, ref = toy["floor"], toy["reference"]
+        lines += [f"### {name}", "",
+                  f"Data-vs-data floor (N = {results['args']['n']}): energy {fl['energy']:.4f}, "
+                  f"MMD {fl['mmd']:.4f}, SW {fl['swd']:.4f}, off-mode {fl['off_mode']:.3f}. "
+                  f"DDPM 1000 steps over {ref['seeds']} seeds: energy {ref['energy']:.4f} "
+                  f"(min {ref['energy_min']:.4f}, max {ref['energy_max']:.4f}).", "",
+                  "| sampler | steps | NFE | energy | MMD | SW | off-mode | wall s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in [*toy["static"], ref]:
+            lines.append(f"| {r['expert']} | {r['steps']} | {r['nfe']:.0f} | {r['energy']:.4f} | {r['mmd']:.4f} "
+                         f"| {r['swd']:.4f} | {r['off_mode']:.3f} | {r['wall_s']:.2f} |")
+        lines += ["", f"<= 20 NFE configurations within the DDPM-1000 spread: "
+                      f"{', '.join(toy['fast_matches_reference']) or 'none'}", "",
+                  "| router lambda | picks (per seed) | NFE | energy | MMD | wall s | Pareto | reward | "
+                  "best static (reward) |",
+                  "|---:|---|---:|---:|---:|---:|---|---:|---|"]
+        for p in toy["router"]:
+            pareto = p["pareto"] + (f" (beaten by {p['dominated_by']})" if p["dominated_by"] else "")
+            lines.append(f"| {p['lam']} | {', '.join(sorted(set(p['choices'])))} | {p['nfe']:.0f} | "
+                         f"{p['energy']:.4f} | {p['mmd']:.4f} | {p['wall_s']:.2f} | {pareto} | {p['reward']:.4f} | "
+                         f"{p['oracle']} ({p['oracle_reward']:.4f}) |")
+        lines.append("")
+    rt = results["router_training"]
+    lines += [f"Router: REINFORCE, {rt['iterations']} iterations x 16 requests, {rt['measured_runs']} distinct "
+              f"measured runs, {rt['seconds']:.0f} s; mean reward {rt['mean_reward_first_10']:.4f} (first 10) -> "
+              f"{rt['mean_reward_last_10']:.4f} (last 10).", ""]
+    lines += [f"- {t}: **{v}**" for t, v in results["targets"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    toys = results["toys"]
+    fig, axes = plt.subplots(1, len(toys), figsize=(6 * len(toys), 4.5), squeeze=False)
+    for ax, (name, toy) in zip(axes[0], toys.items(), strict=True):
+        for expert in EXPERTS:
+            rows = [r for r in toy["static"] if r["expert"] == expert]
+            ax.plot([r["nfe"] for r in rows], [r["energy"] for r in rows], "o-", label=expert, ms=4)
+        ref = toy["reference"]
+        ax.axhspan(ref["energy_min"], ref["energy_max"], color="grey", alpha=0.3, label="DDPM 1000 (seed spread)")
+        ax.axhline(toy["floor"]["energy"], color="k", ls="--", lw=1, label="data-vs-data floor")
+        for p in toy["router"]:
+            ax.plot(p["nfe"], p["energy"], "*", color="red", ms=14, mec="k")
+            ax.annotate(f"λ={p['lam']}", (p["nfe"], p["energy"]), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8, color="red")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("NFE (model calls)")
+        ax.set_ylabel("energy distance to fresh data")
+        ax.set_title(f"{name}: quality vs cost (red stars: router)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
