@@ -177,6 +177,7 @@ def train_rl_policy(setup: Setup, episodes: int, seed_offset: int, advance: Call
         episode_results.append({"episode": episode, "val_loss": result.val_loss,
                                 "val_accuracy": result.val_accuracy})
         advance()
+    meta.reset()  # learn from the last episode's remaining rewards
     cost = {"episodes": episodes, "wall_s": time.perf_counter() - start, "steps": episodes * setup.steps,
             "policy_updates": meta.policy_updates, "per_episode": episode_results}
     return meta, cost
