@@ -1,0 +1,336 @@
+"""The chat agent's tools: each probe tool, and the whole optimization, as a ``dspy.Tool``.
+
+Every tool is a plain synchronous function ``tool(workload=None, **input_fields)`` whose argument
+schema is the tool's pydantic ``Input`` (plus ``workload``). A call validates its arguments, runs
+the probe through the session's ProbeCache (so a replay reads the recorded output back instead of
+training), and returns a short summary of the measured numbers as the observation. A failure
+becomes an observation (ReAct catches exceptions); Ctrl-C stops the probe and becomes an
+observation too, so the session goes on.
+
+Examples:
+    >>> tools = build_chat_tools(ToolContext(...))          # doctest: +SKIP
+    >>> [t.name for t in tools][:2]                         # doctest: +SKIP
+    ['learning_rate_scheduler', 'batch_size_optimizer']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+import torch
+from pydantic import BaseModel
+
+from trainopt.agent.probe_cache import ProbeCache, output_key
+from trainopt.tools import TOOL_CLASSES, get_tool
+from trainopt.tools.base import parse_input
+from trainopt.tools.workloads import get_workload, workload_names
+
+OPTIMIZE = "optimize_training"
+CHAT_TOOLS = (*TOOL_CLASSES, OPTIMIZE)
+
+# progress(tool, done, total); announce(tool, workload, input fields)
+ChatProgress = Callable[[str, int, int], None]
+Announce = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass
+class ToolContext:
+    """What the chat tools share with the session: device, stores, the probe size, callbacks."""
+
+    workload: str
+    device: torch.device
+    device_type: str
+    store: Any  # TrialStore, or ReplayStore when replaying
+    cache: ProbeCache
+    storage: str
+    out_dir: Path
+    lm: Any = None  # the LM spec the optimize tool's planner uses
+    probe_steps: int = 60  # size of a chat probe: sweep and check lengths derive from it
+    budget_s: float = 60.0  # time budget of optimize_training
+    progress: ChatProgress | None = None
+    announce: Announce | None = None
+    measured: list[dict[str, Any]] = field(default_factory=list)  # every summary, for /report
+
+
+def chat_defaults(name: str, n: int) -> dict[str, Any]:
+    """Input values a chat probe starts from, sized by ``n`` = probe_steps (the caller's values win)."""
+    return {
+        "learning_rate_scheduler": {
+            "range_steps": min(100, max(20, n)),
+            "check_steps": n,
+            "budget_steps": 5 * n,
+            "schedules": ["constant", "cosine"],
+        },
+        "batch_size_optimizer": {"max_batch": 512, "timed_steps": 3, "noise_warm_steps": n // 2, "noise_draws": 5},
+        "gradient_analyzer": {"steps": 2 * n},
+        "convergence_predictor": {"config": {"steps": 4 * n}, "observe_steps": 2 * n, "n_bootstrap": 50},
+        "hyperparameter_suggester": {
+            "n_trials": 8,
+            "max_steps": 2 * n,
+            "optimizers": ["adamw", "sgd"],
+            "schedules": ["constant", "cosine"],
+        },
+    }[name]
+
+
+class OptimizeSummary(BaseModel):
+    """What the chat keeps of an OptimizationResponse (stored like a probe's output)."""
+
+    workload: str
+    budget_s: float
+    recommended: dict[str, Any]
+    baseline: dict[str, Any]
+    steps: int
+    seeds: list[int]
+    baseline_val_loss: float
+    recommended_val_loss: float
+    relative_loss_reduction: float
+    baseline_metric: float | None
+    recommended_metric: float | None
+    candidates_measured: int
+    report_html: str | None
+    notes: list[str]
+
+
+def build_chat_tools(ctx: ToolContext) -> list[dspy.Tool]:
+    """The five probe tools and optimize_training, as dspy Tools bound to ``ctx``."""
+    tools = [_probe_tool(ctx, name) for name in TOOL_CLASSES]
+    tools.append(_optimize_tool(ctx))
+    return tools
+
+
+def _workload_arg() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "description": f"workload to probe, one of {', '.join(workload_names())} (default: the session's)",
+    }
+
+
+def _probe_tool(ctx: ToolContext, name: str) -> dspy.Tool:
+    cls = get_tool(name)
+
+    def call(workload: str | None = None, **values: Any) -> dict[str, Any]:
+        workload = get_workload(workload or ctx.workload).name
+        input = parse_input(cls.Input, {**chat_defaults(name, ctx.probe_steps), **values}, name)
+        fields = input.model_dump(mode="json")
+        key = output_key(name, workload, fields, ctx.device_type)
+        if ctx.announce is not None:
+            ctx.announce(name, workload, fields)
+        seen = {"done": 0, "total": 0}
+
+        def progress(done: int, total: int) -> None:
+            seen.update(done=done, total=total)
+            if ctx.progress is not None:
+                ctx.progress(name, done, total)
+
+        def compute() -> BaseModel:
+            return cls(workload, device=ctx.device, store=ctx.store, progress=progress).run(input)
+
+        try:
+            output, _ = ctx.cache.run(key, name, cls.Output, compute)
+        except KeyboardInterrupt:
+            return _interrupted(ctx, name, workload, seen)
+        summary = {"tool": name, "workload": workload, **SUMMARIES[name](output)}
+        ctx.measured.append(summary)
+        return summary
+
+    schema = _inline_refs(cls.Input.model_json_schema())
+    args = {"workload": _workload_arg(), **schema.get("properties", {})}
+    return dspy.Tool(call, name=name, desc=cls.description, args=args, arg_types={k: Any for k in args})
+
+
+def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
+    def call(workload: str | None = None, budget_s: float | None = None) -> dict[str, Any]:
+        workload = get_workload(workload or ctx.workload).name
+        budget = float(budget_s or ctx.budget_s)
+        if budget <= 0:
+            raise ValueError(f"budget_s must be > 0 but got {budget_s=}")
+        key = output_key(OPTIMIZE, workload, {"budget_s": budget}, ctx.device_type)
+        if ctx.announce is not None:
+            ctx.announce(OPTIMIZE, workload, {"budget_s": budget})
+        seen = {"done": 0, "total": 0}
+        try:
+            output, _ = ctx.cache.run(key, OPTIMIZE, OptimizeSummary, lambda: _optimize(ctx, workload, budget, seen))
+        except KeyboardInterrupt:
+            return _interrupted(ctx, OPTIMIZE, workload, seen)
+        summary = {"tool": OPTIMIZE, **output.model_dump(mode="json")}
+        ctx.measured.append(summary)
+        return summary
+
+    args = {
+        "workload": _workload_arg(),
+        "budget_s": {"type": "number", "description": "time budget in seconds (default: the session's)"},
+    }
+    desc = (
+        "The whole optimization: profile, probe, propose candidates, measure them, refine, and confirm "
+        "the winner against the default configuration on the same steps and seeds. Slow: minutes."
+    )
+    return dspy.Tool(call, name=OPTIMIZE, desc=desc, args=args, arg_types={k: Any for k in args})
+
+
+def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> OptimizeSummary:
+    from trainopt.agent.agent import TrainingOptimizationAgent
+    from trainopt.agent.schemas import OptimizationRequest
+
+    def progress(step: str, done: int, total: int, message: str) -> None:
+        seen.update(done=done, total=total)
+        if ctx.progress is not None:
+            ctx.progress(f"{OPTIMIZE}: {step}", done, total)
+
+    agent = TrainingOptimizationAgent(
+        lm=ctx.lm, storage=ctx.storage, out_dir=ctx.out_dir / workload, device=str(ctx.device), progress=progress
+    )
+    response = agent.optimize_training(OptimizationRequest(workload=workload, constraints={"time_budget_s": budget}))
+    g = response.gain
+    keep = {"optimizer", "lr", "batch_size", "schedule", "warmup_steps", "weight_decay", "grad_clip", "steps"}
+    return OptimizeSummary(
+        workload=workload,
+        budget_s=budget,
+        recommended=response.recommended.model_dump(mode="json", include=keep),
+        baseline=response.baseline.model_dump(mode="json", include=keep),
+        steps=g.steps,
+        seeds=g.seeds,
+        baseline_val_loss=_sig(g.baseline.loss),
+        recommended_val_loss=_sig(g.recommended.loss),
+        relative_loss_reduction=_sig(g.relative_loss_reduction),
+        baseline_metric=_sig(g.baseline.accuracy),
+        recommended_metric=_sig(g.recommended.accuracy),
+        candidates_measured=len(response.candidates),
+        report_html=response.artifacts.report_html,
+        notes=list(response.notes),
+    )
+
+
+def _interrupted(ctx: ToolContext, name: str, workload: str, seen: dict) -> dict[str, Any]:
+    summary = {
+        "tool": name,
+        "workload": workload,
+        "interrupted": True,
+        "steps_done": seen["done"],
+        "steps_total": seen["total"],
+    }
+    ctx.measured.append(summary)
+    return summary
+
+
+# ---- summaries: the measured numbers an answer needs, rounded (no wall-clock figures) -------------
+
+
+def _sig(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+def _lr_summary(out) -> dict[str, Any]:
+    return {
+        "suggested_lr": _sig(out.suggested_lr),
+        "rule": out.rule,
+        "rule_reason": out.rule_reason,
+        "safe_range": [_sig(v) for v in out.safe_range],
+        "sweep_steps": len(out.sweep.lrs),
+        "sweep_stop": out.sweep.stop_reason,
+        "min_loss_lr": _sig(out.sweep.min_loss_lr),
+        "schedule": out.schedule,
+        "peak_lr": _sig(out.peak_lr),
+        "warmup_steps": out.warmup_steps,
+        "budget_steps": out.budget_steps,
+        "checks": [
+            {"schedule": c.schedule, "steps": c.steps, "val_loss": _sig(c.final_val_loss), "diverged": c.diverged}
+            for c in out.checks
+        ],
+    }
+
+
+def _batch_summary(out) -> dict[str, Any]:
+    return {
+        "recommended_batch_size": out.recommended_batch_size,
+        "recommended_lr": _sig(out.recommended_lr),
+        "lr_scaling_rule": out.lr_scaling_rule,
+        "base": {"lr": _sig(out.base_lr), "batch_size": out.base_batch_size},
+        "max_batch_size": out.max_batch_size,
+        "limited_by": out.limited_by,
+        "max_memory_mb": _sig(out.max_memory_mb),
+        "knee_batch_size": out.knee_batch_size,
+        "critical_batch_size": _sig(out.critical_batch_size, 3),
+        "reason": out.recommendation_reason,
+    }
+
+
+def _gradient_summary(out) -> dict[str, Any]:
+    worst = max(out.layers, key=lambda layer: layer.update_ratio) if out.layers else None
+    noise = out.noise_scale.b_simple if out.noise_scale is not None else None
+    return {
+        "steps_run": out.steps_run,
+        "diverged": out.diverged,
+        "final_loss": _sig(out.final_loss),
+        "clip_threshold": _sig(out.clip_threshold),
+        "clip_percentile": out.clip_percentile,
+        "noise_scale_b_simple": _sig(noise, 3),
+        "largest_update_ratio": None if worst is None else {"layer": worst.name, "ratio": _sig(worst.update_ratio, 3)},
+        "unhealthy_layers": {layer.name: layer.status for layer in out.layers if layer.status != "ok"},
+        "findings": [
+            {"severity": f.severity, "layer": f.layer, "evidence": f.evidence, "fix": f.suggested_fix}
+            for f in sorted(out.findings, key=_severity_rank)
+        ][:6],
+    }
+
+
+def _severity_rank(finding) -> int:
+    return ("critical", "warning", "info").index(finding.severity)
+
+
+def _convergence_summary(out) -> dict[str, Any]:
+    return {
+        "curve": out.curve,
+        "formula": out.formula,
+        "observed_points": out.observed_points,
+        "last_observed_step": out.last_observed_step,
+        "last_observed_loss": _sig(out.last_observed_loss),
+        "predict_step": out.predict_step,
+        "predicted_loss": _sig(out.predicted_loss),
+        "interval": [_sig(v) for v in out.interval],
+        "level": out.level,
+        "verdict": out.verdict,
+        "reason": out.reason,
+    }
+
+
+def _hpo_summary(out) -> dict[str, Any]:
+    keep = ("optimizer", "lr", "batch_size", "schedule", "weight_decay", "steps")
+    return {
+        "best_config": {k: out.best_config.get(k) for k in keep},
+        "best_val_loss": _sig(out.best_value),
+        "trials": len(out.trials),
+        "pruned": sum(t.state == "PRUNED" for t in out.trials),
+        "steps_spent": out.steps_spent,
+        "sampler": out.sampler,
+        "pruner": out.pruner,
+    }
+
+
+SUMMARIES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "learning_rate_scheduler": _lr_summary,
+    "batch_size_optimizer": _batch_summary,
+    "gradient_analyzer": _gradient_summary,
+    "convergence_predictor": _convergence_summary,
+    "hyperparameter_suggester": _hpo_summary,
+}
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema with every ``$ref`` to ``$defs`` replaced by the definition (LMs read it flat)."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].split("/")[-1]])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
