@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from trainopt.errors import ConvergenceError
 from trainopt.tools.base import Tool
-from trainopt.tools.curve_fit import MIN_POINTS, CurveFit, CurveModel, fit_loss_curve, smooth_losses
+from trainopt.tools.curve_fit import _FUNCTIONS, MIN_POINTS, CurveFit, CurveModel, fit_loss_curve, smooth_losses
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import run_trial
 
@@ -131,6 +131,7 @@ class ConvergenceOutput(BaseModel):
     a: float
     b: float
     c: float = Field(description="asymptotic loss")
+    tau: float | None = Field(None, description="log-logistic only: step where half the drop is done")
     formula: str
     holdout_errors: dict[str, float] = Field(
         description="mean relative error of each family on the held-out tail")
@@ -149,6 +150,21 @@ class ConvergenceOutput(BaseModel):
         None, description="upper end None: some bootstrap refits never reach the target")
     verdict: Verdict
     reason: str
+
+
+    def fitted_curve(self, steps: Sequence[float]) -> list[float]:
+        """The fitted curve at ``steps`` (for plots), whichever family was chosen."""
+        params = (self.a, self.b, self.c) if self.tau is None else (self.a, self.b, self.c, self.tau)
+        return [float(v) for v in _FUNCTIONS[self.model](np.asarray(steps, dtype=float), *params)]
+
+
+def _formula(fit: CurveFit) -> str:
+    a, b, c = f"{fit.a:.4g}", f"{fit.b:.4g}", f"{fit.c:.4g}"
+    if fit.model == "power_law":
+        return f"L(t) = {a} * t^(-{b}) + {c}"
+    if fit.model == "exponential":
+        return f"L(t) = {a} * exp(-{b} t) + {c}"
+    return f"L(t) = {c} + ({a} - {c}) / (1 + (t / {fit.tau:.4g})^{b})"
 
 
 class ConvergencePredictor(Tool):
@@ -179,10 +195,9 @@ class ConvergencePredictor(Tool):
             to_target = fit.steps_to_reach(input.target_loss)
             low, high = fit.steps_to_reach_interval(input.target_loss, input.level)
             to_target_interval = (low, None if high == float("inf") else high)
-        formula = (f"L(t) = {fit.a:.4g} * t^(-{fit.b:.4g}) + {fit.c:.4g}" if fit.model == "power_law"
-                   else f"L(t) = {fit.a:.4g} * exp(-{fit.b:.4g} t) + {fit.c:.4g}")
         return ConvergenceOutput(
-            model=fit.model, a=fit.a, b=fit.b, c=fit.c, formula=formula, holdout_errors=fit.holdout_errors,
+            model=fit.model, a=fit.a, b=fit.b, c=fit.c, tau=fit.tau, formula=_formula(fit),
+            holdout_errors=fit.holdout_errors,
             curve=curve, observed_points=len(steps), last_observed_step=float(steps[-1]),
             last_observed_loss=float(losses[-1]), predict_step=horizon, predicted_loss=fit.predict(horizon),
             interval=fit.predict_interval(horizon, input.level), level=input.level,

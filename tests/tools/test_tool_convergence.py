@@ -107,6 +107,15 @@ def test_tool_predicts_a_given_curve():
     assert out.interval[0] <= out.predicted_loss <= out.interval[1]
 
 
+def test_tool_output_draws_the_chosen_family():
+    losses = 0.1 + (2.3 - 0.1) / (1 + (STEPS / 40.0) ** 2)
+    out = ConvergencePredictor(device="cpu")(steps=STEPS.tolist(), losses=losses.tolist(), n_bootstrap=0)
+    # a log-logistic fit says so in its formula and redraws the data through fitted_curve
+    assert out.model == "log_logistic" and out.tau == pytest.approx(40, rel=1e-3)
+    assert "/ (1 + (t / 40)^2)" in out.formula
+    assert out.fitted_curve([40.0]) == pytest.approx([1.2], rel=1e-3)
+
+
 def test_tool_rejects_half_a_curve():
     with pytest.raises(HyperparameterError, match="give both steps and losses"):
         ConvergencePredictor(device="cpu")(steps=[1.0, 2.0])
