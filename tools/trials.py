@@ -184,7 +184,8 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
             optimizer.step()
         ratios = None
         if sample:
-            ratios = [((p.detach() - b).norm() / b.norm().clamp_min(1e-12)).item()
+            # undefined for a tensor that is still all zeros (a fresh bias): recorded as None
+            ratios = [((p.detach() - b).norm() / norm).item() if (norm := b.norm()) > 0 else None
                       for (_, p), b in zip(named, before, strict=True)]
         return loss, clipped, grads, ratios
 
@@ -294,7 +295,7 @@ def _layer_stats(named, layer_grads, layer_ratios) -> dict[str, LayerGradStats]:
     stats = {}
     for name, param in named:
         grads = layer_grads[name] or [0.0]
-        ratios = layer_ratios[name] or [0.0]
+        ratios = [r for r in layer_ratios[name] if r is not None] or [0.0]
         stats[name] = LayerGradStats(
             mean=sum(grads) / len(grads), max=max(grads), last=grads[-1],
             weight_norm=param.detach().norm().item(), update_ratio=sum(ratios) / len(ratios),
