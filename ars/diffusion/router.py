@@ -101,10 +101,10 @@ def train_router(
     reward_fn: Callable[[Request, str, int], float],
     sample_request: Callable[[torch.Generator], Request],
     *,
-    iterations: int = 150,
+    iterations: int = 400,
     batch_size: int = 16,
     lr: float = 3e-3,
-    entropy_coef: float = 0.01,
+    entropy_coef: float = 0.03,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:

@@ -118,7 +118,7 @@ def sample(
     n: int = typer.Option(2000, min=2, help="Number of samples."),
     seed: int = typer.Option(0, help="Seed of the initial noise x_T."),
     out_dir: Path = typer.Option(DEFAULT_DIR, help="Where checkpoints are read (and written if missing)."),
-    router_iterations: int = typer.Option(300, min=1, help="REINFORCE iterations if the router must be trained."),
+    router_iterations: int = typer.Option(400, min=1, help="REINFORCE iterations if the router must be trained."),
     threads: int = typer.Option(1, min=1, help="torch CPU threads."),
 ) -> None:
     """Sample through the learned router: it picks the expert and the step budget for this request.
