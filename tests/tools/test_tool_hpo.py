@@ -69,3 +69,27 @@ def test_candidate_outside_the_space_extends_it(hpo):
 def test_bad_input_is_a_hyperparameter_error(hpo, bad, match):
     with pytest.raises(HyperparameterError, match=match):
         hpo(n_trials=1, **{**TINY, **bad})
+
+
+class _Study:
+    """Stands in for an Optuna study with one finished trial (best value 0.1)."""
+
+    best_value = 0.1
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (0.5, True),  # flat at 0.5: cannot come within 1.25 x 0.1 of the best -> pruned
+        (None, False),  # still falling steeply towards 0: kept
+    ],
+)
+def test_convergence_forecast_prunes_hopeless_trials(hpo, level, expected):
+    from trainopt.tools.hyperparameters import HPOInput
+
+    steps = [float(s) for s in range(10, 130, 10)]
+    losses = [level] * len(steps) if level is not None else [2.0 * (s / 10) ** -1.5 for s in steps]
+    reason: dict[str, str] = {}
+    pruned = hpo._forecast_prunes(HPOInput(max_steps=200), _Study(), steps, losses, reason)
+    assert pruned is expected
+    assert ("convergence forecast" in reason.get("by", "")) is expected
