@@ -20,7 +20,9 @@ shock; divergence = a non-finite training loss (the run stops there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import math
 import os
@@ -60,6 +62,7 @@ class Settings:
     block_size: int
     val_windows: int
     threads: int
+    ars_kwargs: dict[str, Any]
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ def make_optimizer(name: str, model: torch.nn.Module, s: Settings) -> torch.opti
     if name == "adamw":
         return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     if name == "ars":
-        return ARSOptimizer(params, lr=s.lr, base="adamw", weight_decay=s.weight_decay)
+        return ARSOptimizer(params, lr=s.lr, base="adamw", weight_decay=s.weight_decay, **s.ars_kwargs)
     if name == "schedulefree":
         import schedulefree
 
@@ -96,7 +99,8 @@ def make_optimizer(name: str, model: torch.nn.Module, s: Settings) -> torch.opti
     if name == "prodigy":
         import prodigyopt
 
-        return prodigyopt.Prodigy(params, lr=1.0, weight_decay=s.weight_decay)
+        with contextlib.redirect_stdout(io.StringIO()):  # Prodigy prints a note on every construction
+            return prodigyopt.Prodigy(params, lr=1.0, weight_decay=s.weight_decay)
     raise ValueError(f"unknown contender {name=}; known: {CONTENDERS}")
 
 
@@ -223,6 +227,10 @@ def recovery(losses: list[float], shock: tuple[int, int] | None) -> dict[str, An
 
 
 # ---- aggregation ----------------------------------------------------------------------------------------
+def _steps_text(v: float | None) -> str:
+    return "not recovered" if v is None or v == math.inf else f"{v:g}"
+
+
 def _median_steps(values: list[int | None]) -> float:
     return statistics.median(math.inf if v is None else v for v in values)
 
@@ -251,9 +259,7 @@ def aggregate(records: list[dict], contenders, scenarios) -> dict[str, Any]:
                     "divergences": sum(r["diverged"] for r in rs),
                     "runs": len(rs),
                     "time_per_step_ratio": statistics.median(times[c]) / base_time,
-                    "damped_steps_mean": statistics.fmean(r["damped_steps"] for r in rs)
-                    if c == "ars"
-                    else None,
+                    "damped_steps_mean": statistics.fmean(r["damped_steps"] for r in rs) if c == "ars" else None,
                 }
             )
     return {"rows": rows, "adamw_median_step_s": base_time}
@@ -293,7 +299,7 @@ def targets(records: list[dict], agg: dict, scenarios) -> list[dict[str, Any]]:
             {
                 "target": f"ARS recovers in fewer steps than AdamW ({scenario}, median seed)",
                 "holds": a < b,
-                "measured": f"ARS {a} vs AdamW {b} steps",
+                "measured": f"ARS {_steps_text(a)} vs AdamW {_steps_text(b)} steps",
             }
         )
     if "clean" in scenarios:
@@ -317,22 +323,20 @@ def targets(records: list[dict], agg: dict, scenarios) -> list[dict[str, Any]]:
 
 
 def markdown(agg: dict, tgt: list[dict], s: Settings, command: str) -> str:
-    def fmt_steps(v):
-        return "not recovered" if v is None or v == math.inf else f"{v:g}"
-
     lines = [
         f"Command: `{command}`  ",
         f"{s.steps} steps, {s.seeds} seeds, batch {s.batch_size}x{s.block_size} chars, "
         f"{s.n_layer} layers x {s.n_embd} wide, lr {s.lr:g} (Prodigy lr 1.0), {s.threads} torch thread(s); "
-        f"AdamW median step {1000 * agg['adamw_median_step_s']:.1f} ms.",
+        f"AdamW median step {1000 * agg['adamw_median_step_s']:.1f} ms"
+        + (f"; ARS arguments {s.ars_kwargs}." if s.ars_kwargs else "."),
         "",
         "| scenario | optimizer | final val loss (mean ± sd) | steps to recover (median; per seed) "
         "| peak loss after shock (median) | divergences | time/step vs AdamW |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in agg["rows"]:
-        per_seed = ", ".join(fmt_steps(v) for v in r["steps_to_recover"])
-        median = fmt_steps(r["median_steps_to_recover"])
+        per_seed = ", ".join(_steps_text(v) for v in r["steps_to_recover"])
+        median = _steps_text(r["median_steps_to_recover"])
         recover = "–" if r["scenario"] == "clean" else f"{median}; {per_seed}"
         val = f"{r['val_loss_mean']:.4f} ± {r['val_loss_sd']:.4f}"
         peak = "–" if r["median_peak_after_shock"] is None else f"{r['median_peak_after_shock']:.3f}"
@@ -367,34 +371,25 @@ def write_atomic(path: Path, text: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--quick", action="store_true", help="smoke run: 2 seeds, 120 steps, a 1-layer 32-wide model"
-    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 120 steps, a 1-layer 32-wide model")
     p.add_argument("--steps", type=int, default=240, help="training steps per run (default 240)")
-    p.add_argument(
-        "--seeds", type=int, default=3, help="seeds per scenario, >= 3 for the real run (default 3)"
-    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per scenario, >= 3 for the real run (default 3)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per batch (default 16)")
-    p.add_argument(
-        "--lr", type=float, default=3e-3, help="learning rate of AdamW, ARS, schedule-free (default 3e-3)"
-    )
-    p.add_argument(
-        "--weight-decay", type=float, default=0.01, help="decoupled weight decay, all (default 0.01)"
-    )
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate of AdamW, ARS, schedule-free (default 3e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="decoupled weight decay, all (default 0.01)")
     p.add_argument("--shift-at", type=float, default=0.3, help="fraction of steps where the text reverses")
     p.add_argument("--spike-at", type=float, default=0.5, help="fraction of steps where the LR spike starts")
     p.add_argument("--spike-steps", type=int, default=5, help="length of the LR spike in steps (default 5)")
-    p.add_argument(
-        "--spike-factor", type=float, default=10.0, help="LR multiplier during the spike (default 10)"
-    )
+    p.add_argument("--spike-factor", type=float, default=10.0, help="LR multiplier during the spike (default 10)")
     p.add_argument("--n-layer", type=int, default=2, help="transformer blocks (default 2)")
     p.add_argument("--n-embd", type=int, default=48, help="model width (default 48)")
     p.add_argument("--block-size", type=int, default=64, help="context length in characters (default 64)")
     p.add_argument("--val-windows", type=int, default=256, help="held-out windows for the final val loss")
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads (default 1: stable timings)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable timings)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of clean,shift,spike")
+    p.add_argument(
+        "--ars-kwargs", default="{}", help="JSON of extra ARSOptimizer arguments, e.g. '{\"surprise_threshold\": 1.0}'"
+    )
     p.add_argument("--out", default="bench/results", help="folder for ars_shock.json and ars_shock.md")
     args = p.parse_args(argv)
     if args.quick:
@@ -426,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         block_size=args.block_size,
         val_windows=args.val_windows,
         threads=args.threads,
+        ars_kwargs=json.loads(args.ars_kwargs),
     )
     torch.set_num_threads(s.threads)
     command = "python3 bench/ars_shock.py " + " ".join(sys.argv[1:] if argv is None else argv)
