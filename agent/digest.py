@@ -27,6 +27,7 @@ class ProbeDigest(BaseModel):
     baseline: dict[str, Any] = Field(description="the default configuration every gain is measured against")
     optimizer_options: list[str]
     lr_suggested: float = Field(description="peak LR picked from the LR range test")
+    lr_batch_size: int = Field(64, description="batch size the LR range test ran at (scale LRs from it)")
     lr_rule: str = Field(description="which range-test rule picked it, and why")
     lr_safe_range: tuple[float, float] = Field(description="LRs the range test trained without diverging")
     batch_range: tuple[int, int] = Field(description="allowed batch sizes: the request's range within memory")

@@ -55,6 +55,8 @@ def build_digest(
             if p.fits and p.peak_memory_mb is not None
         }
     findings, clip = [], None
+    if noise is None and grad_out is not None and getattr(grad_out, "noise_scale", None) is not None:
+        noise = grad_out.noise_scale.b_simple  # the gradient analysis measured B_simple too
     if grad_out is not None:
         findings = [_finding_text(f) for f in getattr(grad_out, "findings", [])][:8]
         clip = getattr(grad_out, "clip_threshold", None) or getattr(grad_out, "suggested_clip", None)
@@ -68,6 +70,7 @@ def build_digest(
         optimizer_options=list(space.optimizer_options),
         lr_suggested=min(max(lr_out.suggested_lr, lo), hi),
         lr_rule=f"{lr_out.rule}: {lr_out.rule_reason}",
+        lr_batch_size=int(lr_out.config.get("batch_size", baseline.batch_size)),
         lr_safe_range=(lo, hi),
         batch_range=(b_lo, b_hi),
         batch_recommended=min(max(recommended, b_lo), b_hi),

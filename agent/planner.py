@@ -58,52 +58,28 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     """k candidates anchored on the measured LR and batch, spread so measurements separate them."""
     opt = "adamw" if "adamw" in digest.optimizer_options else digest.optimizer_options[0]
     wd = 0.01 if opt in ("adamw", "schedulefree") else 0.0
-    lr0, b0, clip = digest.lr_suggested, _batch(digest, digest.batch_recommended), _clip_value(digest)
+    b0, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
+    if digest.batch_noise_scale is not None and digest.batch_noise_scale < b0:
+        # beyond the critical batch (B_simple) a bigger batch buys little progress per step
+        b0 = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
+    # the range test ran at lr_batch_size: carry its suggestion to b0 with the probe's scaling rule
+    lr0 = _scale_lr(digest, digest.lr_suggested, digest.lr_batch_size, b0)
     b_half = _batch(digest, max(digest.batch_range[0], b0 // 2))
     rule = digest.lr_rule.split(":")[0]
     plan = [
-        dict(
-            lr=lr0,
-            batch_size=b0,
-            schedule="warmup_cosine",
-            warmup_fraction=WARMUP,
-            why=f"peak LR {lr0:.3g} from the range test ({rule}), batch {b0} from the batch probe",
-        ),
-        dict(
-            lr=lr0 / 3,
-            batch_size=b0,
-            schedule="cosine",
-            warmup_fraction=0.0,
-            why=f"a third of the suggested peak: margin below divergence at {digest.lr_safe_range[1]:.3g}",
-        ),
-        dict(
-            lr=lr0 * 2,
-            batch_size=b0,
-            schedule="one_cycle",
-            warmup_fraction=0.0,
-            why="twice the suggested peak, one-cycle: the range test's upper side, annealed",
-        ),
-        dict(
-            lr=_scale_lr(digest, lr0, b0, b_half),
-            batch_size=b_half,
-            schedule="warmup_cosine",
-            warmup_fraction=WARMUP,
-            why=f"batch {b_half} (more steps per epoch), LR scaled by the {digest.lr_scaling_rule} rule",
-        ),
-        dict(
-            lr=lr0,
-            batch_size=b0,
-            schedule="constant",
-            warmup_fraction=0.0,
-            why="the suggested peak held constant: isolates what the schedule adds",
-        ),
-        dict(
-            lr=lr0 / 10,
-            batch_size=b0,
-            schedule="warmup_cosine",
-            warmup_fraction=WARMUP,
-            why="minimum-loss LR / 10, the conservative range-test rule",
-        ),
+        dict(lr=lr0, batch_size=b0, schedule="warmup_cosine", warmup_fraction=WARMUP,
+             why=f"range-test peak ({rule}) scaled to batch {b0} from the batch probe: {lr0:.3g}"),
+        dict(lr=_scale_lr(digest, lr0, b0, b_half), batch_size=b_half, schedule="warmup_cosine",
+             warmup_fraction=WARMUP,
+             why=f"batch {b_half}: more updates per epoch, LR scaled by the {digest.lr_scaling_rule} rule"),
+        dict(lr=lr0 * 2, batch_size=b0, schedule="one_cycle", warmup_fraction=0.0,
+             why="twice the suggested peak, one-cycle: the range test's upper side, annealed"),
+        dict(lr=lr0 / 3, batch_size=b0, schedule="cosine", warmup_fraction=0.0,
+             why=f"a third of the suggested peak: margin below divergence at {digest.lr_safe_range[1]:.3g}"),
+        dict(lr=lr0, batch_size=b0, schedule="constant", warmup_fraction=0.0,
+             why="the suggested peak held constant: isolates what the schedule adds"),
+        dict(lr=lr0 / 10, batch_size=b0, schedule="warmup_cosine", warmup_fraction=WARMUP,
+             why="minimum-loss LR / 10, the conservative range-test rule"),
     ]
     seen, candidates = set(), []
     for item in plan:
@@ -115,7 +91,8 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
             break
     clip_note = f" Gradient clipping at {clip:.3g} follows the gradient findings." if clip else ""
     rationale = (
-        f"The LR range test suggests a peak of {lr0:.3g} ({digest.lr_rule}); it trained without diverging "
+        f"The LR range test (batch {digest.lr_batch_size}) suggests a peak of {digest.lr_suggested:.3g} "
+        f"({digest.lr_rule}), {lr0:.3g} at batch {b0}; it trained without diverging "
         f"between {digest.lr_safe_range[0]:.3g} and {digest.lr_safe_range[1]:.3g}. "
         f"The batch probe recommends {b0} (throughput knee {digest.batch_knee}, noise-scale batch "
         f"{_fmt(digest.batch_noise_scale)}). The {len(candidates)} candidates anchor on these and spread the "
@@ -145,7 +122,7 @@ def refine(
     lrs = sorted({r.lr for r in usable})
     # short runs favour aggressive LRs; the range-test rule was measured to land within 2x of the best
     # grid LR, so upward moves stop at UPWARD_CAP x the suggestion and the way down stays open
-    cap = UPWARD_CAP * digest.lr_suggested
+    cap = UPWARD_CAP * _scale_lr(digest, digest.lr_suggested, digest.lr_batch_size, best.batch_size)
     if best.lr >= lrs[-1] and best.lr * 2 <= cap * 1.001:
         steps = [(2.0, f"best LR {best.lr:.3g} was the highest measured: try twice it")]
     elif best.lr >= lrs[-1]:
@@ -167,35 +144,17 @@ def refine(
         grad_clip=best.grad_clip,
     )
     plan = [dict(base, lr=best.lr * f, why=why) for f, why in steps]
+    batches = sorted({r.batch_size for r in usable})
+    alt_batch = _batch(digest, best.batch_size // 2 if best.batch_size <= batches[0] else best.batch_size * 2)
+    if best.batch_size > batches[0] and best.batch_size < batches[-1]:
+        alt_batch = _batch(digest, best.batch_size // 2)  # inside the measured batches: the cheaper side
+    plan.append(dict(base, batch_size=alt_batch, lr=_scale_lr(digest, best.lr, best.batch_size, alt_batch),
+                     why=f"batch {alt_batch} with the LR scaled by the {digest.lr_scaling_rule} rule"))
+    plan.append(dict(base, lr=best.lr, weight_decay=0.1 if best.weight_decay < 0.1 else 0.01,
+                     why="the best configuration with a different weight decay (regularisation)"))
     other = "one_cycle" if best.schedule != "one_cycle" else "warmup_cosine"
-    plan.append(
-        dict(
-            base,
-            lr=best.lr,
-            schedule=other,
-            warmup_fraction=WARMUP if other == "warmup_cosine" else 0,
-            why=f"the best configuration (score {best.score:.3g}) with a {other} schedule",
-        )
-    )
-    alt_batch = _batch(
-        digest, best.batch_size * 2 if best.batch_size < digest.batch_recommended else best.batch_size // 2
-    )
-    plan.append(
-        dict(
-            base,
-            batch_size=alt_batch,
-            lr=_scale_lr(digest, best.lr, best.batch_size, alt_batch),
-            why=f"batch {alt_batch} with the LR scaled by the {digest.lr_scaling_rule} rule",
-        )
-    )
-    plan.append(
-        dict(
-            base,
-            lr=best.lr,
-            weight_decay=0.1 if best.weight_decay < 0.1 else 0.01,
-            why="the best configuration with a different weight decay",
-        )
-    )
+    plan.append(dict(base, lr=best.lr, schedule=other, warmup_fraction=WARMUP if other == "warmup_cosine" else 0,
+                     why=f"the best configuration (score {best.score:.3g}) with a {other} schedule"))
     seen = {_key(r) for r in results}
     candidates = []
     for item in plan:

@@ -239,6 +239,7 @@ class OptimizationResponse(BaseModel):
     artifacts: Artifacts = Field(default_factory=Artifacts)
     replayed: bool = False
     notes: list[str] = Field(default_factory=list)
+    wall_time_s: float | None = Field(None, description="seconds the run took (None on replay)")
 
     def comparable(self) -> dict[str, Any]:
         """What a replay must reproduce exactly: recommendation, evidence and rationale."""

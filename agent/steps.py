@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from trainopt.tools.workloads import Workload
 
 PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the winner's confirm curve
 CONFIRM_EVALS = 25  # validation points of a confirm run
+OPTIONAL_PHASES_UNTIL = 0.7  # refine rounds and the search start only before this share of the budget
 CONFIRM_FINALISTS = 2  # best verified candidates trained at full length
 SEARCH_SEEDS = 2  # best measured candidates enqueued into the Optuna search
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
@@ -71,6 +73,7 @@ class OptimizationRun:
     latency_ms: float | None = None
     onnx_path: str | None = None
     digest: ProbeDigest | None = None
+    started: float = 0.0
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -110,17 +113,37 @@ class OptimizationRun:
     # ---- the six steps --------------------------------------------------------------------------
 
     def execute(self) -> OptimizationResponse:
+        self.started = time.monotonic()
         self.profile()
         self.probe()
         candidates = self.propose()
         self.verify(candidates, round=0)
         for r in range(1, self.request.refine_rounds + 1):
+            if self.out_of_time(f"refine round {r}"):
+                self.report("refine", 1, 1, "skipped: time budget")
+                break
             candidates = self.refine(r)
             if not candidates:
                 break
             self.verify(candidates, round=r)
-        self.search()
-        return self.confirm_winner()
+        if not self.out_of_time("seeded search"):
+            self.search()
+        response = self.confirm_winner()
+        response.wall_time_s = None if self.replaying else round(time.monotonic() - self.started, 1)
+        return response
+
+    def out_of_time(self, what: str) -> bool:
+        """Skip an optional phase once OPTIONAL_PHASES_UNTIL of the budget is spent. The decision is
+        recorded with the probes, so a replay takes the same path whatever its own clock says."""
+        spent = time.monotonic() - self.started
+        key = output_key("budget_check", self.workload.name, {"phase": what, "budget_s": self.budget_s},
+                         self.device_type)
+        decision, _ = self.cache.run(key, "budget_check", _Skip,
+                                     lambda: _Skip(skip=spent > OPTIONAL_PHASES_UNTIL * self.budget_s))
+        if decision.skip:
+            self.notes.append(f"{what} skipped: {OPTIONAL_PHASES_UNTIL:.0%} of the {self.budget_s:g} s budget "
+                              "was spent before it")
+        return decision.skip
 
     def profile(self) -> None:
         """Measure seconds per step of the baseline and split the time budget into steps."""
@@ -574,6 +597,10 @@ class OptimizationRun:
             "tools": {name: out.model_dump(mode="json") for name, out in self.tools.items()},
             "trials": self.trials,
         }
+
+
+class _Skip(BaseModel):
+    skip: bool
 
 
 def _onnx_p50(out) -> float:

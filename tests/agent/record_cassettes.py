@@ -24,12 +24,13 @@ from openai_server import PlannerServer  # noqa: E402
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
 # small budgets keep the recordings (and the repository) small; the flow is the full one
 RUNS = {
-    "digits-mlp": dict(constraints={"time_budget_s": 30}, num_candidates=3, refine_rounds=1),
+    "digits-mlp": dict(constraints={"time_budget_s": 90}, num_candidates=3, refine_rounds=1),
+    # multi-objective with latency: exercises the ONNX latency probe and the model.onnx export
     "digits-cnn": dict(
-        constraints={"time_budget_s": 40, "min_accuracy": 0.5},
+        constraints={"time_budget_s": 120, "min_accuracy": 0.5, "max_latency_ms": 50},
         num_candidates=3,
         refine_rounds=1,
-        objective={"metrics": ["loss", "accuracy"], "weights": [0.7, 0.3]},
+        objective={"metrics": ["loss", "accuracy", "latency_ms"], "weights": [0.6, 0.2, 0.2]},
     ),
 }
 

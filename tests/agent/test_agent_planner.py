@@ -22,9 +22,11 @@ def test_offline_propose_anchors_on_the_range_test(digest):
     prediction = Planner("offline").ask(
         "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4
     )
-    # the first candidate is the measured suggestion; all lie in the probed safe range
-    assert prediction.candidates[0].lr == pytest.approx(digest.lr_suggested)
-    assert prediction.candidates[0].batch_size == digest.batch_recommended
+    # the batch is the probe's pick, capped at the critical batch (noise scale 40 -> 32), and the first
+    # LR is the range test's suggestion carried from its batch (64) to 32 by the sqrt rule
+    assert prediction.candidates[0].batch_size == 32 < digest.batch_recommended
+    assert prediction.candidates[0].lr == pytest.approx(digest.lr_suggested * (32 / 64) ** 0.5, rel=1e-2)
+    # all lie in the probed safe range
     assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in prediction.candidates)
     assert len({(c.lr, c.batch_size, c.schedule) for c in prediction.candidates}) == 4
 

@@ -34,7 +34,7 @@ def test_replay_returns_the_recorded_answer(workload, tmp_path, blocked_network)
     # same recommendation, evidence, rationale, candidates and measured gain, with every LM call replayed
     for key in ("recommended", "evidence", "rationale", "candidates", "gain", "prediction"):
         assert replayed[key] == recorded[key], key
-    assert response.replayed and response.lm.calls == recorded["lm"]["calls"] >= 3
+    assert response.replayed and response.lm.calls == recorded["lm"]["calls"] >= 2
     assert response.lm.answered_by == recorded["lm"]["answered_by"]
     assert all("offline" not in who for who in response.lm.answered_by)  # the server's LM answered
     # the report is one file: plots embedded as PNG, no external resources
@@ -76,3 +76,28 @@ def test_cli_optimize_replay_prints_the_table_and_report(tmp_path, blocked_netwo
     assert result.exit_code == 0, output
     assert "baseline vs recommended" in output and f"{recorded['gain']['baseline']['loss']:.4f}" in output
     assert str(tmp_path / "report.html") in output.replace("\n", "")
+
+
+def test_replay_store_answers_for_the_recorded_device(tmp_path):
+    import optuna
+
+    from trainopt.agent.record import ReplayStore
+    from trainopt.tools.store import TrialStore, trial_key
+    from trainopt.tools.trial_config import TrialConfig
+    from trainopt.tools.trials import run_trial
+
+    config = TrialConfig(steps=5)
+    measured = run_trial("digits-mlp", config, device="cpu").model_copy(update={"device": "cuda:0"})
+    storage = f"sqlite:///{tmp_path / 'trials.db'}"
+    store = TrialStore(storage)  # write it as a GPU machine's store would hold it
+    store.study.add_trial(optuna.trial.create_trial(value=measured.final_val_loss, params={}, distributions={},
+                                                    user_attrs={"key": trial_key("digits-mlp", config, "cuda"),
+                                                                "workload": "digits-mlp", "device": "cuda",
+                                                                "result": measured.model_dump_json()}))
+    # this CPU machine's own store does not see it; a replay of the GPU recording does, without training
+    assert TrialStore(storage).get("digits-mlp", config, "cpu") is None
+    replayed = ReplayStore(storage, "cuda").run("digits-mlp", config, device="cpu")
+    assert replayed.from_store and replayed.device == "cuda:0"
+    assert replayed.final_val_loss == measured.final_val_loss
+    with pytest.raises(OptimizationError, match="no recorded trial"):
+        ReplayStore(storage, "cuda").run("digits-mlp", TrialConfig(steps=6))

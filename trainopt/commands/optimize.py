@@ -84,6 +84,8 @@ def optimize(
     console.print(
         f"LM: {response.lm.requested}, {response.lm.calls} call(s)" + (" (replayed)" if response.replayed else "")
     )
+    if response.wall_time_s is not None:
+        console.print(f"took {response.wall_time_s:g} s (budget {request.constraints.time_budget_s or 90:g} s)")
     console.print(f"report: {response.artifacts.report_html}")
 
 
