@@ -192,6 +192,7 @@ class ARSMonitor:
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(payload, f, indent=1, allow_nan=True)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is for everyone to read
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
