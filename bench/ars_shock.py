@@ -13,7 +13,7 @@ training loss over the next 5 steps is back under the pre-shock running mean (EM
 training loss before the shock), scanned from the end of the shock; peak training loss after the
 shock; divergence = a non-finite training loss (the run stops there).
 
-    python3 bench/ars_shock.py            # the default run (a few minutes on 2 cores)
+    python3 bench/ars_shock.py            # the default run (12 min on 2 cores shared with other jobs)
     python3 bench/ars_shock.py --quick    # a smoke run (about a minute on an idle machine)
 """
 
