@@ -1,7 +1,8 @@
 """ConvergencePredictor: extrapolate a loss curve and decide whether a running trial should go on.
 
-The curve is fitted by ``fit_loss_curve`` (power law or exponential with an offset, chosen by
-held-out error; residual-bootstrap interval), see trainopt.tools.curve_fit.
+The curve is fitted by ``fit_loss_curve`` (power law, exponential and log-logistic, each with an
+offset; the prediction averages them weighted by 1 / (held-out error)^2, the formula shows the
+family with the lowest held-out error; residual-bootstrap interval), see trainopt.tools.curve_fit.
 
     >>> from trainopt.tools import get_tool
     >>> tool = get_tool("convergence_predictor")()
@@ -135,12 +136,14 @@ class ConvergenceOutput(BaseModel):
     formula: str
     holdout_errors: dict[str, float] = Field(
         description="mean relative error of each family on the held-out tail")
+    ensemble_weights: dict[str, float] = Field(
+        default_factory=dict, description="weight of each family in predicted_loss (1 / held-out error^2)")
     curve: str = Field(description="which loss was fitted")
     observed_points: int
     last_observed_step: float
     last_observed_loss: float
     predict_step: float
-    predicted_loss: float
+    predicted_loss: float = Field(description="the ensemble of families at predict_step")
     interval: tuple[float, float]
     level: float
     interval_method: str = INTERVAL_METHOD
@@ -153,7 +156,7 @@ class ConvergenceOutput(BaseModel):
 
 
     def fitted_curve(self, steps: Sequence[float]) -> list[float]:
-        """The fitted curve at ``steps`` (for plots), whichever family was chosen."""
+        """The chosen family's fitted curve at ``steps`` (for plots; the formula above)."""
         params = (self.a, self.b, self.c) if self.tau is None else (self.a, self.b, self.c, self.tau)
         return [float(v) for v in _FUNCTIONS[self.model](np.asarray(steps, dtype=float), *params)]
 
@@ -172,7 +175,8 @@ class ConvergencePredictor(Tool):
 
     name = "convergence_predictor"
     description = (
-        "Fit a loss curve (power law or exponential with an offset, chosen by held-out error) to "
+        "Fit a loss curve (power law, exponential and log-logistic with an offset, averaged by held-out "
+        "error) to "
         "predict the loss at a future step and the steps to reach a target loss, with a bootstrap "
         "interval, and give an early-stopping verdict (continue / stop: plateaued / stop: will not "
         "reach target / stop: diverging). Give a curve, or a config to run and observe."
@@ -197,7 +201,7 @@ class ConvergencePredictor(Tool):
             to_target_interval = (low, None if high == float("inf") else high)
         return ConvergenceOutput(
             model=fit.model, a=fit.a, b=fit.b, c=fit.c, tau=fit.tau, formula=_formula(fit),
-            holdout_errors=fit.holdout_errors,
+            holdout_errors=fit.holdout_errors, ensemble_weights={m.model: m.weight for m in fit.members},
             curve=curve, observed_points=len(steps), last_observed_step=float(steps[-1]),
             last_observed_loss=float(losses[-1]), predict_step=horizon, predicted_loss=fit.predict(horizon),
             interval=fit.predict_interval(horizon, input.level), level=input.level,

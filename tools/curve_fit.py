@@ -78,6 +78,14 @@ def _log_logistic_jac(x, a, b, c, tau):
 _JACOBIANS = {"power_law": _power_law_jac, "exponential": _exponential_jac, "log_logistic": _log_logistic_jac}
 
 
+class EnsembleMember(BaseModel):
+    """One family of the ensemble: its parameters (step units) and its weight (weights sum to 1)."""
+
+    model: CurveModel
+    params: tuple[float, ...]
+    weight: float
+
+
 class CurveFit(BaseModel):
     """A fitted loss curve. Parameters are in the caller's step units."""
 
@@ -94,6 +102,9 @@ class CurveFit(BaseModel):
     holdout_span: float = Field(description="steps from the last fitted point to the last held-out point")
     bootstrap: list[tuple[float, ...]] = Field(
         default_factory=list, repr=False, description="parameters of each bootstrap refit")
+    members: list[EnsembleMember] = Field(
+        default_factory=list, description="every family refitted on all points, weighted by held-out error; "
+                                          "empty: ``predict`` uses the chosen family alone")
 
     @property
     def params(self) -> tuple[float, ...]:
@@ -103,7 +114,14 @@ class CurveFit(BaseModel):
         return _FUNCTIONS[self.model](np.asarray(steps, dtype=float), *params)
 
     def predict(self, step: float) -> float:
-        """The loss the curve gives at ``step``."""
+        """The ensemble's loss at ``step``: sum_m w_m L_m(step), w_m proportional to 1 / e_m^2 (e_m: the
+        family's held-out error); the chosen family alone where there are no members."""
+        if not self.members:
+            return self.predict_family(step)
+        return float(sum(m.weight * _FUNCTIONS[m.model](float(step), *m.params) for m in self.members))
+
+    def predict_family(self, step: float) -> float:
+        """The loss the chosen family's curve gives at ``step`` (the a, b, c, tau above)."""
         return float(self._curve(step, self.params))
 
     def extrapolation_error(self, step: float) -> float:
@@ -120,8 +138,10 @@ class CurveFit(BaseModel):
 
         The bootstrap alone covers parameter noise only; on the convergence benchmark its 90%
         interval held the final loss in 14-36% of runs, so the held-out error is added."""
-        values = np.array([self._curve(step, p) for p in self.bootstrap] or [self.predict(step)])
+        point = self.predict(step)
+        values = np.array([self._curve(step, p) for p in self.bootstrap] or [point])
         low, high = _quantiles(values, level)
+        low, high = min(low, point), max(high, point)  # the ensemble's point may lie off the family's bootstrap
         widen = 1.0 + self.extrapolation_error(step)
         return low / widen if low > 0 else low * widen, high * widen if high > 0 else high / widen
 
@@ -233,11 +253,15 @@ def fit_loss_curve(
     n_bootstrap: int = 100,
     seed: int = 0,
     models: Sequence[CurveModel] = ALL_MODELS,
+    ensemble: bool = True,
 ) -> CurveFit:
     """Fit each curve family, keep the one with the lowest held-out error, bootstrap an interval.
 
     ``holdout_fraction`` of the points at the end are held out for the choice; ``n_bootstrap``
-    refits give the interval (0 turns it off). Raises ConvergenceError on unusable curves.
+    refits give the interval (0 turns it off). ``ensemble``: ``predict`` averages every family that
+    fits, weighted by 1 / (held-out error)^2 (on the convergence benchmark this beat picking one
+    family, see bench/results/convergence.md); False: the chosen family alone, as before.
+    Raises ConvergenceError on unusable curves.
     """
     t = np.asarray(steps, dtype=float)
     y = np.asarray(losses, dtype=float)
@@ -268,15 +292,20 @@ def fit_loss_curve(
             errors[model] = float(np.mean(relative_error))
         except RuntimeError:
             errors[model] = math.inf
-    ranked = sorted(models, key=lambda m: errors[m])
-    for model in ranked:  # refit on all points; fall back to the next family if this one fails
-        try:
-            params, _ = _fit_one(model, x, y)
+    full_fits: dict[str, np.ndarray] = {}
+    for name in sorted(models, key=lambda m: errors[m]):  # refit on all points
+        if math.isfinite(errors[name]) or not full_fits:  # a family that failed on the head is left out
+            try:
+                full_fits[name], _ = _fit_one(name, x, y)
+            except RuntimeError:
+                continue
+        if not ensemble and full_fits:
             break
-        except RuntimeError:
-            continue
-    else:
+    if not full_fits:
         raise ConvergenceError(f"no curve family of {list(models)} fits this loss curve", {"points": len(t)})
+    model = min(full_fits, key=lambda m: errors[m])  # the best held-out family that refitted
+    params = full_fits[model]
+    members = _ensemble(full_fits, errors, scale) if ensemble else []
 
     function = _FUNCTIONS[model]
     fitted = function(x, *params)
@@ -295,7 +324,21 @@ def fit_loss_curve(
         model=model, a=a, b=b, c=c, tau=tau[0] if tau else None, holdout_errors=errors,
         residual_std=float(np.std(relative)),
         n_points=len(t), last_step=float(t[-1]), holdout_span=float(t[-1] - t[n_fit - 1]), bootstrap=bootstrap,
+        members=members,
     )
+
+
+ERROR_FLOOR = 1e-4  # held-out errors under 0.01% count as 0.01%: an exact fit does not get infinite weight
+
+
+def _ensemble(fits: dict[str, np.ndarray], errors: dict[str, float], scale: float) -> list[EnsembleMember]:
+    """Members weighted by inverse squared held-out error, w_m = e_m^-2 / sum_k e_k^-2."""
+    inverse = {m: max(errors[m], ERROR_FLOOR) ** -2 if math.isfinite(errors[m]) else 0.0 for m in fits}
+    total = sum(inverse.values())
+    if total == 0:  # no family had a finite held-out error: equal weights
+        inverse, total = {m: 1.0 for m in fits}, float(len(fits))
+    return [EnsembleMember(model=m, params=_to_step_units(m, p, scale), weight=inverse[m] / total)
+            for m, p in fits.items() if inverse[m] > 0]
 
 
 def smooth_losses(losses: Sequence[float], beta: float = 0.9) -> list[float]:

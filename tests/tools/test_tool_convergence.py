@@ -44,6 +44,24 @@ def test_fit_recovers_a_log_logistic_curve():
     assert fit.steps_to_reach(0.32) == pytest.approx(120, rel=1e-3)
 
 
+def test_ensemble_weights_follow_held_out_error():
+    losses = 1.5 * np.exp(-0.02 * STEPS) + 0.3
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0)
+    weights = {m.model: m.weight for m in fit.members}
+    # weights sum to 1 and the exact family (held-out error ~0) carries almost all of it
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["exponential"] > 0.99
+    assert fit.predict(300) == pytest.approx(1.5 * math.exp(-6) + 0.3, rel=1e-3)
+
+
+def test_ensemble_off_predicts_with_the_chosen_family():
+    rng = np.random.default_rng(3)
+    losses = (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.02 * rng.standard_normal(len(STEPS)))
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0, ensemble=False)
+    # no members: predict is the chosen family's curve
+    assert fit.members == [] and fit.predict(500) == fit.predict_family(500)
+
+
 def test_interval_widens_with_the_forecast_horizon():
     rng = np.random.default_rng(2)
     fit = fit_loss_curve(STEPS, (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.02 * rng.standard_normal(len(STEPS))),
