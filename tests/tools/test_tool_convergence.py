@@ -118,7 +118,7 @@ def test_too_few_points_is_a_convergence_error():
 def test_tool_predicts_a_given_curve():
     tool = ConvergencePredictor(device="cpu")
     out = tool(steps=STEPS.tolist(), losses=(2.0 * STEPS**-0.5 + 0.1).tolist(), predict_step=400,
-               target_loss=0.2, n_bootstrap=10)
+               target_loss=0.2, n_bootstrap=5)
     # 2 * 400^-0.5 + 0.1 = 0.2, reached at step 400
     assert out.predicted_loss == pytest.approx(0.2, rel=1e-3)
     assert out.steps_to_target == pytest.approx(400, rel=1e-3)
