@@ -60,11 +60,14 @@ class ProbeCache:
         )
         self._index[key] = output_json
 
-    def run(self, key: str, tool: str, output_type: type[BaseModel], compute) -> tuple[BaseModel, bool]:
-        """(output, read_back): the stored output, or ``compute()`` stored and read back through JSON."""
+    def run(self, key: str, tool: str, output_type: type[BaseModel], compute) -> tuple[BaseModel, str]:
+        """(output, its stored JSON): the stored output, or ``compute()`` stored and read back through JSON.
+
+        The JSON text is what the evidence keeps, so a replay reports exactly what was recorded even
+        after a tool's Output model gained a field."""
         stored = self.get(key)
         if stored is not None:
-            return output_type.model_validate_json(stored), True
+            return output_type.model_validate_json(stored), stored
         if self.readonly:
             raise OptimizationError(
                 f"replay: the recording holds no output of {tool!r} for this input; the run has diverged "
@@ -74,4 +77,4 @@ class ProbeCache:
             )
         text = compute().model_dump_json()
         self.put(key, tool, text)
-        return output_type.model_validate_json(text), False
+        return output_type.model_validate_json(text), text

@@ -41,6 +41,7 @@ from trainopt.tools.workloads import Workload
 
 PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the winner's confirm curve
 CONFIRM_EVALS = 25  # validation points of a confirm run
+GRADIENT_STEPS = 200  # longest gradient analysis
 OPTIONAL_PHASES_UNTIL = 0.7  # refine rounds and the search start only before this share of the budget
 CONFIRM_FINALISTS = 2  # best verified candidates trained at full length
 SEARCH_SEEDS = 2  # best measured candidates enqueued into the Optuna search
@@ -64,6 +65,7 @@ class OptimizationRun:
     # filled while running
     budget: StepBudget | None = None
     tools: dict[str, BaseModel] = field(default_factory=dict)
+    tool_records: dict[str, Any] = field(default_factory=dict)  # the stored JSON of each output
     trials: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[CandidateOutcome] = field(default_factory=list)
     results: dict[str, TrialResult] = field(default_factory=dict)  # TrialConfig key -> result
@@ -99,8 +101,9 @@ class OptimizationRun:
             instance = cls(self.workload, device=self.device, store=self.store, progress=progress)
             return instance.run(input)
 
-        output, _ = self.cache.run(key, name, cls.Output, compute)
+        output, text = self.cache.run(key, name, cls.Output, compute)
         self.tools[label or name] = output
+        self.tool_records[label or name] = json.loads(text)
         return output
 
     def trial(self, config: TrialConfig, purpose: str, step: str) -> TrialResult:
@@ -173,7 +176,7 @@ class OptimizationRun:
             range_steps=b.range_steps,
             budget_steps=b.confirm_steps,
             check_steps=b.check_steps,
-            schedules=["constant", "cosine"],
+            schedules=["cosine"],  # one check that the peak trains; the planner spreads schedules
         )
         batch_out = self.optional_tool(
             "batch_size_optimizer",
@@ -182,7 +185,7 @@ class OptimizationRun:
             max_memory_mb=self.memory_limit(),
             noise_warm_steps=b.check_steps // 2,
         )
-        grad_out = self.optional_tool("gradient_analyzer", steps=b.check_steps)
+        grad_out = self.optional_tool("gradient_analyzer", steps=max(20, min(b.check_steps, GRADIENT_STEPS)))
         with torch.random.fork_rng():
             parameters = sum(p.numel() for p in self.workload.make_model().parameters())
         self.digest = build_digest(
@@ -310,8 +313,13 @@ class OptimizationRun:
         gain = self.gain(steps)
         recommended = winner
         if gain.relative_loss_reduction < 0 and winner is not baseline:
-            self.notes.append("the best finalist lost to the baseline in the confirm runs: the baseline is recommended")
-            recommended = baseline
+            self.notes.append(
+                f"the best finalist ({winner.optimizer} lr {winner.lr:.3g}, batch {winner.batch_size}, "
+                f"{winner.schedule}) reached val loss {gain.recommended.loss:.4g} against the baseline's "
+                f"{gain.baseline.loss:.4g} in the confirm runs: the baseline is recommended")
+            recommended, best = baseline, next(o for o in self.outcomes if o.source == "baseline")
+            self.confirm["winner"] = base_runs
+            gain = self.gain(steps)  # recommended == baseline: no gain, stated as such
         prediction = self.predict(self.confirm["winner"][0])
         explanation = self.planner.ask(
             "explain", evidence=self.digest, winner=self.measured(best), comparison=self.comparison(gain)
@@ -594,7 +602,7 @@ class OptimizationRun:
         return {
             "budget": self.budget.model_dump(mode="json", exclude={"seconds_per_step", "total_steps"}),
             "digest": self.digest.model_dump(mode="json"),
-            "tools": {name: out.model_dump(mode="json") for name, out in self.tools.items()},
+            "tools": dict(self.tool_records),
             "trials": self.trials,
         }
 
