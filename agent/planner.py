@@ -193,14 +193,25 @@ def explain(digest: ProbeDigest, winner: MeasuredResult, comparison: dict[str, A
     clip = f", clipping at {winner.grad_clip:.3g} from the gradient analysis" if winner.grad_clip else ""
     rejected = comparison.get("rejected") or []
     reject_note = f" {len(rejected)} candidate(s) were rejected by a constraint: {rejected[0]}." if rejected else ""
+    base = digest.baseline
+    if (winner.optimizer, winner.lr, winner.batch_size, winner.schedule) == (
+            base.get("optimizer"), base.get("lr"), base.get("batch_size"), base.get("schedule")):
+        return (
+            f"The baseline ({winner.optimizer}, LR {winner.lr:.3g}, batch {winner.batch_size}, {winner.schedule}) "
+            f"is recommended: no measured candidate beat it over {comparison['steps']} steps on seeds "
+            f"{comparison['seeds']} (validation loss {base_loss:.4g}{metric}). The range test suggested "
+            f"{digest.lr_suggested:.3g} within {digest.lr_safe_range[0]:.3g}-{digest.lr_safe_range[1]:.3g} and "
+            f"the batch probe {digest.batch_recommended}; the candidates built on them were measured and lost."
+            f"{reject_note}"
+        )
     return (
         f"Recommended {winner.optimizer} with peak LR {winner.lr:.3g}, batch {winner.batch_size} and a "
         f"{winner.schedule} schedule{clip}. Over {comparison['steps']} steps on seeds "
         f"{comparison['seeds']} it "
         f"reached validation loss {win_loss:.4g} against the baseline's {base_loss:.4g}: {verdict}{metric}. "
         f"The LR sits within the range test's safe range {digest.lr_safe_range[0]:.3g}-"
-        f"{digest.lr_safe_range[1]:.3g} (suggested {digest.lr_suggested:.3g}), and the batch follows the "
-        f"batch probe's recommendation of {digest.batch_recommended}.{reject_note}"
+        f"{digest.lr_safe_range[1]:.3g} (suggested {digest.lr_suggested:.3g} at batch {digest.lr_batch_size}); "
+        f"the batch probe recommended {digest.batch_recommended}.{reject_note}"
     )
 
 
