@@ -4,7 +4,8 @@ For each workload, in one process:
 
 1. agent      TrainingOptimizationAgent with the offline planner. Its time budget is turned into
               steps with a fixed nominal step time (``NOMINAL_STEP_S``) instead of the measured one,
-              so the step plan is the same on every machine. Everything it trains counts: the
+              so the step plan is the same on every machine (and its wall-clock guard, which skips
+              the refine rounds and the search late in a time budget, is off). Everything it trains counts: the
               calibration trials, the probes (LR range test, schedule checks, batch-size probe,
               gradient analysis), every candidate, and its own confirm runs.
 2. default    the workload's default configuration (AdamW 1e-3, constant LR, batch 64; 32 for
@@ -18,9 +19,9 @@ For each workload, in one process:
               and the forecast's bootstrap fits cost more wall time than the trials on these models).
 
 random and tpe get exactly the optimizer steps the agent spent (S), and trials as long as the
-agent's candidate trials. Steps are *counted*, not planned: a global optimizer-step hook counts
-every optimizer step trained while a contender searches (pruned and truncated trials included),
-and a wrapper on the workload's loss counts training forward passes. Each contender's winner is
+agent's candidate trials. Steps are *counted*, not planned: a wrapper on the workload's loss
+counts training forward passes, and a global optimizer-step hook counts every optimizer step that
+follows one while a contender searches (pruned and truncated trials included). Each contender's winner is
 then trained for the same final budget (the agent's confirm length F) on the same seeds; the table
 reports mean final validation loss and metric, the ratio to the best contender, and wall time.
 
@@ -81,12 +82,16 @@ class StepCounter:
     def __init__(self):
         self.steps = 0
         self.forwards = 0
+        self._forwards_at_step = 0
         self.active = False
         register_optimizer_step_post_hook(self._on_step)
 
     def _on_step(self, optimizer, args, kwargs) -> None:
-        if self.active:
+        # a training step is an optimizer step after a training forward pass; this leaves out the LR
+        # tool's schedule tracer (an SGD over one scalar stepped through the schedule, nothing trained)
+        if self.active and self.forwards > self._forwards_at_step:
             self.steps += 1
+            self._forwards_at_step = self.forwards
 
     def wrap(self, workload) -> None:
         if getattr(workload.loss_fn, "_counted", False):
@@ -134,6 +139,7 @@ def search_params(config: TrialConfig) -> dict:
 def run_agent(name: str, planned_steps: int, storage: str) -> dict:
     """The agent with the offline planner; the step plan from NOMINAL_STEP_S (see the docstring)."""
     agent_steps.marginal_step_seconds = lambda *args, **kwargs: NOMINAL_STEP_S
+    agent_steps.OPTIONAL_PHASES_UNTIL = math.inf  # the budget is in steps: no wall-clock skip of refine/search
     space = TrainingConfig(batch_size_range=(min(BATCH_SIZES), max(BATCH_SIZES)), learning_rate_range=LR_RANGE,
                            optimizer_options=OPTIMIZERS)
     agent = TrainingOptimizationAgent(space, lm="offline", storage=storage, out_dir=CACHE / "agent-out" / name,
