@@ -66,6 +66,8 @@ def parse_args() -> argparse.Namespace:
                    help="where trained models are cached (outside the repository)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-digits", action="store_true", help="skip the class-conditional digits section")
+    p.add_argument("--rerender", action="store_true",
+                   help="rewrite the markdown and plot from the saved JSON without measuring anything")
     args = p.parse_args()
     if args.quick:
         args.data, args.n, args.train_steps, args.router_iterations = ["moons"], 400, 400, 20
@@ -120,6 +122,10 @@ def pareto_verdict(point: dict, statics: list[dict], tol: float) -> tuple[str, d
 
 def main() -> None:
     args = parse_args()
+    if args.rerender:
+        suffix = "_quick" if args.quick else ""
+        write_outputs(json.loads((RESULTS / f"diffusion_sampling{suffix}.json").read_text()), args.quick)
+        return
     torch.set_num_threads(args.threads)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
@@ -312,9 +318,12 @@ def plot_pareto(results: dict, path: Path) -> None:
         ref = toy["reference"]
         ax.axhspan(ref["energy_min"], ref["energy_max"], color="grey", alpha=0.3, label="DDPM 1000 (seed spread)")
         ax.axhline(toy["floor"]["energy"], color="k", ls="--", lw=1, label="data-vs-data floor")
+        points: dict[tuple, list] = {}  # one label per distinct router point: "λ = 0.01, 0.1, 0.5"
         for p in toy["router"]:
-            ax.plot(p["nfe"], p["energy"], "*", color="red", ms=14, mec="k")
-            ax.annotate(f"λ={p['lam']}", (p["nfe"], p["energy"]), textcoords="offset points", xytext=(6, 6),
+            points.setdefault((p["nfe"], p["energy"]), []).append(f"{p['lam']:g}")
+        for (nfe, energy), lams in points.items():
+            ax.plot(nfe, energy, "*", color="red", ms=14, mec="k")
+            ax.annotate(f"λ = {', '.join(lams)}", (nfe, energy), textcoords="offset points", xytext=(8, 8),
                         fontsize=8, color="red")
         ax.set_xscale("log")
         ax.set_yscale("log")
