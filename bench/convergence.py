@@ -21,7 +21,7 @@ the runs that still improve after the observed part: the genuine extrapolations.
 Contenders, all on the same curves in one process:
 
     ensemble (tool)   fit_loss_curve: every family, weighted by 1 / (held-out error)^2 (the default)
-    selected (v1)     the one family with the lowest held-out error (the tool before the ensemble)
+    held-out choice   the one family with the lowest held-out error (the tool's rule before the ensemble)
     power law         L = a t^-b + c only                   (each family: its member of the same fit,
     exponential       L = a exp(-b t) + c only               refitted on all observed points)
     log-logistic      L = c + (a - c) / (1 + (t / tau)^b) only
@@ -32,7 +32,7 @@ Figure: median absolute percentage error (MdAPE) over the runs, and the coverage
 90% interval. Target: MdAPE <= 5% at 20%.
 Runs are kept in a TrialStore under bench/.cache (gitignored), so reruns only refit.
 
-    python3 bench/convergence.py           # 24 runs (about 15 minutes on 2 busy cores the first time)
+    python3 bench/convergence.py           # 24 runs: ~28 min of training on 2 busy cores, then ~1.5 min of fits
     python3 bench/convergence.py --quick   # 4 runs of a tenth of the length (a smoke run)
 """
 
@@ -93,7 +93,7 @@ RUNS: list[tuple[str, dict]] = [
     ("char-gpt", {"optimizer": "adamw", "lr": 1e-3, "batch_size": 32, "seed": 2}),
     ("char-gpt", {"optimizer": "adamw", "lr": 1e-3, "batch_size": 32, "seed": 1, "schedule": "cosine"}),
 ]
-CONTENDERS = ("ensemble (tool)", "selected (v1)", "power law", "exponential", "log-logistic", "observed best",
+CONTENDERS = ("ensemble (tool)", "held-out choice", "power law", "exponential", "log-logistic", "observed best",
               "last value")
 _FAMILY_CONTENDER = {"power_law": "power law", "exponential": "exponential", "log_logistic": "log-logistic"}
 TARGETS = ("best", "final")
@@ -116,7 +116,7 @@ def predict_all(steps: np.ndarray, losses: np.ndarray, horizon: float) -> tuple[
     """Each contender's predicted best loss by ``horizon``, and the tool's 90% interval (or None).
 
     One fit_loss_curve call gives them all: its members are each family refitted on all points, so
-    "power law" is the power-law member, "selected (v1)" the chosen family alone."""
+    "power law" is the power-law member, "held-out choice" the chosen family alone."""
     smoothed = trailing_mean(losses)
     best = float(smoothed.min())
     points = dict.fromkeys(CONTENDERS, best)  # a contender with no fit: the observed best stands in
@@ -126,7 +126,7 @@ def predict_all(steps: np.ndarray, losses: np.ndarray, horizon: float) -> tuple[
     except ConvergenceError:
         return points, None
     points["ensemble (tool)"] = min(fit.predict(horizon), best)
-    points["selected (v1)"] = min(fit.predict_family(horizon), best)
+    points["held-out choice"] = min(fit.predict_family(horizon), best)
     for member in fit.members:
         family = _FAMILY_CONTENDER[member.model]
         points[family] = min(float(_FUNCTIONS[member.model](horizon, *member.params)), best)
