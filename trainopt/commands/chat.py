@@ -29,10 +29,11 @@ class ToolBars:
     def update(self, tool: str, done: int, total: int) -> None:
         if self.bars is None:
             self.bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("steps"), TimeElapsedColumn(), console=self.console)
+                                 TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), console=self.console)
             self.bars.start()
         if tool not in self.tasks:
-            self.tasks[tool] = self.bars.add_task(tool, total=max(total, 1))
+            unit = "" if tool.startswith("optimize_training") else "steps"  # the agent reports phase progress
+            self.tasks[tool] = self.bars.add_task(tool, total=max(total, 1), unit=unit)
         self.bars.update(self.tasks[tool], completed=done, total=max(total, 1))
 
     def stop(self) -> None:
