@@ -14,11 +14,14 @@ Targets:
 
     python3 bench/diffusion_sampling.py            # full run (~20-30 min on a busy 2-core box)
     python3 bench/diffusion_sampling.py --quick    # smoke run, writes *_quick outputs
+    # re-measure one toy with a longer-trained model, keep the other toys' rows and digits from the JSON
+    python3 bench/diffusion_sampling.py --update --data 8gaussians --toy-train-steps 8gaussians=12000
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -59,6 +62,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, default=2000, help="samples per measurement (and reference size)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (>= 3 for the spread)")
     p.add_argument("--train-steps", type=int, default=3000, help="DDPM training steps per toy")
+    p.add_argument("--toy-train-steps", nargs="*", default=[], metavar="NAME=STEPS",
+                   help="per-toy override of --train-steps, e.g. 8gaussians=12000")
+    p.add_argument("--toy-ema", nargs="*", default=[], metavar="NAME=DECAY",
+                   help="sample that toy's model from an EMA of its weights with this decay, e.g. 8gaussians=0.999")
+    p.add_argument("--update", action="store_true",
+                   help="re-measure only the toys in --data; keep the other toys' rows and the digits section "
+                        "from the saved JSON; retrain the router on all toys and re-measure all its picks")
     p.add_argument("--router-iterations", type=int, default=400, help="REINFORCE iterations (16 requests each)")
     p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.1, 0.5, 2.0, 10.0, 30.0],
                    help="lambda values at which the router is evaluated")
@@ -74,20 +84,48 @@ def parse_args() -> argparse.Namespace:
         args.lams = [0.1, 10.0]
     if args.seeds < 1 or args.n < 2:
         raise ValueError(f"need seeds >= 1 and n >= 2 but got {args.seeds=}, {args.n=}")
+    args.toy_train_steps = {k: int(v) for k, v in _name_values(args.toy_train_steps, "--toy-train-steps").items()}
+    args.toy_ema = {k: float(v) for k, v in _name_values(args.toy_ema, "--toy-ema").items()}
+    if any(s <= 0 for s in args.toy_train_steps.values()) or any(not 0 < d < 1 for d in args.toy_ema.values()):
+        raise ValueError(f"need steps > 0 and 0 < decay < 1 but got {args.toy_train_steps=}, {args.toy_ema=}")
     return args
 
 
-def get_model(name: str, steps: int, cache_dir: Path) -> NoisePredictor:
-    path = cache_dir / f"{name}-{steps}.pt"
+def _name_values(items: list[str], flag: str) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"{flag} takes NAME=VALUE items but got {items=}")
+    return dict(pairs)
+
+
+def model_recipe(args, name: str) -> dict:
+    """How toy ``name``'s model is trained: steps and the EMA decay (0 = the raw weights)."""
+    return {"train_steps": args.toy_train_steps.get(name, args.train_steps), "ema_decay": args.toy_ema.get(name, 0.0)}
+
+
+def get_model(name: str, steps: int, cache_dir: Path, ema_decay: float = 0.0) -> NoisePredictor:
+    """Train (or load the cached) DDPM for toy ``name``; with ``ema_decay`` > 0 return the EMA weights
+    w_ema <- decay * w_ema + (1 - decay) * w after every step (the training run itself is the same)."""
+    path = cache_dir / (f"{name}-{steps}.pt" if not ema_decay else f"{name}-{steps}-ema{ema_decay:g}.pt")
     if path.exists():
         return load_checkpoint(path)[0]
     torch.manual_seed(0)
     model = NoisePredictor(NoisePredictorConfig(data_dim=2))
+    ema = copy.deepcopy(model)
+
+    def update_ema(step: int, loss: float) -> None:
+        with torch.no_grad():
+            for w_ema, w in zip(ema.parameters(), model.parameters(), strict=True):
+                w_ema.lerp_(w, 1 - ema_decay)
+
     data = sample_toy(name, 50_000, generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    train_ddpm(model, data, steps=steps, batch_size=256, seed=0)
+    train_ddpm(model, data, steps=steps, batch_size=256, seed=0, progress=update_ema if ema_decay else None)
     console.print(f"trained {name} in {time.perf_counter() - start:.0f} s")
-    save_checkpoint(model, path, data=name, steps=steps)
+    if ema_decay:
+        ema.eval()
+        model = ema
+    save_checkpoint(model, path, data=name, steps=steps, ema_decay=ema_decay)
     return model
 
 
@@ -130,14 +168,28 @@ def main() -> None:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
     seeds = list(range(args.seeds))
-    models = {name: get_model(name, args.train_steps, args.cache_dir) for name in args.data}
     results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                      "toys": {}}
-    total = len(args.data) * len(seeds) * (len(EXPERTS) * len(budgets) + 1 + len(args.lams))
+    router_toys = list(args.data)
+    if args.update:  # keep the other toys' measurements (same seeds, same models) and the digits section
+        saved = json.loads((RESULTS / f"diffusion_sampling{'_quick' if args.quick else ''}.json").read_text())
+        results["args"]["updated_toys"] = list(args.data)
+        results["previous_args"] = saved["args"]
+        router_toys = [*saved["toys"], *(n for n in args.data if n not in saved["toys"])]
+        results["toys"] = {n: saved["toys"][n] for n in router_toys if n not in args.data}
+        if "digits" in saved and not args.no_digits:
+            results["digits"] = saved["digits"]
+    recipes = {name: results["toys"].get(name, {}).get("model") or model_recipe(args, name) for name in router_toys}
+    for name, toy in results["toys"].items():
+        toy.setdefault("model", recipes[name])  # runs before per-toy recipes were recorded: the defaults
+    models = {name: get_model(name, recipes[name]["train_steps"], args.cache_dir, recipes[name]["ema_decay"])
+              for name in router_toys}
+    total = len(seeds) * (len(args.data) * (len(EXPERTS) * len(budgets) + 1) + len(router_toys) * len(args.lams))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("static configurations", total=total)
-        for name, model in models.items():
+        for name in args.data:
+            model = models[name]
             rows = []
             for expert in EXPERTS:
                 for steps in budgets:
@@ -151,7 +203,8 @@ def main() -> None:
                 ref_runs.append(measure(model, name, "ddpm", 1000, seed, args.n))
                 bar.advance(task)
             reference = {"expert": "ddpm", "steps": 1000, **summarise(ref_runs), "runs": ref_runs}
-            results["toys"][name] = {"floor": quality_floor(name, args.n), "static": rows, "reference": reference}
+            results["toys"][name] = {"model": recipes[name], "floor": quality_floor(name, args.n), "static": rows,
+                                     "reference": reference}
 
         bar.update(task, description="training the router")
         env = ToySamplingEnv(models, seed=0)
@@ -176,7 +229,7 @@ def main() -> None:
                     bar.advance(task)
                 picks.append({"lam": lam, "choices": chosen, **summarise(runs)})
             results["toys"][name]["router"] = picks
-    if not args.no_digits:
+    if not args.no_digits and "digits" not in results:
         results["digits"] = digits_section(args)
     evaluate_targets(results)
     write_outputs(results, args.quick)
@@ -263,7 +316,9 @@ def render_markdown(results: dict) -> str:
     lines = []
     for name, toy in results["toys"].items():
         fl, ref = toy["floor"], toy["reference"]
-        lines += [f"### {name}", "",
+        recipe = toy.get("model", {"train_steps": results["args"]["train_steps"], "ema_decay": 0.0})
+        ema = f", EMA of the weights (decay {recipe['ema_decay']:g})" if recipe["ema_decay"] else ""
+        lines += [f"### {name}", "", f"Model: {recipe['train_steps']} training steps{ema}.", "",
                   f"Data-vs-data floor (N = {results['args']['n']}): energy {fl['energy']:.4f}, "
                   f"MMD {fl['mmd']:.4f}, SW {fl['swd']:.4f}, off-mode {fl['off_mode']:.3f}. "
                   f"DDPM 1000 steps over {ref['seeds']} seeds: energy {ref['energy']:.4f} "
@@ -295,6 +350,12 @@ def render_markdown(results: dict) -> str:
         lines += [f"| {r['expert']} | {r['steps']} | {r['nfe']} | {r['fd']:.3f} | {r['class_agreement']:.3f} "
                   f"| {r['wall_s']:.2f} |" for r in dg["rows"]]
         lines.append("")
+    if "updated_toys" in results["args"]:
+        kept = [n for n in results["toys"] if n not in results["args"]["updated_toys"]]
+        lines += [f"Partial rerun (`--update`): {', '.join(results['args']['updated_toys'])} re-measured with the "
+                  f"model above; {', '.join(kept + (['digits'] if 'digits' in results else []))} rows kept from the "
+                  f"previous full run (same models, same seeds); the router was retrained on all toys and all its "
+                  f"picks re-measured.", ""]
     rt = results["router_training"]
     lines += [f"Router: REINFORCE, {rt['iterations']} iterations x 16 requests, {rt['measured_runs']} distinct "
               f"measured runs, {rt['seconds']:.0f} s; mean reward {rt['mean_reward_first_10']:.4f} (first 10) -> "
