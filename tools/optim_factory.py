@@ -74,6 +74,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrialConfig):
     """A torch LR scheduler stepped once per optimizer step, or None (schedule-free, meta-optimizer)."""
     if config.optimizer == "schedulefree" or config.meta_optimizer is not None:
         return None
+    if config.schedule == "constant" and config.warmup_steps == 0:
+        return None  # nothing to schedule: skip LambdaLR's per-step Python cost
     if config.schedule == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=config.steps,

@@ -168,9 +168,9 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
         if config.grad_clip is not None:
             clipped = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
         grads = before = None
-        if sample:
-            grads = [p.grad.norm().item() if p.grad is not None else 0.0 for _, p in named]
-            before = [p.detach().clone() for _, p in named]
+        if sample:  # one fused norm over all gradients, one copy of the weights
+            grads = _norms([p.grad if p.grad is not None else torch.zeros_like(p) for _, p in named])
+            before = torch._foreach_mul([p.detach() for _, p in named], 1.0)
         if meta is not None:  # the meta-optimizer sets this step's hyperparameters from its gradients
             meta.update_hyperparameters({
                 "loss": loss.item(),
@@ -183,10 +183,9 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
         else:
             optimizer.step()
         ratios = None
-        if sample:
-            # undefined for a tensor that is still all zeros (a fresh bias): recorded as None
-            ratios = [((p.detach() - b).norm() / norm).item() if (norm := b.norm()) > 0 else None
-                      for (_, p), b in zip(named, before, strict=True)]
+        if sample:  # ||w_after - w_before|| / ||w_before||; undefined (None) for an all-zero tensor
+            steps = _norms(torch._foreach_sub([p.detach() for _, p in named], before))
+            ratios = [d / w if w > 0 else None for d, w in zip(steps, _norms(before), strict=True)]
         return loss, clipped, grads, ratios
 
     for step in range(config.steps):
@@ -269,6 +268,11 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
         divergence_reason=reason,
         pruned=pruned,
     )
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[float]:
+    """L2 norm of each tensor, in one fused kernel and one host sync."""
+    return torch.stack(torch._foreach_norm(tensors)).tolist()
 
 
 @torch.no_grad()
