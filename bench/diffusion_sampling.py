@@ -62,9 +62,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, default=2000, help="samples per measurement (and reference size)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (>= 3 for the spread)")
     p.add_argument("--train-steps", type=int, default=3000, help="DDPM training steps per toy")
-    p.add_argument("--toy-train-steps", nargs="*", default=[], metavar="NAME=STEPS",
-                   help="per-toy override of --train-steps, e.g. 8gaussians=12000")
-    p.add_argument("--toy-ema", nargs="*", default=[], metavar="NAME=DECAY",
+    p.add_argument("--toy-train-steps", nargs="*", default=["8gaussians=12000"], metavar="NAME=STEPS",
+                   help="per-toy override of --train-steps (3000 steps underfit 8 gaussians' modes)")
+    p.add_argument("--toy-ema", nargs="*", default=["8gaussians=0.999"], metavar="NAME=DECAY",
                    help="sample that toy's model from an EMA of its weights with this decay, e.g. 8gaussians=0.999")
     p.add_argument("--update", action="store_true",
                    help="re-measure only the toys in --data; keep the other toys' rows and the digits section "
@@ -80,6 +80,7 @@ def parse_args() -> argparse.Namespace:
                    help="rewrite the markdown and plot from the saved JSON without measuring anything")
     args = p.parse_args()
     if args.quick:
+        args.toy_train_steps, args.toy_ema = [], []
         args.data, args.n, args.train_steps, args.router_iterations = ["moons"], 400, 400, 20
         args.lams = [0.1, 10.0]
     if args.seeds < 1 or args.n < 2:
