@@ -121,8 +121,7 @@ def plot_convergence(run: OptimizationRun, response: OptimizationResponse) -> st
     fig, ax = _figure()
     ax.plot(result.val_steps, result.val_losses, "o", ms=3, label="measured (winner, confirm run)")
     t = np.linspace(result.val_steps[0], prediction.at_step, 200)  # the fit's domain, not t -> 0
-    curve = fit.a * t ** (-fit.b) + fit.c if fit.model == "power_law" else fit.a * np.exp(-fit.b * t) + fit.c
-    ax.plot(t, curve, "r-", label=f"fit on steps <= {prediction.fit_on_steps}")
+    ax.plot(t, fit.fitted_curve(t), "r-", label=f"{fit.model} fit on steps <= {prediction.fit_on_steps}")
     ax.axvline(prediction.fit_on_steps, color="gray", ls=":")
     ax.errorbar(
         [prediction.at_step],
