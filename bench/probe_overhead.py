@@ -35,7 +35,9 @@ def bare_loop(workload, config: TrialConfig) -> float:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model = workload.make_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    params = (workload.param_groups(model, config.lr, config.weight_decay) if workload.param_groups
+              else model.parameters())  # the same parameter groups run_trial builds (moe-digits: gate/expert)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     batches = workload.train_batches(config.batch_size, torch.Generator().manual_seed(config.seed),
                                      torch.device("cpu"))
     for _ in range(config.steps):

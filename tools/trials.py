@@ -21,7 +21,7 @@ from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.workloads import Workload, get_workload
 
 EXPLODE_FACTOR = 10.0  # a loss above this multiple of the first loss counts as diverged
-GRAD_STATS_EVERY = 10  # per-layer gradient norms and update ratios are sampled every N steps
+GRAD_STATS_EVERY = 20  # per-layer gradient norms and update ratios are sampled every N steps
 
 # report(step, val_loss) -> True to stop the trial (a pruner's decision)
 ReportFn = Callable[[int, float], bool | None]
