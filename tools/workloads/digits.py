@@ -56,33 +56,30 @@ class DigitsCNN(nn.Module):
         return self.head(x.flatten(1))
 
 
-def digits_mlp() -> Workload:
+def digits_classification(name: str, make_model, exercises: str, **extra) -> Workload:
+    """A classifier on the fixed digits split: cross-entropy loss, accuracy metric, shared defaults."""
     train, val = digits_split()
     return Workload(
-        name="digits-mlp",
-        make_model=lambda: nn.Sequential(
-            nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
-        ),
+        name=name,
+        make_model=make_model,
         train_data=train,
         val_data=val,
         loss_fn=classification_loss,
         metric_fn=classification_accuracy,
         metric_name="accuracy",
         default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 64, "steps": 300},
-        exercises="classification, a 2-hidden-layer ReLU MLP (the default)",
+        exercises=exercises,
+        **extra,
+    )
+
+
+def digits_mlp() -> Workload:
+    return digits_classification(
+        "digits-mlp",
+        lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)),
+        "classification, a 2-hidden-layer ReLU MLP (the default)",
     )
 
 
 def digits_cnn() -> Workload:
-    train, val = digits_split()
-    return Workload(
-        name="digits-cnn",
-        make_model=DigitsCNN,
-        train_data=train,
-        val_data=val,
-        loss_fn=classification_loss,
-        metric_fn=classification_accuracy,
-        metric_name="accuracy",
-        default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 64, "steps": 300},
-        exercises="classification, convolutions and pooling",
-    )
+    return digits_classification("digits-cnn", DigitsCNN, "classification, convolutions and pooling")
