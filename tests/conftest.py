@@ -24,7 +24,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _seeded():
-    """Every test starts from the same global RNG state."""
+def _seeded_one_thread():
+    """Every test starts from the same global RNG state, on one torch thread (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)

@@ -1,20 +1,12 @@
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from trainopt.cli import app
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_probe_lr_json_parses_and_writes_a_png(tmp_path):

@@ -14,19 +14,6 @@ CPU = torch.device("cpu")
 FAST = {"timed_steps": 1, "noise_warm_steps": 2, "noise_draws": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def nan_workload() -> Workload:
-    x, y = torch.randn(64, 4), torch.randn(64, 1)
-    return Workload.from_callables(lambda: torch.nn.Linear(4, 1), (x, y), (x, y),
-                                   lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]) * math.nan,
-                                   name="nan-loss", default_config={"batch_size": 16})
 
 
 def test_search_finds_the_largest_batch_within_the_budget():
@@ -81,9 +68,9 @@ def test_lr_is_scaled_by_the_optimizer_family_rule(optimizer, rule):
     assert knee.samples_per_s >= 0.9 * best and out.limited_by == "search range"
 
 
-def test_nan_workload_is_a_convergence_error():
+def test_nan_workload_is_a_convergence_error(nan_workload):
     with pytest.raises(ConvergenceError, match="first step"):
-        BatchSizeOptimizer(nan_workload())(**FAST)
+        BatchSizeOptimizer(nan_workload)(**FAST)
 
 
 def test_cuda_out_of_memory_is_caught_and_the_search_goes_on(monkeypatch):

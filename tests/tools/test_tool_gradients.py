@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -9,14 +8,6 @@ from trainopt.errors import ConvergenceError
 from trainopt.tools.gradients import GradientAnalyzer
 from trainopt.tools.workloads import Workload
 from trainopt.tools.workloads.digits import classification_loss, digits_split
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Scale(nn.Module):
@@ -33,12 +24,6 @@ def digits_workload(make_model) -> Workload:
     return Workload.from_callables(make_model, train, val, classification_loss, name="digits-custom",
                                    default_config={"lr": 1e-3, "batch_size": 64})
 
-
-def nan_workload() -> Workload:
-    x, y = torch.randn(64, 4), torch.randn(64, 1)
-    return Workload.from_callables(lambda: torch.nn.Linear(4, 1), (x, y), (x, y),
-                                   lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]) * math.nan,
-                                   name="nan-loss", default_config={"batch_size": 16})
 
 
 def test_a_layer_scaled_by_1e_6_is_flagged_as_vanishing():
@@ -97,6 +82,6 @@ def test_clip_threshold_is_the_percentile_of_global_norms():
     assert len(out.layer_norms["0.weight"]) == out.steps_run == 20
 
 
-def test_nan_workload_is_a_convergence_error():
+def test_nan_workload_is_a_convergence_error(nan_workload):
     with pytest.raises(ConvergenceError, match="first step"):
-        GradientAnalyzer(nan_workload())(steps=5)
+        GradientAnalyzer(nan_workload)(steps=5)

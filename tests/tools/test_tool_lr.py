@@ -1,29 +1,10 @@
-import math
 
 import pytest
-import torch
 
 from trainopt.errors import ConvergenceError, HyperparameterError
 from trainopt.tools.lr_range import LRRangeResult, lr_range_test
 from trainopt.tools.lr_scheduler import LearningRateScheduler
 from trainopt.tools.lr_suggest import RULES, safe_lr_range, suggest_lr, valley_lr
-from trainopt.tools.workloads import Workload
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def nan_workload() -> Workload:
-    x, y = torch.randn(64, 4), torch.randn(64, 1)
-    return Workload.from_callables(lambda: torch.nn.Linear(4, 1), (x, y), (x, y),
-                                   lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]) * math.nan,
-                                   name="nan-loss", default_config={"batch_size": 16})
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +52,9 @@ def test_tool_with_empty_range_is_a_hyperparameter_error():
         LearningRateScheduler("digits-mlp")(min_lr=1.0, max_lr=1.0)
 
 
-def test_nan_workload_is_a_convergence_error():
+def test_nan_workload_is_a_convergence_error(nan_workload):
     with pytest.raises(ConvergenceError, match="first step"):
-        LearningRateScheduler(nan_workload())(range_steps=10, check_steps=5, budget_steps=10)
+        LearningRateScheduler(nan_workload)(range_steps=10, check_steps=5, budget_steps=10)
 
 
 def test_tool_recommends_a_schedule_measured_by_trials():
