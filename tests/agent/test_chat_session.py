@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -127,20 +126,7 @@ def test_two_malformed_answers_fall_back_to_offline(planner_server, tmp_path):
     assert turn.answered_by == "offline" and "AdapterParseError" in turn.note
 
 
-@pytest.fixture
-def offline_machine(monkeypatch):
-    """No internet socket at all (localhost included): a replay needs neither network nor server."""
-    real_connect = socket.socket.connect
-
-    def refuse(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"network blocked in tests: connect to {address!r}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-def test_recorded_chat_replays_without_network_or_training(offline_machine, tmp_path):
+def test_recorded_chat_replays_without_network_or_training(blocked_network, tmp_path):
     recorded = json.loads((CASSETTE / "result.json").read_text())
     with ChatSession(replay=CASSETTE, out_dir=tmp_path) as session:
         turns = [session.ask(t["question"]) for t in recorded["turns"]]
