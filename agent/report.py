@@ -37,55 +37,28 @@ def _figure():
     return plt.subplots(figsize=(6, 3.6))
 
 
-def plot_lr_range(run: OptimizationRun) -> str | None:
-    out = run.tools.get("learning_rate_scheduler")
-    if out is None:
-        return None
-    fig, ax = _figure()
-    ax.plot(out.sweep.lrs[: len(out.sweep.smoothed)], out.sweep.smoothed, label="smoothed loss")
-    ax.axvspan(*out.safe_range, alpha=0.15, color="green", label="safe range")
-    ax.axvline(out.suggested_lr, color="red", ls="--", label=f"suggested {out.suggested_lr:.3g} ({out.rule})")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="LR range test")
-    ax.legend(fontsize=8)
-    return _png(fig)
+# tool name -> the probe tool's own figure (trainopt.tools.plots), embedded as it is drawn for `trainopt probe`
+TOOL_PLOTS = {
+    "learning_rate_scheduler": "plot_lr_range",
+    "batch_size_optimizer": "plot_batch_throughput",
+    "gradient_analyzer": "plot_gradient_norms",
+}
 
 
-def plot_batch(run: OptimizationRun) -> str | None:
-    out = run.tools.get("batch_size_optimizer")
-    if out is None or not out.throughput:
-        return None
-    fig, ax = _figure()
-    ax.plot([p.batch_size for p in out.throughput], [p.samples_per_s for p in out.throughput], "o-")
-    ax.axvline(out.knee_batch_size, color="orange", ls="--", label=f"knee {out.knee_batch_size}")
-    ax.axvline(out.recommended_batch_size, color="red", ls=":", label=f"recommended {out.recommended_batch_size}")
-    ax.set(xscale="log", xlabel="batch size", ylabel="samples / s", title="Batch throughput (measured)")
-    ax.legend(fontsize=8)
-    return _png(fig)
+def plot_tool(run: OptimizationRun, name: str) -> str | None:
+    """The figure ``trainopt probe`` draws for this tool's output, as base64 PNG (None without output)."""
+    out = run.tools.get(name)
+    if out is None or not getattr(out, {"batch_size_optimizer": "throughput", "gradient_analyzer": "layers"}
+                                  .get(name, "sweep")):
+        return None  # nothing measured to draw
+    import tempfile
 
+    from trainopt.tools import plots
 
-def plot_gradients(run: OptimizationRun) -> str | None:
-    """Per-layer mean gradient norm (bars, coloured by the analyzer's status) and update-to-weight ratio."""
-    out = run.tools.get("gradient_analyzer")
-    if out is None or not out.layers:
-        return None
-    names = [layer.name for layer in out.layers]
-    colours = {"ok": "tab:blue", "vanishing": "tab:gray", "exploding": "tab:red", "no gradient": "black"}
-    fig, ax = _figure()
-    ax.bar(
-        range(len(names)),
-        [max(layer.grad_norm_mean, 1e-12) for layer in out.layers],
-        color=[colours.get(layer.status, "tab:blue") for layer in out.layers],
-    )
-    ax2 = ax.twinx()
-    ax2.plot(range(len(names)), [max(layer.update_ratio, 1e-12) for layer in out.layers], "k.-")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set(
-        yscale="log",
-        ylabel="mean gradient norm (bars)",
-        title=f"Gradients per layer; clip at {out.clip_threshold:.3g} (p{out.clip_percentile:g})",
-    )
-    ax2.set(yscale="log", ylabel="update / weight (line)")
-    return _png(fig)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.png"
+        getattr(plots, TOOL_PLOTS[name])(out, path)
+        return base64.b64encode(path.read_bytes()).decode() if path.exists() else None
 
 
 def plot_candidates(run: OptimizationRun) -> str | None:
@@ -195,9 +168,7 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
             "; ".join(filter(None, [o.rejected, *o.clamped])),
         )
     plots = [
-        plot_lr_range(run),
-        plot_batch(run),
-        plot_gradients(run),
+        *(plot_tool(run, name) for name in TOOL_PLOTS),
         plot_candidates(run),
         plot_convergence(run, response),
     ]
