@@ -50,6 +50,15 @@ Commands:
   /quit             end the session (Ctrl-D too); Ctrl-C stops a running probe"""
 
 
+def _import_lazy_torch_modules() -> None:
+    """Import what torch.optim imports on its first use (torch._dynamo, and sympy through it), now.
+
+    A Ctrl-C that lands inside that 1-2 s import leaves sympy half-initialised, and every later
+    probe of the session then fails with "module 'sympy' has no attribute 'printing'".
+    """
+    import torch._dynamo  # noqa: F401
+
+
 @dataclass
 class ChatTurn:
     """One answered question, with the tools that measured its numbers."""
@@ -128,6 +137,7 @@ class ChatSession:
             storage = storage or default_storage(self.out_dir)
             local = resolve_device(device)
             device_type = local.type
+            _import_lazy_torch_modules()
             store, cache = TrialStore(storage), ProbeCache(storage)
             lm = lm if lm is not None else resolve_lm_spec()
         self.lm = build_lm(lm)

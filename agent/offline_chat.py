@@ -126,7 +126,7 @@ def _extract(inputs: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(observation, dict):
         return {
             "reasoning": f"{name} failed.",
-            "answer": f"The {name} probe failed, so nothing was measured: {_short(observation)}",
+            "answer": f"The {name} probe failed, so nothing was measured: {_short(_last_line(observation))}",
         }
     if observation.get("interrupted"):
         return {
@@ -273,6 +273,12 @@ COMPOSERS = {
 
 def _loss(check: dict) -> str:
     return "diverged" if check["diverged"] else f"{check['val_loss']:.4g}"
+
+
+def _last_line(error: Any) -> str:
+    """The exception line of a ReAct error observation (its traceback comes first)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{lines[0].split(':')[0]}: {lines[-1]}" if len(lines) > 1 else str(error)
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -16,7 +16,9 @@ def test_chat_in_a_terminal(tmp_path):
     env = {**os.environ, "TRAINOPT_LM": "offline", "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     args = ["-m", "trainopt.cli", "chat", "--workload", "digits-mlp", "--probe-steps", "6", "--device", "cpu",
             "--out", str(tmp_path)]
-    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=240, dimensions=(40, 400))
+    # a Ctrl-C can cut a progress bar's multi-byte character in half: replace it rather than fail on it
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", codec_errors="replace", timeout=240,
+                          dimensions=(40, 400))
     try:
         child.expect("you>")
         # a long optimization, interrupted with Ctrl-C once it trains: the probe stops, the session goes on

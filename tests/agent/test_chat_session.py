@@ -108,6 +108,17 @@ def test_ctrl_c_stops_the_probe_not_the_session(tmp_path):
     assert session.ask("hello there").answer
 
 
+def test_a_failed_probe_answer_names_the_error_not_the_traceback(tmp_path):
+    def fail(tool, done, total):
+        if done >= 2:
+            raise RuntimeError("disk on fire")
+
+    session = ChatSession("digits-mlp", probe_steps=PROBE_STEPS, device="cpu", progress=fail,
+                          storage=f"sqlite:///{tmp_path / 'trials.db'}", out_dir=tmp_path)
+    answer = session.ask("what learning rate?").answer
+    assert "probe failed" in answer and "disk on fire" in answer and "Traceback" not in answer
+
+
 def test_server_lm_runs_the_same_react_program(planner_server, tmp_path):
     session = ChatSession(lm=f"openai/trainopt-planner@{planner_server.url}", out_dir=tmp_path,
                           storage=f"sqlite:///{tmp_path / 'trials.db'}", device="cpu")
