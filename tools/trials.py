@@ -167,14 +167,14 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
         clipped = None
         if config.grad_clip is not None:
             clipped = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-        grads = before = None
-        if sample:  # one fused norm over all gradients, one copy of the weights
-            grads = _norms([p.grad if p.grad is not None else torch.zeros_like(p) for _, p in named])
+        layer_norms = before = None
+        if sample:  # fused norms of all gradients and one copy of the weights; read back after the step
+            layer_norms = torch._foreach_norm([p.grad if p.grad is not None else torch.zeros_like(p) for _, p in named])
             before = torch._foreach_mul([p.detach() for _, p in named], 1.0)
         if meta is not None:  # the meta-optimizer sets this step's hyperparameters from its gradients
             meta.update_hyperparameters({
                 "loss": loss.item(),
-                "grad_norm": clipped if clipped is not None else math.sqrt(sum(g * g for g in grads)),
+                "grad_norm": clipped if clipped is not None else torch.stack(layer_norms).norm().item(),
                 "progress": (len(losses) + 1) / config.steps,
                 **getattr(model, "routing_stats", {}),
             })
@@ -182,10 +182,11 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
             optimizer.step(loss=loss.detach())
         else:
             optimizer.step()
-        ratios = None
+        grads = ratios = None
         if sample:  # ||w_after - w_before|| / ||w_before||; undefined (None) for an all-zero tensor
-            steps = _norms(torch._foreach_sub([p.detach() for _, p in named], before))
-            ratios = [d / w if w > 0 else None for d, w in zip(steps, _norms(before), strict=True)]
+            deltas = torch._foreach_sub([p.detach() for _, p in named], before)
+            grads, steps, weights = _norms(layer_norms, deltas, before)
+            ratios = [d / w if w > 0 else None for d, w in zip(steps, weights, strict=True)]
         return loss, clipped, grads, ratios
 
     for step in range(config.steps):
@@ -270,9 +271,13 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
     )
 
 
-def _norms(tensors: list[torch.Tensor]) -> list[float]:
-    """L2 norm of each tensor, in one fused kernel and one host sync."""
-    return torch.stack(torch._foreach_norm(tensors)).tolist()
+def _norms(
+    grad_norms: list[torch.Tensor], deltas: list[torch.Tensor], weights: list[torch.Tensor]
+) -> tuple[list[float], list[float], list[float]]:
+    """Per-layer gradient norms (already computed), update norms and weight norms: one host sync."""
+    n = len(grad_norms)
+    values = torch.stack([*grad_norms, *torch._foreach_norm(deltas + weights)]).tolist()
+    return values[:n], values[n : 2 * n], values[2 * n :]
 
 
 @torch.no_grad()
