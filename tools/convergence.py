@@ -1,8 +1,11 @@
 """ConvergencePredictor: extrapolate a loss curve and decide whether a running trial should go on.
 
 The curve is fitted by ``fit_loss_curve`` (power law, exponential and log-logistic, each with an
-offset; the prediction averages them weighted by 1 / (held-out error)^2, the formula shows the
-family with the lowest held-out error; residual-bootstrap interval), see trainopt.tools.curve_fit.
+offset; the prediction averages them with equal weights, leaving out a family whose held-out error
+is 100x the best one's; the formula shows the family with the lowest held-out error;
+residual-bootstrap interval), see trainopt.tools.curve_fit. When the tool runs the trial itself and
+predicts its validation loss, the dense training curve joins in (``fit_with_training_curve``,
+trainopt.tools.curve_linked: the validation loss as an affine function of the fitted training curve).
 
     >>> from trainopt.tools import get_tool
     >>> tool = get_tool("convergence_predictor")()
@@ -23,6 +26,7 @@ from pydantic import BaseModel, Field, model_validator
 from trainopt.errors import ConvergenceError
 from trainopt.tools.base import Tool
 from trainopt.tools.curve_fit import _FUNCTIONS, MIN_POINTS, CurveFit, CurveModel, fit_loss_curve, smooth_losses
+from trainopt.tools.curve_linked import fit_with_training_curve
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import run_trial
 
@@ -137,7 +141,9 @@ class ConvergenceOutput(BaseModel):
     holdout_errors: dict[str, float] = Field(
         description="mean relative error of each family on the held-out tail")
     ensemble_weights: dict[str, float] = Field(
-        default_factory=dict, description="weight of each family in predicted_loss (1 / held-out error^2)")
+        default_factory=dict, description="weight of each member in predicted_loss: equal among those within "
+                                          "100x the lowest held-out error; train_shift / train_link: the "
+                                          "validation loss from the fitted training curve")
     curve: str = Field(description="which loss was fitted")
     observed_points: int
     last_observed_step: float
@@ -185,13 +191,17 @@ class ConvergencePredictor(Tool):
     Output = ConvergenceOutput
 
     def run(self, input: ConvergenceInput) -> ConvergenceOutput:
+        train_losses = None
         if input.steps is not None:
             steps, losses, curve = list(input.steps), list(input.losses), "given"
             horizon = input.predict_step or 2.0 * float(steps[-1] if steps else 1.0)
         else:
-            steps, losses, curve, horizon = self._observe(input)
+            steps, losses, curve, horizon, train_losses = self._observe(input)
             horizon = input.predict_step or horizon
-        fit = fit_loss_curve(steps, losses, n_bootstrap=input.n_bootstrap)
+        if train_losses is not None and len(steps) >= MIN_POINTS:
+            fit = fit_with_training_curve(steps, losses, train_losses, n_bootstrap=input.n_bootstrap)
+        else:
+            fit = fit_loss_curve(steps, losses, n_bootstrap=input.n_bootstrap)
         verdict = early_stopping_verdict(steps, losses, horizon, input.target_loss, level=input.level,
                                          fit=fit)
         to_target = to_target_interval = None
@@ -209,8 +219,9 @@ class ConvergencePredictor(Tool):
             steps_to_target_interval=to_target_interval, verdict=verdict.verdict, reason=verdict.reason,
         )
 
-    def _observe(self, input: ConvergenceInput) -> tuple[list[float], list[float], str, float]:
-        """Run the trial (its full schedule) but stop it after ``observe_steps``; return the curve."""
+    def _observe(self, input: ConvergenceInput) -> tuple[list[float], list[float], str, float, list[float] | None]:
+        """Run the trial (its full schedule) but stop it after ``observe_steps``; return the curve, the
+        trial's steps and, for the validation curve, the per-step training losses beside it."""
         fields = {**self.workload.default_config, **(input.config or {})}
         config = TrialConfig(**fields)
         observe = input.observe_steps or max(MIN_POINTS, int(0.3 * config.steps))
@@ -220,9 +231,11 @@ class ConvergencePredictor(Tool):
             config = config.model_copy(update={"eval_every": max(1, observe // 20)})
         result = run_trial(self.workload, config, self.device, progress=self.progress,
                            report=lambda step, _loss: step >= observe)
+        train_losses = None
         if input.curve == "val":
             steps, losses = [float(s) for s in result.val_steps], list(result.val_losses)
-            curve = "validation loss"
+            curve = "validation loss (with the training curve)"
+            train_losses = list(result.train_losses)
         else:
             steps = [float(s) for s in range(1, result.steps_run + 1)]
             losses, curve = smooth_losses(result.train_losses), "training loss, EMA-smoothed (beta 0.9)"
@@ -230,5 +243,5 @@ class ConvergencePredictor(Tool):
             raise ConvergenceError(
                 f"the trial diverged at step {result.diverged_at}: {result.divergence_reason}",
                 {"config": config.model_dump(mode="json")})
-        return steps, losses, curve, float(config.steps)
+        return steps, losses, curve, float(config.steps), train_losses
 

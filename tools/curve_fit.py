@@ -10,18 +10,25 @@ classifier's loss that sits near log(classes) before it learns. All are fitted w
 ``scipy.optimize.curve_fit`` on relative residuals (sigma = |L|, so the low tail counts as much as
 the start; early points are down-weighted further, see RECENCY), from several starting points.
 Each family's error on the held-out last part of the observed curve (fit on the first part,
-predict the rest) weighs it: every family is refitted on all points and the prediction is their
-average weighted by 1 / (held-out error)^2; the family with the lowest error is "the" model (its
-a, b, c, tau, formula and bootstrap). The interval comes from a residual bootstrap: the fitted
-curve times (1 + a resampled relative residual), refitted ``n_bootstrap`` times; that covers
-parameter noise only, so the loss interval (which always holds the ensemble's point) is widened
-by the family's held-out error scaled to the forecast horizon (see ``CurveFit.predict_interval``).
+predict the rest) is measured, and every family is refitted on all points. The prediction averages
+the families whose held-out error is within GATE x the lowest one, with equal weights (default,
+``weighting="equal"``), or weighted by 1 / (held-out error)^2 (``"inverse_square"``, the rule before).
+Equal weights won on 28 development curves (bench/convergence.py --dev): the held-out tail is a
+quarter of the observed part while the forecast runs four times its length, so its error ranks the
+families poorly; only a family that fails by orders of magnitude (GATE) is telling. The family
+with the lowest held-out error is "the" model (its a, b, c, tau, formula and bootstrap).
+tools/curve_linked.py adds members built from the dense training curve.
+
+The interval comes from a residual bootstrap: the fitted curve times (1 + a resampled relative
+residual), refitted ``n_bootstrap`` times; that covers parameter noise only, so the loss interval
+(which always holds the ensemble's point) is widened by the family's held-out error scaled to the
+forecast horizon (see ``CurveFit.predict_interval``).
 
     >>> import numpy as np
     >>> t = np.arange(1, 201)
     >>> fit = fit_loss_curve(t, 2.0 * t ** -0.5 + 0.1)
     >>> fit.model, round(fit.b, 3), round(fit.predict(1000), 4)
-    ('power_law', 0.5, 0.1633)
+    ('power_law', 0.5, 0.1632)
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ from trainopt.errors import ConvergenceError
 
 CurveModel = Literal["power_law", "exponential", "log_logistic"]
 ALL_MODELS: tuple[CurveModel, ...] = ("power_law", "exponential", "log_logistic")
+# an ensemble member: a curve family, or the validation loss as an affine function of the fitted
+# training curve (tools/curve_linked.py)
+MemberName = Literal["power_law", "exponential", "log_logistic", "train_shift", "train_link"]
+Weighting = Literal["equal", "inverse_square"]
 MIN_POINTS = 6  # three parameters plus a held-out tail of at least two points
 AGREE_RTOL = 1e-4  # two starts whose relative SSE agrees this closely found the same minimum
 MAX_EVALS = 400  # evaluations per curve_fit start (analytic Jacobian); a family that needs more fits badly
@@ -86,11 +97,21 @@ _JACOBIANS = {"power_law": _power_law_jac, "exponential": _exponential_jac, "log
 
 
 class EnsembleMember(BaseModel):
-    """One family of the ensemble: its parameters (step units) and its weight (weights sum to 1)."""
+    """One member of the ensemble: its parameters (step units) and its weight (weights sum to 1).
 
-    model: CurveModel
+    A curve family: ``params`` are its (a, b, c[, tau]). A training-curve member (``train_curve``
+    set): ``params`` are (alpha, k) and its loss is alpha + k * train_curve.predict(t)."""
+
+    model: MemberName
     params: tuple[float, ...]
     weight: float
+    train_curve: CurveFit | None = Field(None, repr=False, description="the fitted training curve T(t)")
+
+    def predict(self, step: float) -> float:
+        if self.train_curve is not None:
+            alpha, k = self.params
+            return alpha + k * self.train_curve.predict(step)
+        return float(_FUNCTIONS[self.model](float(step), *self.params))
 
 
 class CurveFit(BaseModel):
@@ -110,8 +131,8 @@ class CurveFit(BaseModel):
     bootstrap: list[tuple[float, ...]] = Field(
         default_factory=list, repr=False, description="parameters of each bootstrap refit")
     members: list[EnsembleMember] = Field(
-        default_factory=list, description="every family refitted on all points, weighted by held-out error; "
-                                          "empty: ``predict`` uses the chosen family alone")
+        default_factory=list, description="every family refitted on all points, weighted by the ``weighting`` "
+                                          "rule; empty: ``predict`` uses the chosen family alone")
 
     @property
     def params(self) -> tuple[float, ...]:
@@ -121,11 +142,11 @@ class CurveFit(BaseModel):
         return _FUNCTIONS[self.model](np.asarray(steps, dtype=float), *params)
 
     def predict(self, step: float) -> float:
-        """The ensemble's loss at ``step``: sum_m w_m L_m(step), w_m proportional to 1 / e_m^2 (e_m: the
-        family's held-out error); the chosen family alone where there are no members."""
+        """The ensemble's loss at ``step``: sum_m w_m L_m(step) (weights: see ``ensemble_weights``);
+        the chosen family alone where there are no members."""
         if not self.members:
             return self.predict_family(step)
-        return float(sum(m.weight * _FUNCTIONS[m.model](float(step), *m.params) for m in self.members))
+        return float(sum(m.weight * m.predict(step) for m in self.members))
 
     def predict_family(self, step: float) -> float:
         """The loss the chosen family's curve gives at ``step`` (the a, b, c, tau above)."""
@@ -264,13 +285,13 @@ def fit_loss_curve(
     seed: int = 0,
     models: Sequence[CurveModel] = ALL_MODELS,
     ensemble: bool = True,
+    weighting: Weighting = "equal",
 ) -> CurveFit:
     """Fit each curve family, keep the one with the lowest held-out error, bootstrap an interval.
 
     ``holdout_fraction`` of the points at the end are held out for the choice; ``n_bootstrap``
     refits give the interval (0 turns it off). ``ensemble``: ``predict`` averages every family that
-    fits, weighted by 1 / (held-out error)^2 (on the convergence benchmark this beat picking one
-    family, see bench/results/convergence.md); False: the chosen family alone, as before.
+    fits, weighted by ``weighting`` (see ``ensemble_weights``); False: the chosen family alone.
     Raises ConvergenceError on unusable curves.
     """
     t = np.asarray(steps, dtype=float)
@@ -287,6 +308,8 @@ def fit_loss_curve(
         raise ConvergenceError("steps must be positive and strictly increasing", {"first_step": float(t[0])})
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"holdout_fraction must be in (0, 1) but got {holdout_fraction=}")
+    if weighting not in ("equal", "inverse_square"):
+        raise ValueError(f"weighting must be 'equal' or 'inverse_square' but got {weighting=}")
     if not models or any(m not in _FUNCTIONS for m in models):
         raise ValueError(f"models must be a non-empty subset of {tuple(_FUNCTIONS)} but got {models=}")
 
@@ -315,7 +338,9 @@ def fit_loss_curve(
         raise ConvergenceError(f"no curve family of {list(models)} fits this loss curve", {"points": len(t)})
     model = min(full_fits, key=lambda m: errors[m])  # the best held-out family that refitted
     params = full_fits[model]
-    members = _ensemble(full_fits, errors, scale) if ensemble else []
+    weights = ensemble_weights({m: errors[m] for m in full_fits}, weighting)
+    members = [EnsembleMember(model=m, params=_to_step_units(m, p, scale), weight=weights[m])
+               for m, p in full_fits.items() if weights[m] > 0] if ensemble else []
 
     function = _FUNCTIONS[model]
     fitted = function(x, *params)
@@ -339,16 +364,30 @@ def fit_loss_curve(
 
 
 ERROR_FLOOR = 1e-4  # held-out errors under 0.01% count as 0.01%: an exact fit does not get infinite weight
+# equal weighting admits the members whose held-out error is within GATE x the lowest (errors floored at
+# GATE_FLOOR). On the 28 development curves no member ever failed by 30x or more (30, 100 and 1000 gave the
+# same figures), so the gate only drops a family that is plainly wrong, e.g. on noise-free curves
+GATE = 100.0
+GATE_FLOOR = 1e-9
 
 
-def _ensemble(fits: dict[str, np.ndarray], errors: dict[str, float], scale: float) -> list[EnsembleMember]:
-    """Members weighted by inverse squared held-out error, w_m = e_m^-2 / sum_k e_k^-2."""
-    inverse = {m: max(errors[m], ERROR_FLOOR) ** -2 if math.isfinite(errors[m]) else 0.0 for m in fits}
+def ensemble_weights(errors: dict[str, float], weighting: Weighting = "equal") -> dict[str, float]:
+    """Weights (sum 1) of the members from their held-out errors e_m.
+
+    equal:           w_m = 1 / |A| for m in A = {m : e_m <= GATE * min_k e_k}, else 0
+    inverse_square:  w_m = e_m^-2 / sum_k e_k^-2 (errors floored at ERROR_FLOOR)
+    A member with a non-finite error gets 0; if none is finite, all get equal weights.
+    """
+    finite = {m: e for m, e in errors.items() if math.isfinite(e)}
+    if not finite:
+        return {m: 1.0 / len(errors) for m in errors}
+    if weighting == "equal":
+        lowest = max(min(finite.values()), GATE_FLOOR)
+        admitted = [m for m, e in finite.items() if max(e, GATE_FLOOR) <= GATE * lowest]
+        return {m: (1.0 / len(admitted) if m in admitted else 0.0) for m in errors}
+    inverse = {m: max(finite[m], ERROR_FLOOR) ** -2 if m in finite else 0.0 for m in errors}
     total = sum(inverse.values())
-    if total == 0:  # no family had a finite held-out error: equal weights
-        inverse, total = {m: 1.0 for m in fits}, float(len(fits))
-    return [EnsembleMember(model=m, params=_to_step_units(m, p, scale), weight=inverse[m] / total)
-            for m, p in fits.items() if inverse[m] > 0]
+    return {m: v / total for m, v in inverse.items()}
 
 
 def smooth_losses(losses: Sequence[float], beta: float = 0.9) -> list[float]:
@@ -360,3 +399,6 @@ def smooth_losses(losses: Sequence[float], beta: float = 0.9) -> list[float]:
         average = beta * average + (1 - beta) * value
         out.append(average / (1 - beta ** (i + 1)))
     return out
+
+
+EnsembleMember.model_rebuild()  # its train_curve refers to CurveFit, defined after it

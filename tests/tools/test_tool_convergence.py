@@ -9,7 +9,7 @@ import pytest
 
 from trainopt.errors import ConvergenceError, HyperparameterError
 from trainopt.tools.convergence import ConvergencePredictor, early_stopping_verdict
-from trainopt.tools.curve_fit import fit_loss_curve, smooth_losses
+from trainopt.tools.curve_fit import GATE, ensemble_weights, fit_loss_curve, smooth_losses
 
 STEPS = np.arange(1, 121, dtype=float)
 
@@ -52,6 +52,40 @@ def test_ensemble_weights_follow_held_out_error():
     assert sum(weights.values()) == pytest.approx(1.0)
     assert weights["exponential"] > 0.99
     assert fit.predict(300) == pytest.approx(1.5 * math.exp(-6) + 0.3, rel=1e-3)
+
+
+def test_equal_weighting_averages_families_with_similar_held_out_error():
+    rng = np.random.default_rng(4)
+    losses = (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.02 * rng.standard_normal(len(STEPS)))
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0)
+    errors = [fit.holdout_errors[m.model] for m in fit.members]
+    # noisy data: no family fails by GATE x, so every member gets the same weight
+    assert max(errors) < GATE * min(errors)
+    assert [m.weight for m in fit.members] == pytest.approx([1 / len(fit.members)] * len(fit.members))
+
+
+def test_inverse_square_weighting_follows_held_out_error():
+    rng = np.random.default_rng(4)
+    losses = (2.0 * STEPS**-0.5 + 0.1) * (1 + 0.02 * rng.standard_normal(len(STEPS)))
+    fit = fit_loss_curve(STEPS, losses, n_bootstrap=0, weighting="inverse_square")
+    weights = {m.model: m.weight for m in fit.members}
+    # w_m = e_m^-2 / sum_k e_k^-2
+    total = sum(fit.holdout_errors[m] ** -2 for m in weights)
+    assert weights == pytest.approx({m: fit.holdout_errors[m] ** -2 / total for m in weights})
+
+
+@pytest.mark.parametrize(
+    ("errors", "weighting", "expected"),
+    [
+        ({"a": 0.01, "b": 0.02, "c": 0.5}, "equal", {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}),  # c is 50x a: in
+        ({"a": 0.001, "b": 0.2}, "equal", {"a": 1.0, "b": 0.0}),  # b is 200x a: out
+        ({"a": 0.01, "b": math.inf}, "equal", {"a": 1.0, "b": 0.0}),  # a failed fit gets nothing
+        ({"a": 0.01, "b": 0.02}, "inverse_square", {"a": 0.8, "b": 0.2}),  # 1e4 : 2.5e3
+        ({"a": math.inf, "b": math.inf}, "equal", {"a": 0.5, "b": 0.5}),  # nothing to go on: equal
+    ],
+)
+def test_ensemble_weights_rules(errors, weighting, expected):
+    assert ensemble_weights(errors, weighting) == pytest.approx(expected)
 
 
 def test_ensemble_off_predicts_with_the_chosen_family():
@@ -145,6 +179,14 @@ def test_tool_observes_a_running_trial():
     # only the first 12 steps are run; the prediction is for the trial's 24 steps
     assert out.observed_points == 12 and out.predict_step == 24
     assert out.curve.startswith("training loss")
+
+
+def test_tool_observing_a_validation_curve_uses_the_training_curve():
+    tool = ConvergencePredictor(device="cpu", workload="digits-mlp")
+    out = tool(config={"steps": 80, "lr": 3e-3, "eval_every": 4}, observe_steps=40, curve="val", n_bootstrap=0)
+    # 10 validation points and 40 training steps: the training-curve members are scored beside the families
+    assert out.observed_points == 10 and "train_shift" in out.holdout_errors and "train_link" in out.holdout_errors
+    assert out.interval[0] <= out.predicted_loss <= out.interval[1]
 
 
 def test_smooth_losses_is_bias_corrected():
