@@ -25,6 +25,7 @@ import dspy
 import torch
 
 from trainopt.agent import steps as run_steps
+from trainopt.agent.clock import WallClock
 from trainopt.agent.lm import resolve_lm_spec
 from trainopt.agent.planning import Planner
 from trainopt.agent.probe_cache import ProbeCache
@@ -89,6 +90,7 @@ class TrainingOptimizationAgent:
                 f"record and replay are exclusive but got {record=} and {replay=}",
                 {"record": str(record), "replay": str(replay)},
             )
+        clock = WallClock(_time_budget(request))  # the budget counts from here: storage setup included
         workload = _workload_of(request)
         recording = (
             Recording(replay, "replay")
@@ -132,7 +134,8 @@ class TrainingOptimizationAgent:
                 device=local_device,
                 device_type=device_type,
                 planner=planner,
-                budget_s=request.constraints.time_budget_s or DEFAULT_BUDGET_S,
+                budget_s=clock.budget_s,
+                clock=clock,
                 out_dir=self.out_dir,
                 progress=self.progress,
                 replaying=replay is not None,
@@ -141,6 +144,7 @@ class TrainingOptimizationAgent:
                 response = run.execute()
             response.replayed = replay is not None
             response.artifacts = self._write_artifacts(run, response)
+            response.wall_time_s = None if replay is not None else round(run.clock.spent(), 1)
             if record is not None:
                 recording.write_result(response.model_dump_json(indent=2))
             return response
@@ -161,6 +165,14 @@ class TrainingOptimizationAgent:
         write_report(response, run, self.out_dir / "report.html")
         atomic_write(self.out_dir / "result.json", response.model_dump_json(indent=2))
         return artifacts
+
+
+def _time_budget(request: OptimizationRequest) -> float | None:
+    """The wall-clock budget: the request's, else DEFAULT_BUDGET_S unless a step budget was given."""
+    limits = request.constraints
+    if limits.time_budget_s is not None:
+        return limits.time_budget_s
+    return None if limits.step_budget is not None else DEFAULT_BUDGET_S
 
 
 _CALLABLES = {"workload", "model_factory", "train_data", "val_data", "loss_fn", "metric_fn"}

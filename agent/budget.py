@@ -1,6 +1,7 @@
 """Turn a time budget into step budgets, from one measured calibration trial.
 
-total_steps = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), then
+total_steps = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), or the
+request's step budget as it is, then
 probe 30%, verify 35% (candidates of every round plus the seeded search), confirm 35% (two finalists
 and the baseline on every seed). Step counts are rounded so a resumed run asks for the same trials.
 """
@@ -17,7 +18,7 @@ PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers 
 class StepBudget(BaseModel):
     """Optimizer steps each phase may spend (the time budget, converted by measurement)."""
 
-    budget_s: float
+    budget_s: float | None = Field(description="the time budget, or None when a step budget was given")
     seconds_per_step: float = Field(description="baseline configuration, measured on this device")
     total_steps: int
     range_steps: int = Field(description="LR range test sweep")
@@ -48,6 +49,27 @@ def plan_budget(
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
     total = PLANNED_SHARE * budget_s / seconds_per_step
+    return plan_steps(total, num_candidates, refine_rounds, num_seeds, max_steps, budget_s, seconds_per_step)
+
+
+def plan_steps(
+    total_steps: float,
+    num_candidates: int,
+    refine_rounds: int,
+    num_seeds: int,
+    max_steps: int,
+    budget_s: float | None = None,
+    seconds_per_step: float = 0.0,
+) -> StepBudget:
+    """Split ``total_steps`` training steps into phase step counts (see the module docstring).
+
+    Examples:
+        >>> plan_steps(1200, 4, 1, 1, 5000).candidate_steps
+        30
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be > 0 but got {total_steps=}")
+    total = total_steps
     confirm = _round(min(max_steps, CONFIRM_SHARE * total / (3 * num_seeds)), low=50)  # 2 finalists + baseline
     rounds = 1 + refine_rounds
     # candidates of every round, the baseline, and the search (about one round's worth)

@@ -7,11 +7,23 @@ byte for byte on any machine.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainopt.tools.trial_config import TrialConfig
+
+UPWARD_CAP = 2.0  # mean LRs above this multiple of the range test's suggestion are not trusted from short runs
+CAP_TOLERANCE = 1.01  # LRs are rounded to 3 significant figures: a capped LR may sit 0.5% above the cap
+# mean of the LR multiplier over a run: 1 for constant; 1/2 for cosine (the integral of 0.5 (1 + cos)),
+# about 1/2 for one_cycle (30% cosine warmup from peak/25, then cosine annealing to ~0); step: 1/2 + 1/40 + 1/400
+MEAN_LR_FACTOR = {"constant": 1.0, "cosine": 0.5, "warmup_cosine": 0.5, "one_cycle": 0.5, "step": 0.5275}
+
+
+def mean_lr(lr: float, schedule: str) -> float:
+    """The average LR a schedule with peak ``lr`` applies over a run (what short-run progress tracks)."""
+    return lr * MEAN_LR_FACTOR[schedule]
 
 
 class ProbeDigest(BaseModel):
@@ -38,6 +50,19 @@ class ProbeDigest(BaseModel):
     grad_findings: list[str] = Field(default_factory=list, description="severity, layer, evidence, fix")
     grad_clip_suggested: float | None = Field(None, description="a percentile of measured gradient norms")
     memory_mb_at_batch: dict[int, float] = Field(default_factory=dict, description="peak MiB per batch size")
+
+    def lr_at_batch(self, batch_size: int) -> float:
+        """The range test's suggestion carried from its batch to ``batch_size`` by the probe's rule
+        (linear: lr * b'/b, Goyal et al. 2017; sqrt: lr * sqrt(b'/b), Malladi et al. 2022)."""
+        ratio = batch_size / self.lr_batch_size
+        return self.lr_suggested * (ratio if self.lr_scaling_rule == "linear" else math.sqrt(ratio))
+
+    def mean_lr_cap(self, batch_size: int) -> float:
+        """Highest mean LR (over a run) worth measuring: UPWARD_CAP x the suggestion at that batch.
+
+        Short runs favour aggressive LRs, so a short measurement cannot be trusted above it; the
+        valley rule lands within 0.4-0.8x of the best grid LR on the built-ins (bench/lr_rules)."""
+        return UPWARD_CAP * self.lr_at_batch(batch_size)
 
 
 class MeasuredResult(BaseModel):

@@ -1,12 +1,18 @@
 """The offline planner's decisions: deterministic rules over the probe evidence.
 
-propose: anchor on the range test's peak LR and the batch probe's pick, then spread the LR
-         within the safe range (x1/3, x2), the schedule, and a half batch with the LR scaled by
-         the probe's rule (sqrt: lr * sqrt(b'/b), linear: lr * b'/b; Goyal et al. 2017,
-         Malladi et al. 2022).
-refine:  move around the best measured candidate: one LR step toward the unexplored side
-         (x2 or /2 at the edge of what was measured, else x sqrt 2 both ways), the other
-         schedule, and the other batch; never re-propose a measured configuration.
+Peaks are matched by their *mean* LR over a run (digest.mean_lr): a cosine or one-cycle schedule
+applies about half its peak on average, so its peak is twice the constant LR it stands beside.
+
+propose: anchor on the range test's suggestion carried to the batch probe's pick (lr0), then spread
+         what a measurement can separate: warmup-cosine at 2 lr0 (mean lr0), constant at lr0, a
+         half batch (LR scaled by the probe's rule; Goyal et al. 2017, Malladi et al. 2022),
+         constant at 2 lr0 and one-cycle at 4 lr0 (mean 2 lr0: the valley rule lands below the
+         best grid LR, bench/lr_rules). Nothing below lr0: the suggestion is the low side already.
+refine:  move around the best measured candidate: an LR step judged against the measured runs of
+         its own schedule and batch (x2 or /2 at their edge, x/ sqrt 2 inside, both ways when it is
+         alone), never a mean LR above digest.UPWARD_CAP x the suggestion (short runs favour
+         aggressive LRs); the other batch, another weight decay, the other schedule; never a
+         measured configuration again.
 explain: the winner, the measured gain, and the evidence behind each setting.
 """
 
@@ -15,11 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trainopt.agent.digest import MeasuredResult, ProbeDigest
+from trainopt.agent.digest import CAP_TOLERANCE, UPWARD_CAP, MeasuredResult, ProbeDigest, mean_lr
 from trainopt.agent.schemas import CandidateProposal
 
 WARMUP = 0.05  # share of steps for warmup in warmup_cosine candidates
-UPWARD_CAP = 2.0  # refine never proposes an LR above this multiple of the range test's suggestion
 
 
 def _clip_value(digest: ProbeDigest) -> float | None:
@@ -38,8 +43,7 @@ def _batch(digest: ProbeDigest, batch: int) -> int:
 
 
 def _scale_lr(digest: ProbeDigest, lr: float, from_batch: int, to_batch: int) -> float:
-    ratio = to_batch / from_batch
-    return lr * (ratio if digest.lr_scaling_rule == "linear" else math.sqrt(ratio))
+    return lr * digest.lr_at_batch(to_batch) / digest.lr_at_batch(from_batch)
 
 
 def _key(c: CandidateProposal | MeasuredResult) -> tuple:
@@ -58,28 +62,32 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     """k candidates anchored on the measured LR and batch, spread so measurements separate them."""
     opt = "adamw" if "adamw" in digest.optimizer_options else digest.optimizer_options[0]
     wd = 0.01 if opt in ("adamw", "schedulefree") else 0.0
-    b0, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
+    b_probe, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
+    b0 = b_probe
     if digest.batch_noise_scale is not None and digest.batch_noise_scale < b0:
         # beyond the critical batch (B_simple) a bigger batch buys little progress per step
         b0 = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
     # the range test ran at lr_batch_size: carry its suggestion to b0 with the probe's scaling rule
-    lr0 = _scale_lr(digest, digest.lr_suggested, digest.lr_batch_size, b0)
-    b_half = _batch(digest, max(digest.batch_range[0], b0 // 2))
+    lr0 = digest.lr_at_batch(b0)
+    # half the batch: more updates per epoch, and fewer epochs in a step budget (a bigger batch wins short
+    # runs on examples seen, then overfits in the long ones)
+    b_alt = _batch(digest, max(digest.batch_range[0], b0 // 2))
+    alt_why = f"batch {b_alt}: more updates per epoch"
     rule = digest.lr_rule.split(":")[0]
     plan = [
-        dict(lr=lr0, batch_size=b0, schedule="warmup_cosine", warmup_fraction=WARMUP,
-             why=f"range-test peak ({rule}) scaled to batch {b0} from the batch probe: {lr0:.3g}"),
-        dict(lr=_scale_lr(digest, lr0, b0, b_half), batch_size=b_half, schedule="warmup_cosine",
-             warmup_fraction=WARMUP,
-             why=f"batch {b_half}: more updates per epoch, LR scaled by the {digest.lr_scaling_rule} rule"),
-        dict(lr=lr0 * 2, batch_size=b0, schedule="one_cycle", warmup_fraction=0.0,
-             why="twice the suggested peak, one-cycle: the range test's upper side, annealed"),
-        dict(lr=lr0 / 3, batch_size=b0, schedule="cosine", warmup_fraction=0.0,
-             why=f"a third of the suggested peak: margin below divergence at {digest.lr_safe_range[1]:.3g}"),
+        dict(lr=2 * lr0, batch_size=b0, schedule="warmup_cosine", warmup_fraction=WARMUP,
+             why=f"range-test suggestion ({rule}) at batch {b0} from the batch probe is {lr0:.3g}; a cosine "
+                 f"applies half its peak on average, so its peak is {2 * lr0:.3g}"),
         dict(lr=lr0, batch_size=b0, schedule="constant", warmup_fraction=0.0,
-             why="the suggested peak held constant: isolates what the schedule adds"),
-        dict(lr=lr0 / 10, batch_size=b0, schedule="warmup_cosine", warmup_fraction=WARMUP,
-             why="minimum-loss LR / 10, the conservative range-test rule"),
+             why=f"the suggestion {lr0:.3g} held constant: the same mean LR without annealing"),
+        dict(lr=2 * digest.lr_at_batch(b_alt), batch_size=b_alt, schedule="warmup_cosine", warmup_fraction=WARMUP,
+             why=f"{alt_why}, the warmup-cosine peak scaled by the {digest.lr_scaling_rule} rule"),
+        dict(lr=2 * lr0, batch_size=b0, schedule="constant", warmup_fraction=0.0,
+             why="twice the suggestion held constant: the valley rule lands below the best LR of a grid"),
+        dict(lr=4 * lr0, batch_size=b0, schedule="one_cycle", warmup_fraction=0.0,
+             why=f"one-cycle at {4 * lr0:.3g} (mean {2 * lr0:.3g}): the range test's upper side, annealed"),
+        dict(lr=lr0, batch_size=b0, schedule="cosine", warmup_fraction=0.0,
+             why="the suggestion as a cosine peak: half the mean LR, the conservative side"),
     ]
     seen, candidates = set(), []
     for item in plan:
@@ -94,9 +102,10 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
         f"The LR range test (batch {digest.lr_batch_size}) suggests a peak of {digest.lr_suggested:.3g} "
         f"({digest.lr_rule}), {lr0:.3g} at batch {b0}; it trained without diverging "
         f"between {digest.lr_safe_range[0]:.3g} and {digest.lr_safe_range[1]:.3g}. "
-        f"The batch probe recommends {b0} (throughput knee {digest.batch_knee}, noise-scale batch "
-        f"{_fmt(digest.batch_noise_scale)}). The {len(candidates)} candidates anchor on these and spread the "
-        f"LR, the schedule and the batch so that {digest.steps_per_candidate}-step measurements can separate "
+        f"The batch probe recommends {b_probe} (throughput knee {digest.batch_knee}, noise-scale batch "
+        f"{_fmt(digest.batch_noise_scale)}); the anchor batch is {b0}. Peaks are matched by their mean LR "
+        f"(a cosine applies half its peak on average). The {len(candidates)} candidates spread the LR, the "
+        f"schedule and the batch so that {digest.steps_per_candidate}-step measurements can separate "
         f"them.{clip_note}"
     )
     return candidates, rationale
@@ -119,14 +128,18 @@ def refine(
         )
         return [seed], f"No measured candidate was usable; retrying below the lowest LR {lowest:.3g}."
     best = min(usable, key=lambda r: r.score)
-    lrs = sorted({r.lr for r in usable})
-    # short runs favour aggressive LRs; the range-test rule was measured to land within 2x of the best
-    # grid LR, so upward moves stop at UPWARD_CAP x the suggestion and the way down stays open
-    cap = UPWARD_CAP * _scale_lr(digest, digest.lr_suggested, digest.lr_batch_size, best.batch_size)
-    if best.lr >= lrs[-1] and best.lr * 2 <= cap * 1.001:
-        steps = [(2.0, f"best LR {best.lr:.3g} was the highest measured: try twice it")]
+    # neighbours are judged against runs of the same schedule and batch: a cosine peak and a constant
+    # LR of the same value are different mean LRs
+    lrs = sorted({r.lr for r in usable if (r.schedule, r.batch_size) == (best.schedule, best.batch_size)})
+    cap = digest.mean_lr_cap(best.batch_size)
+    fits = lambda f: mean_lr(best.lr * f, best.schedule) <= cap * CAP_TOLERANCE  # noqa: E731
+    if len(lrs) == 1:
+        steps = [
+            (math.sqrt(2), f"best LR {best.lr:.3g} is the only one measured with its schedule and batch: above it"),
+            (1 / math.sqrt(2), f"best LR {best.lr:.3g} is the only one measured with its schedule and batch: below"),
+        ]
     elif best.lr >= lrs[-1]:
-        steps = [(0.5, f"best LR {best.lr:.3g} is at the cap of {UPWARD_CAP:g}x the suggestion: try half of it")]
+        steps = [(2.0, f"best LR {best.lr:.3g} was the highest measured: try twice it")]
     elif best.lr <= lrs[0]:
         steps = [(0.5, f"best LR {best.lr:.3g} was the lowest measured: try half of it")]
     else:
@@ -134,7 +147,14 @@ def refine(
             (math.sqrt(2), f"best LR {best.lr:.3g} lies inside the measured range: probe above it"),
             (1 / math.sqrt(2), f"best LR {best.lr:.3g} lies inside the measured range: probe below it"),
         ]
-        steps = [(f, why) for f, why in steps if best.lr * f <= cap * 1.001] or steps[1:]
+    capped = [(f, why) for f, why in steps if f <= 1 or fits(f)]
+    if not capped and best.lr <= lrs[0]:  # nothing measured below it: the way down is the open side
+        capped = [(0.5, f"best LR {best.lr:.3g} is at the cap of {UPWARD_CAP:g}x the suggested mean LR: try half")]
+    elif not capped:  # at the cap with lower LRs measured: between the best and the next one down
+        lower = max(lr for lr in lrs if lr < best.lr)
+        capped = [(math.sqrt(lower / best.lr), f"best LR {best.lr:.3g} is at the cap of {UPWARD_CAP:g}x the "
+                   f"suggested mean LR: between it and {lower:.3g}")]
+    steps = capped
     base = dict(
         optimizer=best.optimizer,
         batch_size=best.batch_size,
@@ -148,13 +168,16 @@ def refine(
     alt_batch = _batch(digest, best.batch_size // 2 if best.batch_size <= batches[0] else best.batch_size * 2)
     if best.batch_size > batches[0] and best.batch_size < batches[-1]:
         alt_batch = _batch(digest, best.batch_size // 2)  # inside the measured batches: the cheaper side
+    if alt_batch == best.batch_size:  # half of it is below the allowed range: the other side
+        alt_batch = _batch(digest, best.batch_size * 2)
     plan.append(dict(base, batch_size=alt_batch, lr=_scale_lr(digest, best.lr, best.batch_size, alt_batch),
                      why=f"batch {alt_batch} with the LR scaled by the {digest.lr_scaling_rule} rule"))
     plan.append(dict(base, lr=best.lr, weight_decay=0.1 if best.weight_decay < 0.1 else 0.01,
                      why="the best configuration with a different weight decay (regularisation)"))
-    other = "one_cycle" if best.schedule != "one_cycle" else "warmup_cosine"
-    plan.append(dict(base, lr=best.lr, schedule=other, warmup_fraction=WARMUP if other == "warmup_cosine" else 0,
-                     why=f"the best configuration (score {best.score:.3g}) with a {other} schedule"))
+    other = "warmup_cosine" if best.schedule == "constant" else "constant"
+    other_lr = best.lr * mean_lr(1.0, best.schedule) / mean_lr(1.0, other)  # the same mean LR
+    plan.append(dict(base, lr=other_lr, schedule=other, warmup_fraction=WARMUP if other == "warmup_cosine" else 0,
+                     why=f"the best configuration (score {best.score:.3g}) as {other} at the same mean LR"))
     seen = {_key(r) for r in results}
     candidates = []
     for item in plan:

@@ -107,7 +107,17 @@ class Constraints(BaseModel):
     max_memory: float | None = Field(None, gt=0, description="MiB one training step may use")
     min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest acceptable validation accuracy")
     max_latency_ms: float | None = Field(None, gt=0, description="slowest acceptable batch-1 inference (ONNX)")
-    time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget of the whole optimization")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="wall-clock budget of the whole optimization (default 90 s without a step_budget)"
+    )
+    step_budget: int | None = Field(
+        None,
+        ge=100,
+        description="training steps to plan the probes, candidates and confirm runs with, instead of converting "
+        "time_budget_s with the measured step time: the same plan on every machine. Without time_budget_s no "
+        "wall-clock limit applies. The 60 calibration steps and the floors (30-step candidates, 50-step confirm "
+        "runs) come on top of a small budget",
+    )
 
 
 class OptimizationRequest(BaseModel):

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from trainopt.agent.budget import CALIBRATION_STEPS, StepBudget, marginal_step_seconds, plan_budget
-from trainopt.agent.digest import MeasuredResult, ProbeDigest
+from trainopt.agent.budget import CALIBRATION_STEPS, StepBudget, marginal_step_seconds, plan_budget, plan_steps
+from trainopt.agent.clock import WallClock
+from trainopt.agent.digest import CAP_TOLERANCE, UPWARD_CAP, MeasuredResult, ProbeDigest, mean_lr
 from trainopt.agent.evidence import build_digest, trial_record
 from trainopt.agent.planning import Planner
 from trainopt.agent.probe_cache import ProbeCache, output_key
@@ -42,9 +43,9 @@ from trainopt.tools.workloads import Workload
 PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the winner's confirm curve
 CONFIRM_EVALS = 25  # validation points of a confirm run
 GRADIENT_STEPS = 200  # longest gradient analysis
-OPTIONAL_PHASES_UNTIL = 0.7  # refine rounds and the search start only before this share of the budget
 CONFIRM_FINALISTS = 2  # best verified candidates trained at full length
 SEARCH_SEEDS = 2  # best measured candidates enqueued into the Optuna search
+SEARCH_SETUP_S = 2.0  # the seeded search's Optuna study in the trial store (SQLite): measured 1-3 s
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
 
 
@@ -58,7 +59,7 @@ class OptimizationRun:
     device: torch.device
     device_type: str
     planner: Planner
-    budget_s: float
+    budget_s: float | None  # wall-clock budget; None: only the request's step budget applies
     out_dir: Path
     progress: Any = None
     replaying: bool = False
@@ -74,8 +75,8 @@ class OptimizationRun:
     notes: list[str] = field(default_factory=list)
     latency_ms: float | None = None
     onnx_path: str | None = None
+    clock: WallClock | None = None
     digest: ProbeDigest | None = None
-    started: float = 0.0
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -108,7 +109,10 @@ class OptimizationRun:
 
     def trial(self, config: TrialConfig, purpose: str, step: str) -> TrialResult:
         progress = lambda done, total: self.report(step, done, total, purpose)  # noqa: E731
+        started = time.monotonic()
         result = self.store.run(self.workload, config, device=str(self.device), progress=progress)
+        if not result.from_store and purpose != "calibration":  # calibration pays the one-time setup
+            self.clock.observe(result.steps_run, time.monotonic() - started)
         self.results[config.key()] = result
         self.trials.append(trial_record(result, purpose))
         return result
@@ -116,53 +120,88 @@ class OptimizationRun:
     # ---- the six steps --------------------------------------------------------------------------
 
     def execute(self) -> OptimizationResponse:
-        self.started = time.monotonic()
+        if self.clock is None:
+            self.clock = WallClock(self.budget_s)
         self.profile()
         self.probe()
         candidates = self.propose()
         self.verify(candidates, round=0)
+        b = self.budget
         for r in range(1, self.request.refine_rounds + 1):
-            if self.out_of_time(f"refine round {r}"):
+            if self.out_of_time(f"refine round {r}", self.request.num_candidates * b.candidate_steps):
                 self.report("refine", 1, 1, "skipped: time budget")
                 break
             candidates = self.refine(r)
             if not candidates:
                 break
             self.verify(candidates, round=r)
-        if not self.out_of_time("seeded search"):
+        search_steps = (SEARCH_SEEDS + b.search_trials) * b.candidate_steps
+        if not self.out_of_time("seeded search", search_steps, setup_s=SEARCH_SETUP_S):
             self.search()
         response = self.confirm_winner()
-        response.wall_time_s = None if self.replaying else round(time.monotonic() - self.started, 1)
+        if not self.replaying and self.clock.left() < 0:
+            self.notes.append(f"the time budget of {self.budget_s:g} s was overrun: {self.clock.spent():.0f} s "
+                              "before the report, mostly in work that cannot be skipped (calibration, probes, "
+                              "the first candidates and the shortest confirm runs)")
         return response
 
-    def out_of_time(self, what: str) -> bool:
-        """Skip an optional phase once OPTIONAL_PHASES_UNTIL of the budget is spent. The decision is
-        recorded with the probes, so a replay takes the same path whatever its own clock says."""
-        spent = time.monotonic() - self.started
-        key = output_key("budget_check", self.workload.name, {"phase": what, "budget_s": self.budget_s},
-                         self.device_type)
-        decision, _ = self.cache.run(key, "budget_check", _Skip,
-                                     lambda: _Skip(skip=spent > OPTIONAL_PHASES_UNTIL * self.budget_s))
-        if decision.skip:
-            self.notes.append(f"{what} skipped: {OPTIONAL_PHASES_UNTIL:.0%} of the {self.budget_s:g} s budget "
-                              "was spent before it")
-        return decision.skip
+    def confirm_runs(self, finalists: int, steps: int) -> int:
+        """Training steps of the confirm runs: the baseline and each finalist on every seed."""
+        return len(self.request.seeds) * (1 + finalists) * steps
+
+    def decide(self, what: str, compute) -> _Decision:
+        """A time-budget decision, recorded with the probes so a replay (or a resumed run) takes the same
+        path whatever its own clock says. Without a time budget nothing is skipped or recorded."""
+        if self.budget_s is None:
+            return _Decision()
+        plan = None if self.budget is None else self.budget.model_dump(mode="json", exclude={"seconds_per_step"})
+        key = output_key("budget_decision", self.workload.name,
+                         {"decision": what, "budget_s": self.budget_s, "plan": plan}, self.device_type)
+        decision, _ = self.cache.run(key, "budget_decision", _Decision, compute)
+        if decision.note:
+            self.notes.append(decision.note)
+        return decision
+
+    def out_of_time(self, what: str, steps: int, setup_s: float = 0.0) -> bool:
+        """Skip an optional phase when its estimated time and the planned confirm runs no longer fit."""
+        b = self.budget
+        after = self.confirm_runs(CONFIRM_FINALISTS, b.confirm_steps)
+
+        def compute() -> _Decision:
+            if self.clock.fits(steps + after, reserve_s=self.clock.report_reserve() + setup_s):
+                return _Decision()
+            return _Decision(skip=True, note=(
+                f"{what} skipped: about {self.clock.estimate(steps) + setup_s:.0f} s for its {steps} steps and "
+                f"{self.clock.estimate(after):.0f} s for the confirm runs at {self.clock.seconds_per_step() * 1e3:.2g} "
+                f"ms per step (measured on this run) do not fit in the {max(0.0, self.clock.left()):.0f} s left of the "
+                f"{self.budget_s:g} s budget"))
+
+        return self.decide(what, compute).skip
 
     def profile(self) -> None:
-        """Measure seconds per step of the baseline and split the time budget into steps."""
+        """Measure seconds per step of the baseline and split the time budget into steps.
+
+        A time budget is planned from what is left of it after the calibration and before the report,
+        at the wall seconds per step of the longer calibration trial (validation included), or at the
+        marginal step cost when that is higher."""
         self.report("profile", 0, 1, "calibration trials")
         short, long = (self.trial(self.baseline_config(n), "calibration", "profile") for n in CALIBRATION_STEPS)
         seconds = marginal_step_seconds(short.steps_run, short.time_per_step_s, long.steps_run, long.time_per_step_s)
         steps_per_epoch = max(1, self.workload.num_train // long.config.batch_size)
-        self.budget = plan_budget(
-            self.budget_s,
-            seconds,
-            self.request.num_candidates,
-            self.request.refine_rounds,
-            len(self.request.seeds),
-            max_steps=self.space.max_epochs * steps_per_epoch,
-        )
-        self.report("profile", 1, 1, f"{self.budget.total_steps} steps in {self.budget_s:g} s")
+        shape = (self.request.num_candidates, self.request.refine_rounds, len(self.request.seeds))
+        max_steps = self.space.max_epochs * steps_per_epoch
+        step_budget = self.request.constraints.step_budget
+        wall_rate = max(seconds, long.wall_time_s / max(1, long.steps_run))
+        self.clock.fallback_seconds_per_step = wall_rate
+        if step_budget is not None:
+            self.budget = plan_steps(step_budget, *shape, max_steps, self.budget_s, seconds)
+        else:
+            plannable = self.decide("plan", lambda: _Decision(seconds=self.clock.left() - self.clock.report_reserve()))
+            usable = max(plannable.seconds, 0.1 * self.budget_s)
+            planned = plan_budget(usable, wall_rate, *shape, max_steps=max_steps)
+            self.budget = planned.model_copy(update={"budget_s": self.budget_s})
+        within = f"in {self.budget_s:g} s" if step_budget is None else "(step budget)"
+        self.report("profile", 1, 1, f"{self.budget.total_steps} steps {within}")
 
     def probe(self) -> None:
         """LR range test + schedule check, batch-size probe, gradient analysis; then the digest."""
@@ -184,8 +223,10 @@ class OptimizationRun:
             max_batch=self.space.batch_size_range[1],
             max_memory_mb=self.memory_limit(),
             noise_warm_steps=b.check_steps // 2,
+            cost_steps=2 * b.check_steps,  # about: the noise-scale warmup and the throughput timings
         )
-        grad_out = self.optional_tool("gradient_analyzer", steps=max(20, min(b.check_steps, GRADIENT_STEPS)))
+        grad_steps = max(20, min(b.check_steps, GRADIENT_STEPS))
+        grad_out = self.optional_tool("gradient_analyzer", cost_steps=grad_steps, steps=grad_steps)
         with torch.random.fork_rng():
             parameters = sum(p.numel() for p in self.workload.make_model().parameters())
         self.digest = build_digest(
@@ -201,8 +242,20 @@ class OptimizationRun:
         if self.request.wants_latency:
             self.measure_latency()
 
-    def optional_tool(self, name: str, **values: Any) -> BaseModel | None:
-        """A probe whose failure (or absence) becomes an observation in the notes, not a crash."""
+    def optional_tool(self, name: str, cost_steps: int = 0, **values: Any) -> BaseModel | None:
+        """A probe whose failure (or absence) becomes an observation in the notes, not a crash. It is
+        skipped when its ``cost_steps`` would leave no time for a baseline, a candidate and the shortest confirm."""
+        b = self.budget
+        after = 2 * b.candidate_steps + self.confirm_runs(1, b.candidate_steps)
+
+        def compute() -> _Decision:
+            if self.clock.fits(cost_steps + after, reserve_s=self.clock.report_reserve()):
+                return _Decision()
+            return _Decision(skip=True, note=f"{name} skipped: {max(0.0, self.clock.left()):.0f} s of the "
+                                             f"{self.budget_s:g} s budget were left")
+
+        if self.decide(f"probe {name}", compute).skip:
+            return None
         try:
             return self.tool(name, "probe", **values)
         except (OptimizationError, ImportError, AttributeError, ValueError) as error:
@@ -250,24 +303,59 @@ class OptimizationRun:
             config, clamped = self.to_config(proposal, steps)
             if config.key() not in {o.config.key() for o in self.outcomes} | {c.key() for c, _ in todo}:
                 todo.append((config, clamped))
+        after = self.confirm_runs(1, self.budget.candidate_steps)  # the shortest confirm the budget may shrink to
         for i, (config, clamped) in enumerate(todo):
+            if round == 0 and i > 0 and self.out_of_budget_candidates(i, len(todo), steps, after):
+                break
             self.report("verify", i, len(todo), f"round {round}: candidate {i + 1}/{len(todo)}")
             self.add_outcome(config, source, round, clamped, step="verify")
         self.report("verify", len(todo), len(todo), f"round {round} measured")
 
+    def out_of_budget_candidates(self, index: int, count: int, steps: int, after: int) -> bool:
+        """Drop the proposals from ``index`` on when one more would leave no time for the shortest confirm."""
+
+        def compute() -> _Decision:
+            if self.clock.fits(steps + after, reserve_s=self.clock.report_reserve()):
+                return _Decision()
+            return _Decision(skip=True, note=(
+                f"{count - index} of {count} proposed candidates not measured: the time budget left "
+                f"{max(0.0, self.clock.left()):.0f} s, about what the shortest confirm runs need"))
+
+        return self.decide(f"candidate {index + 1} of round 0", compute).skip
+
+    def confirm_plan(self, finalists: int, steps: int) -> _Decision:
+        """The confirm runs that fit the time left: as planned, else one finalist, else shorter runs
+        (not below the candidates' length)."""
+        reserve = self.clock.report_reserve()
+        if self.clock.fits(self.confirm_runs(finalists, steps), reserve_s=reserve):
+            return _Decision(finalists=finalists, steps=steps)
+        fit = self.clock.steps_that_fit(reserve)
+        if finalists > 1 and self.confirm_runs(1, steps) <= fit:
+            return _Decision(finalists=1, steps=steps, note=(
+                f"confirm: one finalist instead of {finalists}, since {max(0.0, self.clock.left()):.0f} s of the "
+                f"{self.budget_s:g} s budget were left"))
+        shorter = max(self.budget.candidate_steps, fit // self.confirm_runs(min(finalists, 1), 1) // 10 * 10)
+        return _Decision(finalists=min(finalists, 1), steps=min(steps, shorter), note=(
+            f"confirm: {min(steps, shorter)} steps instead of {steps}"
+            + (" and one finalist" if finalists > 1 else "")
+            + f", since {max(0.0, self.clock.left()):.0f} s of the {self.budget_s:g} s budget were left "
+            f"at {self.clock.seconds_per_step() * 1e3:.2g} ms per step"))
+
     def confirm_winner(self) -> OptimizationResponse:
         """Train the CONFIRM_FINALISTS best candidates and the baseline longest, on every seed; the
         finalist with the best mean objective there wins (short runs favour aggressive LRs)."""
-        steps = self.budget.confirm_steps
         accepted = sorted(
             (o for o in self.outcomes if o.rejected is None and math.isfinite(o.score) and o.source != "baseline"),
             key=lambda o: o.score,
         )
         if not accepted:
             self.notes.append("no measured candidate met the constraints and trained stably: the baseline is reported")
+        finalists = self.finalists(accepted)
+        plan = self.decide("confirm", lambda: self.confirm_plan(len(finalists), self.budget.confirm_steps))
+        steps = plan.steps or self.budget.confirm_steps
+        finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
         every = max(1, steps // CONFIRM_EVALS)
         baseline = self.baseline_config(steps).model_copy(update={"eval_every": every})
-        finalists = accepted[:CONFIRM_FINALISTS]
         configs = [
             (
                 o,
@@ -320,7 +408,8 @@ class OptimizationRun:
             recommended, best = baseline, next(o for o in self.outcomes if o.source == "baseline")
             self.confirm["winner"] = base_runs
             gain = self.gain(steps)  # recommended == baseline: no gain, stated as such
-        prediction = self.predict(self.confirm["winner"][0])
+        forecast = self.decide("convergence forecast", lambda: self.forecast_fits())
+        prediction = None if forecast.skip else self.predict(self.confirm["winner"][0])
         explanation = self.planner.ask(
             "explain", evidence=self.digest, winner=self.measured(best), comparison=self.comparison(gain)
         ).explanation
@@ -343,6 +432,31 @@ class OptimizationRun:
         )
 
     # ---- helpers ----------------------------------------------------------------------------------
+
+    def finalists(self, accepted: list[CandidateOutcome]) -> list[CandidateOutcome]:
+        """The best CONFIRM_FINALISTS by short-run score; when the best one's mean LR lies above the
+        digest's cap (short runs favour aggressive LRs), the next is the best one within the cap."""
+        if not accepted:
+            return []
+        within = lambda o: mean_lr(o.config.lr, o.config.schedule) <= self.digest.mean_lr_cap(  # noqa: E731
+            o.config.batch_size) * CAP_TOLERANCE
+        first, rest = accepted[0], accepted[1:]
+        if not within(first):
+            trusted = [o for o in rest if within(o)]
+            if trusted:
+                self.notes.append(
+                    f"finalist 1 (lr {first.config.lr:.3g}, {first.config.schedule}) won its short run with a mean "
+                    f"LR above {UPWARD_CAP:g}x the range test's suggestion; short runs favour aggressive LRs, so "
+                    "finalist 2 is the best candidate within that cap")
+            rest = trusted + [o for o in rest if not within(o)]
+        return [first, *rest[: CONFIRM_FINALISTS - 1]]
+
+    def forecast_fits(self) -> _Decision:
+        """The convergence forecast (bootstrap fits, about a second) only when time is left for it."""
+        if self.clock.left() > 2 * self.clock.report_reserve():
+            return _Decision()
+        return _Decision(skip=True, note=f"no convergence forecast: {max(0.0, self.clock.left()):.0f} s of the "
+                                         f"{self.budget_s:g} s budget were left for it and the report")
 
     def baseline_config(self, steps: int) -> TrialConfig:
         """The workload's default configuration (AdamW 1e-3, batch 64, constant for the built-ins)."""
@@ -607,8 +721,14 @@ class OptimizationRun:
         }
 
 
-class _Skip(BaseModel):
-    skip: bool
+class _Decision(BaseModel):
+    """What the time budget allowed: skip a phase, or how many finalists and steps the confirm gets."""
+
+    skip: bool = False
+    seconds: float | None = None
+    finalists: int | None = None
+    steps: int | None = None
+    note: str | None = None
 
 
 def _onnx_p50(out) -> float:

@@ -2,10 +2,9 @@
 
 For each workload, in one process:
 
-1. agent      TrainingOptimizationAgent with the offline planner. Its time budget is turned into
-              steps with a fixed nominal step time (``NOMINAL_STEP_S``) instead of the measured one,
-              so the step plan is the same on every machine (and its wall-clock guard, which skips
-              the refine rounds and the search late in a time budget, is off). Everything it trains counts: the
+1. agent      TrainingOptimizationAgent with the offline planner, given a step budget
+              (``constraints.step_budget``) and no time budget: the step plan is the same on every
+              machine and no wall-clock guard skips or shortens anything. Everything it trains counts: the
               calibration trials, the probes (LR range test, schedule checks, batch-size probe,
               gradient analysis), every candidate, and its own confirm runs.
 2. default    the workload's default configuration (AdamW 1e-3, constant LR, batch 64; 32 for
@@ -47,8 +46,6 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from trainopt.agent import OptimizationRequest, TrainingConfig, TrainingOptimizationAgent
-from trainopt.agent import steps as agent_steps
-from trainopt.agent.budget import PLANNED_SHARE
 from trainopt.tools import get_tool
 from trainopt.tools.lr_range import lr_range_test
 from trainopt.tools.lr_scheduler import DEFAULT_RULE
@@ -60,7 +57,6 @@ from trainopt.tools.workloads import get_workload
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache" / "agent_vs_baselines"
-NOMINAL_STEP_S = 0.01  # the agent's time budget is planned with this step time: budget = steps * 0.01 / 0.7
 # The search space every searcher shares (the agent's TrainingConfig says the same).
 LR_RANGE = (1e-4, 0.3)
 WEIGHT_DECAY_RANGE = (0.0, 0.1)
@@ -136,17 +132,21 @@ def search_params(config: TrialConfig) -> dict:
     return {k: getattr(config, k) for k in keys}
 
 
-def run_agent(name: str, planned_steps: int, storage: str) -> dict:
-    """The agent with the offline planner; the step plan from NOMINAL_STEP_S (see the docstring)."""
-    agent_steps.marginal_step_seconds = lambda *args, **kwargs: NOMINAL_STEP_S
-    agent_steps.OPTIONAL_PHASES_UNTIL = math.inf  # the budget is in steps: no wall-clock skip of refine/search
+def run_agent(name: str, planned_steps: int, tag: str) -> dict:
+    """The agent with the offline planner and a step budget of ``planned_steps`` (no time budget).
+
+    Its trial store is a fresh file: trials read back from an earlier run would cost no counted steps
+    and shrink the budget the searchers get."""
+    path = (CACHE / "agent-out" / tag / name / "trials.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    storage = f"sqlite:///{path}"
     space = TrainingConfig(batch_size_range=(min(BATCH_SIZES), max(BATCH_SIZES)), learning_rate_range=LR_RANGE,
                            optimizer_options=OPTIMIZERS)
-    agent = TrainingOptimizationAgent(space, lm="offline", storage=storage, out_dir=CACHE / "agent-out" / name,
+    agent = TrainingOptimizationAgent(space, lm="offline", storage=storage, out_dir=path.parent,
                                       device="cpu")
-    budget_s = planned_steps * NOMINAL_STEP_S / PLANNED_SHARE
     response = agent.optimize_training(OptimizationRequest(workload=name, seeds=[0],
-                                                           constraints={"time_budget_s": budget_s}))
+                                                           constraints={"step_budget": planned_steps}))
     budget = response.evidence["budget"]
     return {
         "winner": response.recommended.model_dump(mode="json"),
@@ -292,7 +292,7 @@ def measure(name: str, planned: int, seeds: list[int], counter: StepCounter, tag
         return compute
 
     print(f"[{name}] agent ({planned} planned steps)", flush=True)
-    agent = cached(key / "agent.json", counted(lambda: run_agent(name, planned, storage)))
+    agent = cached(key / "agent.json", counted(lambda: run_agent(name, planned, tag)))
     budget, trial_steps, final_steps = agent["optimizer_steps"], agent["trial_steps"], agent["final_steps"]
     print(f"[{name}] agent spent {budget} steps; final budget {final_steps}; trials of {trial_steps}", flush=True)
     outcomes = {"agent": agent}
@@ -406,7 +406,7 @@ def main() -> None:
     name = "agent_vs_baselines" + ("_quick" if args.quick else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({
-        "config": {"seeds": seeds, "threads": args.threads, "nominal_step_s": NOMINAL_STEP_S, "lr_range": LR_RANGE,
+        "config": {"seeds": seeds, "threads": args.threads, "lr_range": LR_RANGE,
                    "weight_decay_range": WEIGHT_DECAY_RANGE, "batch_sizes": BATCH_SIZES, "optimizers": OPTIMIZERS,
                    "schedules": SCHEDULES, "planned_agent_steps": plan, "lm": "offline"},
         "results": results,

@@ -22,10 +22,14 @@ def test_offline_propose_anchors_on_the_range_test(digest):
     prediction = Planner("offline").ask(
         "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4
     )
-    # the batch is the probe's pick, capped at the critical batch (noise scale 40 -> 32), and the first
-    # LR is the range test's suggestion carried from its batch (64) to 32 by the sqrt rule
-    assert prediction.candidates[0].batch_size == 32 < digest.batch_recommended
-    assert prediction.candidates[0].lr == pytest.approx(digest.lr_suggested * (32 / 64) ** 0.5, rel=1e-2)
+    # the batch is the probe's pick, capped at the critical batch (noise scale 40 -> 32); the constant
+    # candidate runs at the range test's suggestion carried from its batch (64) to 32 by the sqrt rule,
+    # and the warmup-cosine one at twice that peak: the same mean LR over the run
+    first, constant = prediction.candidates[:2]
+    lr0 = digest.lr_suggested * (32 / 64) ** 0.5
+    assert first.batch_size == constant.batch_size == 32 < digest.batch_recommended
+    assert constant.schedule == "constant" and constant.lr == pytest.approx(lr0, rel=1e-2)
+    assert first.schedule == "warmup_cosine" and first.lr == pytest.approx(2 * lr0, rel=1e-2)
     # all lie in the probed safe range
     assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in prediction.candidates)
     assert len({(c.lr, c.batch_size, c.schedule) for c in prediction.candidates}) == 4
@@ -48,6 +52,23 @@ def test_offline_refine_never_repeats_a_measured_candidate(digest):
     measured = {(r.lr, r.batch_size, r.schedule, r.weight_decay) for r in results}
     # every refined candidate is new
     assert again and all((c.lr, c.batch_size, c.schedule, c.weight_decay) not in measured for c in again)
+
+
+def test_offline_refine_keeps_the_mean_lr_under_the_cap(digest):
+    from trainopt.agent.digest import mean_lr
+    from trainopt.agent.planner import refine
+
+    cap = digest.mean_lr_cap(32)  # 2x the suggestion carried to batch 32
+    best = dict(optimizer="adamw", batch_size=32, weight_decay=0.01, warmup_fraction=0.0, grad_clip=None,
+                val_metric=0.9, diverged=False)
+    results = [
+        MeasuredResult(**best, lr=cap / 2, schedule="constant", val_loss=0.4, score=0.8),
+        MeasuredResult(**best, lr=cap, schedule="constant", val_loss=0.3, score=0.6),  # best, at the cap
+    ]
+    candidates, _ = refine(digest, results, num_candidates=4)
+    # short runs favour aggressive LRs: nothing above the cap, and the LR step goes between the two measured
+    assert all(mean_lr(c.lr, c.schedule) <= cap * 1.01 for c in candidates)
+    assert any(cap / 2 < c.lr < cap and c.schedule == "constant" and c.batch_size == 32 for c in candidates)
 
 
 def test_offline_engine_refuses_an_unknown_signature():

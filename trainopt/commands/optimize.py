@@ -19,6 +19,9 @@ console = Console(stderr=True)
 def optimize(
     workload: str = typer.Option("digits-mlp", "--workload", "-w", help="A name from `trainopt workloads`."),
     budget: float = typer.Option(None, "--budget", help="Time budget in seconds (default 90)."),
+    step_budget: int = typer.Option(
+        None, "--step-budget", help="Plan with this many training steps instead (no time limit without --budget)."
+    ),
     storage: str = typer.Option(None, help="Optuna storage URL of the trial store (default: SQLite in --out)."),
     lm: str = typer.Option(
         None,
@@ -39,6 +42,7 @@ def optimize(
 
     constraints = {
         "time_budget_s": budget,
+        "step_budget": step_budget,
         "min_accuracy": min_accuracy,
         "max_memory": max_memory,
         "max_latency_ms": max_latency_ms,
@@ -85,7 +89,10 @@ def optimize(
         f"LM: {response.lm.requested}, {response.lm.calls} call(s)" + (" (replayed)" if response.replayed else "")
     )
     if response.wall_time_s is not None:
-        console.print(f"took {response.wall_time_s:g} s (budget {request.constraints.time_budget_s or 90:g} s)")
+        limits = request.constraints
+        budget_text = f"{limits.time_budget_s or 90:g} s" if limits.step_budget is None or limits.time_budget_s else (
+            f"{limits.step_budget} steps")
+        console.print(f"took {response.wall_time_s:g} s (budget {budget_text})")
     console.print(f"report: {response.artifacts.report_html}")
 
 
@@ -98,6 +105,7 @@ def summary_table(response) -> Table:
     table.add_row("optimizer", base.optimizer, rec.optimizer)
     table.add_row("learning rate", f"{base.lr:.3g}", f"{rec.lr:.3g}")
     table.add_row("batch size", str(base.batch_size), str(rec.batch_size))
+    table.add_row("weight decay", f"{base.weight_decay:g}", f"{rec.weight_decay:g}")
     table.add_row("schedule", base.schedule, f"{rec.schedule} (warmup {rec.warmup_steps})")
     table.add_row("grad clip", str(base.grad_clip), str(rec.grad_clip))
     table.add_row("val loss", f"{g.baseline.loss:.4f}", f"{g.recommended.loss:.4f}")

@@ -1,0 +1,127 @@
+"""The time budget: measured step cost, what the confirm keeps when time runs short, a real small budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+from trainopt.agent.budget import plan_steps
+from trainopt.agent.clock import WallClock
+from trainopt.agent.schemas import CandidateOutcome
+from trainopt.agent.steps import OptimizationRun
+from trainopt.tools.trial_config import TrialConfig
+
+
+class FakeTime:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> OptimizationRun:
+    """An OptimizationRun with a plan and a clock, nothing trained: enough to ask its budget decisions."""
+    run = OptimizationRun(
+        request=OptimizationRequest(seeds=list(seeds)), space=None, workload=None, store=None, cache=None,
+        device=torch.device("cpu"), device_type="cpu", planner=None, budget_s=clock.budget_s, out_dir=tmp_path,
+        clock=clock,
+    )
+    run.budget = plan_steps(3000, 4, 1, len(seeds), max_steps=10_000, budget_s=clock.budget_s)
+    return run
+
+
+def test_clock_estimates_from_the_measured_step_time():
+    now = FakeTime()
+    clock = WallClock(budget_s=60.0, started=0.0, now=now, fallback_seconds_per_step=0.5)
+    # before any trial the calibration's rate stands in; after trials, their measured rate
+    assert clock.estimate(10) == pytest.approx(5.0)
+    clock.observe(steps=400, seconds=2.0)
+    now.t = 50.0
+    assert clock.estimate(100) == pytest.approx(0.5)
+    assert clock.left() == pytest.approx(10.0)
+    assert clock.steps_that_fit(reserve_s=6.0) == 800
+
+
+def test_no_time_budget_never_runs_out():
+    clock = WallClock(budget_s=None)
+    clock.observe(steps=10, seconds=100.0)
+    assert clock.fits(10**6) and clock.report_reserve() == 0.0
+
+
+@pytest.mark.parametrize("budget_s", [0.0, -5.0])
+def test_clock_refuses_a_non_positive_budget(budget_s):
+    with pytest.raises(ValueError, match="budget_s"):
+        WallClock(budget_s=budget_s)
+
+
+def test_confirm_keeps_the_plan_when_it_fits(tmp_path):
+    now = FakeTime()
+    clock = WallClock(budget_s=100.0, started=0.0, now=now)
+    clock.observe(steps=10_000, seconds=1.0)  # 0.1 ms per step: everything fits
+    run = _run(tmp_path, clock)
+    plan = run.confirm_plan(2, run.budget.confirm_steps)
+    assert (plan.finalists, plan.steps, plan.note) == (2, run.budget.confirm_steps, None)
+
+
+def test_confirm_drops_a_finalist_then_shortens_when_time_runs_short(tmp_path):
+    now = FakeTime()
+    clock = WallClock(budget_s=100.0, started=0.0, now=now)
+    clock.observe(steps=1000, seconds=1.0)  # 1 ms per step
+    run = _run(tmp_path, clock)
+    steps = run.budget.confirm_steps  # 350: the baseline and two finalists need 1050 steps, about 1 s
+    reserve = clock.report_reserve()
+    now.t = 100.0 - reserve - 0.8  # 800 steps left after the report's reserve: one finalist fits
+    one = run.confirm_plan(2, steps)
+    assert (one.finalists, one.steps) == (1, steps) and "one finalist" in one.note
+    now.t = 100.0 - reserve - 0.4  # 400 steps left: two runs of 200
+    short = run.confirm_plan(2, steps)
+    assert (short.finalists, short.steps) == (1, 200) and f"200 steps instead of {steps}" in short.note
+    now.t = 100.0  # nothing left: not below the candidates' length (the confirm must say more than verify)
+    assert run.confirm_plan(2, steps).steps == run.budget.candidate_steps
+
+
+def test_a_finalist_within_the_lr_cap_joins_an_aggressive_winner(tmp_path, digest):
+    run = _run(tmp_path, WallClock(budget_s=None))
+    run.digest = digest
+    cap = digest.mean_lr_cap(32)
+
+    def outcome(lr: float, score: float) -> CandidateOutcome:
+        config = TrialConfig(lr=lr, batch_size=32, schedule="constant", steps=30)
+        return CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=score,
+                                val_metric=None, peak_memory_mb=1.0, diverged=False, score=score)
+
+    ranked = [outcome(4 * cap, 0.2), outcome(3 * cap, 0.3), outcome(cap / 2, 0.5)]
+    finalists = run.finalists(ranked)
+    # the short-run winner stays; the second finalist is the best one a short run can be trusted on
+    assert [f.config.lr for f in finalists] == [4 * cap, cap / 2]
+    assert "short runs favour aggressive LRs" in run.notes[-1]
+
+
+def test_step_budget_is_validated_and_needs_no_time_budget():
+    from trainopt.agent.agent import DEFAULT_BUDGET_S, _time_budget
+
+    with pytest.raises(ValueError, match="step_budget"):
+        OptimizationRequest(constraints={"step_budget": 10})
+    # a step budget alone: no wall-clock limit; nothing at all: the default time budget
+    assert _time_budget(OptimizationRequest(constraints={"step_budget": 1200})) is None
+    assert _time_budget(OptimizationRequest()) == DEFAULT_BUDGET_S
+    assert _time_budget(OptimizationRequest(constraints={"step_budget": 1200, "time_budget_s": 30})) == 30
+
+
+@pytest.mark.slow
+def test_a_small_time_budget_is_honoured(tmp_path):
+    budget = 15.0
+    request = OptimizationRequest(workload="digits-mlp", num_candidates=3, refine_rounds=1,
+                                  constraints={"time_budget_s": budget})
+    response = TrainingOptimizationAgent(out_dir=tmp_path).optimize_training(request)
+    # everything, the report included, ends inside the budget; whatever was cut is said in the notes
+    assert response.wall_time_s <= budget, response.notes
+    cuts = [n for n in response.notes if "skipped" in n or "instead of" in n or "not measured" in n]
+    assert all("budget" in n for n in cuts)
+    assert Path(response.artifacts.report_html).is_file()
