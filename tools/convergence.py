@@ -139,7 +139,7 @@ class ConvergenceOutput(BaseModel):
     tau: float | None = Field(None, description="log-logistic only: step where half the drop is done")
     formula: str
     holdout_errors: dict[str, float] = Field(
-        description="mean relative error of each family on the held-out tail")
+        description="mean relative error of each member (family or training-curve member) on the held-out tail")
     ensemble_weights: dict[str, float] = Field(
         default_factory=dict, description="weight of each member in predicted_loss: equal among those within "
                                           "100x the lowest held-out error; train_shift / train_link: the "
