@@ -144,7 +144,6 @@ class TrainingOptimizationAgent:
                 response = run.execute()
             response.replayed = replay is not None
             response.artifacts = self._write_artifacts(run, response)
-            response.wall_time_s = None if replay is not None else round(run.clock.spent(), 1)
             if record is not None:
                 recording.write_result(response.model_dump_json(indent=2))
             return response
@@ -162,7 +161,11 @@ class TrainingOptimizationAgent:
             model_onnx=run.onnx_path,
         )
         response.artifacts = artifacts
-        write_report(response, run, self.out_dir / "report.html")
+        plots = run.plots_fit()  # not recorded: it changes the report, not the answer; a replay draws them
+        if plots.note:
+            response.notes.append(plots.note)
+        write_report(response, run, self.out_dir / "report.html", plots=not plots.skip)
+        response.wall_time_s = None if run.replaying else round(run.clock.spent(), 1)
         atomic_write(self.out_dir / "result.json", response.model_dump_json(indent=2))
         return artifacts
 

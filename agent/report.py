@@ -117,7 +117,8 @@ def _row(*cells) -> str:
     return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
 
 
-def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path) -> Path:
+def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path, plots: bool = True) -> Path:
+    """report.html; ``plots=False`` leaves the figures out (a spent time budget) and says so."""
     g = response.gain
     acc = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
     summary = "".join(
@@ -167,12 +168,13 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
             f"{o.score:.4g}",
             "; ".join(filter(None, [o.rejected, *o.clamped])),
         )
-    plots = [
-        *(plot_tool(run, name) for name in TOOL_PLOTS),
-        plot_candidates(run),
-        plot_convergence(run, response),
-    ]
-    images = "".join(f'<img src="data:image/png;base64,{p}">' for p in plots if p)
+    figures = (
+        [*(plot_tool(run, name) for name in TOOL_PLOTS), plot_candidates(run), plot_convergence(run, response)]
+        if plots
+        else []
+    )
+    images = "".join(f'<img src="data:image/png;base64,{p}">' for p in figures if p)
+    images = images or ("" if plots else "<p>Left out: the time budget was spent (see the notes).</p>")
     prediction = ""
     if response.prediction is not None:
         p = response.prediction

@@ -451,6 +451,14 @@ class OptimizationRun:
             rest = trusted + [o for o in rest if not within(o)]
         return [first, *rest[: CONFIRM_FINALISTS - 1]]
 
+    def plots_fit(self) -> _Decision:
+        """The report's plots (matplotlib, 3-12 s measured on 2 shared cores) only while half the report's
+        reserve is left; a replay always draws them."""
+        if self.replaying or self.clock.left() >= 0.5 * self.clock.report_reserve():
+            return _Decision()
+        return _Decision(skip=True, note=f"report.html without plots: {max(0.0, self.clock.left()):.0f} s of the "
+                                         f"{self.budget_s:g} s budget were left")
+
     def forecast_fits(self) -> _Decision:
         """The convergence forecast (bootstrap fits, about a second) only when time is left for it."""
         if self.clock.left() > 2 * self.clock.report_reserve():

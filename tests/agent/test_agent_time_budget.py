@@ -86,6 +86,17 @@ def test_confirm_drops_a_finalist_then_shortens_when_time_runs_short(tmp_path):
     assert run.confirm_plan(2, steps).steps == run.budget.candidate_steps
 
 
+def test_report_plots_are_left_out_only_when_the_budget_is_spent(tmp_path):
+    now = FakeTime()
+    run = _run(tmp_path, WallClock(budget_s=100.0, started=0.0, now=now))
+    now.t = 90.0  # 10 s left: time to draw
+    assert not run.plots_fit().skip
+    now.t = 99.0  # 1 s left: the figures would overrun the budget
+    assert run.plots_fit().skip and "without plots" in run.plots_fit().note
+    run.replaying = True  # a replay has no clock to keep: it draws them
+    assert not run.plots_fit().skip
+
+
 def test_a_finalist_within_the_lr_cap_joins_an_aggressive_winner(tmp_path, digest):
     run = _run(tmp_path, WallClock(budget_s=None))
     run.digest = digest
