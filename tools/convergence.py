@@ -181,9 +181,9 @@ class ConvergencePredictor(Tool):
 
     name = "convergence_predictor"
     description = (
-        "Fit a loss curve (power law, exponential and log-logistic with an offset, averaged by held-out "
-        "error) to "
-        "predict the loss at a future step and the steps to reach a target loss, with a bootstrap "
+        "Fit a loss curve (power law, exponential and log-logistic with an offset, averaged with equal "
+        "weights; for a trial it runs, two predictions from the training curve join them) to predict the "
+        "loss at a future step and the steps to reach a target loss, with a bootstrap "
         "interval, and give an early-stopping verdict (continue / stop: plateaued / stop: will not "
         "reach target / stop: diverging). Give a curve, or a config to run and observe."
     )
