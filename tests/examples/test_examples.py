@@ -1,0 +1,45 @@
+"""The examples run as a user would copy them (small budgets, offline)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_own_model_example_is_a_workload_that_trains():
+    from trainopt.tools.trial_config import TrialConfig
+    from trainopt.tools.trials import run_trial
+
+    workload = _load("optimize_own_model").tumour_workload()
+    result = run_trial(workload, TrialConfig(**{**workload.default_config, "steps": 20}), device="cpu")
+    assert (workload.num_train, workload.num_val) == (455, 114)
+    assert math.isfinite(result.final_val_loss) and 0.5 < result.final_val_metric <= 1.0
+
+
+@pytest.mark.slow
+def test_own_model_example_runs_the_agent(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["optimize_own_model.py", "--step-budget", "100", "--out", str(tmp_path)])
+    _load("optimize_own_model").main()
+    out = capsys.readouterr().out
+    assert "recommended: " in out and "validation loss over" in out
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_langchain_example_runs_offline(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["langchain_agent.py", "--offline"])
+    _load("langchain_agent").main()
+    out = capsys.readouterr().out
+    assert "calls convergence_predictor" in out and "predicted_loss" in out
