@@ -27,7 +27,7 @@ import torch
 
 from trainopt.agent.chat_tools import Announce, ChatProgress, ToolContext, build_chat_tools
 from trainopt.agent.lm import build_lm, is_offline, lm_name, offline_lm, resolve_lm_spec
-from trainopt.agent.planning import PARSE_ERRORS
+from trainopt.agent.planning import ask_lm
 from trainopt.agent.probe_cache import ProbeCache
 from trainopt.agent.record import Recording, ReplayStore, atomic_write
 from trainopt.agent.signatures import TrainingChat
@@ -261,30 +261,18 @@ class ChatSession:
         return turn
 
     def _predict(self, inputs: dict[str, Any]) -> tuple[dspy.Prediction, str, str | None]:
-        last_error: Exception | None = None
+        fallback = None
         if not is_offline(self.lm):
-            for attempt in range(2):
-                try:
-                    with dspy.context(lm=self.lm, adapter=self.adapter):
-                        return self.react(**inputs), lm_name(self.lm), None
-                except PARSE_ERRORS as error:
-                    last_error, kind = error, f"malformed answer ({type(error).__name__})"
-                    if attempt == 0:
-                        continue
-                except Exception as error:  # transport: refused connection, auth, no cassette entry
-                    if self.replaying:
-                        raise OptimizationError(
-                            f"replay: the LM {lm_name(self.lm)!r} failed: {error}",
-                            "convergence",
-                            {"error": repr(error)},
-                        ) from error
-                    last_error, kind = error, f"LM error ({type(error).__name__})"
-                    break
-            note = f"{kind} from {lm_name(self.lm)} -> offline planner ({' '.join(str(last_error).split())[:160]})"
-        else:
-            note = None
+            def failed(error: Exception) -> OptimizationError:
+                return OptimizationError(f"replay: the LM {lm_name(self.lm)!r} failed: {error}", "convergence",
+                                         {"error": repr(error)})
+
+            prediction, fallback = ask_lm(self.lm, self.adapter, lambda: self.react(**inputs),
+                                          failed if self.replaying else None)
+            if fallback is None:
+                return prediction, lm_name(self.lm), None
         with dspy.context(lm=self.offline, adapter=self.adapter):
-            return self.react(**inputs), "offline", note
+            return self.react(**inputs), "offline", fallback
 
     # ---- what the session measured --------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from trainopt.agent.offline_engine import register_handler
+from trainopt.agent.planning import short_text
 
 FINISH = "finish"
 # (tool, pattern over the lower-cased question); the first match wins
@@ -126,7 +127,7 @@ def _extract(inputs: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(observation, dict):
         return {
             "reasoning": f"{name} failed.",
-            "answer": f"The {name} probe failed, so nothing was measured: {_short(_last_line(observation))}",
+            "answer": f"The {name} probe failed, so nothing was measured: {short_text(_last_line(observation), 300)}",
         }
     if observation.get("interrupted"):
         return {
@@ -279,11 +280,6 @@ def _last_line(error: Any) -> str:
     """The exception line of a ReAct error observation (its traceback comes first)."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     return f"{lines[0].split(':')[0]}: {lines[-1]}" if len(lines) > 1 else str(error)
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 register_handler({"question", "trajectory"}, {"next_thought", "next_tool_name", "next_tool_args"}, _step)

@@ -7,6 +7,9 @@ recorded so the response can say which LM answered what.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
@@ -17,6 +20,7 @@ from trainopt.agent.signatures import ExplainChoice, ProposeCandidates, RefineCa
 from trainopt.errors import OptimizationError
 
 PARSE_ERRORS = (AdapterParseError, ValidationError, ValueError, TypeError, KeyError)
+T = TypeVar("T")
 
 
 class Planner(dspy.Module):
@@ -44,29 +48,17 @@ class Planner(dspy.Module):
     def ask(self, step: str, **inputs) -> dspy.Prediction:
         """Run the predictor named ``step`` on the LM; retry once on a malformed answer, then offline."""
         predictor = getattr(self, step)
-        last_error: Exception | None = None
         if not is_offline(self.lm):
-            for attempt in range(2):
-                try:
-                    with dspy.context(lm=self.lm, adapter=self.adapter):
-                        prediction = predictor(**inputs)
-                    self.answered_by.append(f"{step}: {lm_name(self.lm)}")
-                    return prediction
-                except PARSE_ERRORS as error:
-                    last_error = error
-                    kind = f"malformed answer ({type(error).__name__})"
-                    if attempt == 0:
-                        continue
-                except Exception as error:  # transport: refused connection, auth, missing cassette entry
-                    if self.strict:
-                        raise OptimizationError(
-                            f"the LM {lm_name(self.lm)!r} failed during {step}: {error}",
-                            "convergence",
-                            {"step": step, "error": repr(error)},
-                        ) from error
-                    last_error, kind = error, f"LM error ({type(error).__name__})"
-                    break
-            self.fallbacks.append(f"{step}: {kind} from {lm_name(self.lm)} -> offline planner ({_short(last_error)})")
+            def failed(error: Exception) -> OptimizationError:
+                return OptimizationError(f"the LM {lm_name(self.lm)!r} failed during {step}: {error}", "convergence",
+                                         {"step": step, "error": repr(error)})
+
+            prediction, fallback = ask_lm(self.lm, self.adapter, lambda: predictor(**inputs),
+                                          failed if self.strict else None)
+            if fallback is None:
+                self.answered_by.append(f"{step}: {lm_name(self.lm)}")
+                return prediction
+            self.fallbacks.append(f"{step}: {fallback}")
         with dspy.context(lm=self.offline, adapter=self.adapter):
             prediction = predictor(**inputs)
         self.answered_by.append(f"{step}: offline")
@@ -84,6 +76,31 @@ class Planner(dspy.Module):
         )
 
 
-def _short(error: Exception | None, limit: int = 160) -> str:
-    text = " ".join(str(error).split())
+def ask_lm(
+    lm: dspy.BaseLM, adapter: dspy.Adapter, call: Callable[[], T],
+    strict: Callable[[Exception], OptimizationError] | None = None,
+) -> tuple[T | None, str | None]:
+    """``call()`` under ``lm``: (its answer, None), or (None, why the offline planner must answer instead).
+
+    A malformed answer (``PARSE_ERRORS``) is retried once; a transport error (refused connection, auth,
+    no cassette entry) ends the attempts, or raises ``strict(error)`` when given: in a replay it means
+    the recording does not match.
+    """
+    for _ in range(2):
+        try:
+            with dspy.context(lm=lm, adapter=adapter):
+                return call(), None
+        except PARSE_ERRORS as error:
+            last_error, kind = error, f"malformed answer ({type(error).__name__})"
+        except Exception as error:
+            if strict is not None:
+                raise strict(error) from error
+            last_error, kind = error, f"LM error ({type(error).__name__})"
+            break
+    return None, f"{kind} from {lm_name(lm)} -> offline planner ({short_text(last_error)})"
+
+
+def short_text(value: Any, limit: int = 160) -> str:
+    """``value`` as one line of at most ``limit`` characters."""
+    text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
