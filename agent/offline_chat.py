@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from trainopt.agent.offline_engine import register_handler
-from trainopt.agent.planning import short_text
+from trainopt.agent.text import short_text
 
 FINISH = "finish"
 # (tool, pattern over the lower-cased question); the first match wins

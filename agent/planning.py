@@ -8,7 +8,7 @@ recorded so the response can say which LM answered what.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from trainopt.agent.lm import build_lm, is_offline, lm_name, offline_lm
 from trainopt.agent.schemas import LMUsage
 from trainopt.agent.signatures import ExplainChoice, ProposeCandidates, RefineCandidates
+from trainopt.agent.text import short_text
 from trainopt.errors import OptimizationError
 
 PARSE_ERRORS = (AdapterParseError, ValidationError, ValueError, TypeError, KeyError)
@@ -99,8 +100,3 @@ def ask_lm(
             break
     return None, f"{kind} from {lm_name(lm)} -> offline planner ({short_text(last_error)})"
 
-
-def short_text(value: Any, limit: int = 160) -> str:
-    """``value`` as one line of at most ``limit`` characters."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
