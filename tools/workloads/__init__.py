@@ -25,6 +25,7 @@ _BUILTINS = {
 }
 _REGISTRY: dict[str, Callable[[], Workload]] = {}
 _CACHE: dict[str, Workload] = {}
+_FACTORY_SPECS: dict[str, str] = {}  # workload name -> the "module:function" it was built from
 
 
 def register_workload(name: str, factory: Callable[[], Workload]) -> None:
@@ -47,13 +48,34 @@ def get_workload(name: str | Workload) -> Workload:
         elif name in _BUILTINS:
             module, function = _BUILTINS[name].split(":")
             factory = getattr(importlib.import_module(module), function)
+        elif ":" in name:  # a user's importable factory: how worker processes build the same workload
+            factory = _import_factory(name)
         else:
             raise HyperparameterError(
                 f"unknown workload {name!r}; known workloads: {', '.join(workload_names())}",
                 {"workload": name},
             )
         _CACHE[name] = factory()
+        if ":" in name:
+            _FACTORY_SPECS[_CACHE[name].name] = name
     return _CACHE[name]
+
+
+def factory_spec(name: str) -> str | None:
+    """The "module:function" a workload named ``name`` was built from, if it was built from one."""
+    return _FACTORY_SPECS.get(name)
+
+
+def _import_factory(spec: str) -> Callable[[], Workload]:
+    module, _, function = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as error:
+        raise HyperparameterError(
+            f"workload factory {spec!r} could not be imported ({error}); give 'module:function' of a "
+            "zero-argument function returning a Workload, importable here (PYTHONPATH)",
+            {"workload": spec},
+        ) from error
 
 
 def describe_workloads() -> list[dict[str, Any]]:
@@ -61,5 +83,5 @@ def describe_workloads() -> list[dict[str, Any]]:
     return [get_workload(name).describe() for name in workload_names()]
 
 
-__all__ = ["DEFAULT_WORKLOAD", "Workload", "describe_workloads", "get_workload", "register_workload",
-           "workload_names"]
+__all__ = ["DEFAULT_WORKLOAD", "Workload", "describe_workloads", "factory_spec", "get_workload",
+           "register_workload", "workload_names"]
