@@ -1,0 +1,169 @@
+"""Workloads for bench/agent_vs_baselines.py defined only through trainopt's public API.
+
+Each is one function returning ``Workload.from_callables(...)``, the way a user brings a model
+(examples/optimize_own_model.py): data that ships with scikit-learn or is generated here, nothing
+downloaded. Together they cover what the four built-ins do not: a regression, a classification
+small enough that seed noise dominates, a 1-D convolution over sequences, and a default learning
+rate far too high. Splits are fixed (``torch.Generator().manual_seed(0)``) so every trial sees the
+same data.
+
+    >>> PUBLIC_WORKLOADS["diabetes-mlp"]().num_train
+    350
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainopt.tools.workloads import Workload
+
+
+def _split(n: int, n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random permutation of range(n), cut into (train, val) indices."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return order[:n_train], order[n_train:]
+
+
+def _standardise(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / sd with the training rows' statistics (columns that never vary keep sd 1)."""
+    mean, sd = x[train].mean(0), x[train].std(0)
+    return (x - mean) / torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+
+
+def _cross_entropy(model: nn.Module, batch) -> torch.Tensor:
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def _accuracy(model: nn.Module, batch) -> float:
+    return (model(batch[0]).argmax(-1) == batch[1]).float().mean().item()
+
+
+def diabetes_mlp() -> Workload:
+    """Regression: scikit-learn's diabetes table (442 patients, 10 features -> disease progression).
+
+    Why: the built-ins are all classifiers; here the loss is the MSE of a standardised target (a
+    constant prediction scores 1.0) and there is no metric, so only the loss can decide.
+    """
+    from sklearn.datasets import load_diabetes
+
+    x, y = (torch.tensor(a, dtype=torch.float32) for a in load_diabetes(return_X_y=True))
+    train, val = _split(len(x), 350)
+    x, y = _standardise(x, train), _standardise(y[:, None], train)  # (N, 10), (N, 1)
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def mse(model: nn.Module, batch) -> torch.Tensor:
+        return F.mse_loss(model(batch[0]), batch[1])
+
+    return Workload.from_callables(
+        model, (x[train], y[train]), (x[val], y[val]), mse, name="diabetes-mlp",
+        default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 32},
+    )
+
+
+def wine_small() -> Workload:
+    """Small-data classification: scikit-learn's wine table, 128 training examples (13 features, 3 classes).
+
+    Why: with 128 examples a training run's outcome depends on its seed (initialisation and batch
+    order) about as much as on its settings; a configuration chosen on one seed is a coin toss.
+    """
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    train, val = _split(len(x), 128)
+    x = _standardise(x, train)
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Linear(13, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    return Workload.from_callables(
+        model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="wine-small",
+        metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 16},
+    )
+
+
+def waveform_sequences(
+    n: int, length: int = 64, noise: float = 0.8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y): n noisy periodic signals (n, 1, length) and their shape (n,) in {sine, square, triangle, sawtooth}.
+
+    Frequency (1 to 4 periods), phase and amplitude (0.5 to 1.5) are random; Gaussian noise of
+    standard deviation ``noise`` is added, so the shape is visible only across many samples.
+    """
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    periods = 1 + 3 * torch.rand(n, 1, generator=g)
+    phase = torch.rand(n, 1, generator=g)
+    amplitude = 0.5 + torch.rand(n, 1, generator=g)
+    t = periods * torch.linspace(0, 1, length)[None, :] + phase  # (n, length), in periods
+    frac = t - torch.floor(t)
+    shapes = torch.stack([
+        torch.sin(2 * math.pi * t),  # sine
+        torch.sign(torch.sin(2 * math.pi * t)),  # square
+        4 * torch.abs(frac - 0.5) - 1,  # triangle
+        2 * frac - 1,  # sawtooth
+    ])  # (4, n, length)
+    signal = shapes[y, torch.arange(n)] * amplitude + noise * torch.randn(n, length, generator=g)
+    return signal[:, None, :], y
+
+
+def waveform_conv1d() -> Workload:
+    """Sequence model: a 1-D CNN classifying noisy generated waveforms (2,000 train / 500 val, length 64).
+
+    Why: a convolution over time with batch norm (its statistics follow the batch size), on data
+    generated here; nothing like the image and text built-ins.
+    """
+    x, y = waveform_sequences(2500)
+    train, val = _split(len(x), 2000)
+
+    def model() -> nn.Module:
+        return nn.Sequential(
+            nn.Conv1d(1, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),  # (B, 16, 32)
+            nn.Conv1d(16, 32, 5, padding=2), nn.BatchNorm1d(32), nn.ReLU(),  # (B, 32, 32)
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 4),  # (B, 4)
+        )
+
+    return Workload.from_callables(
+        model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="waveform-conv1d",
+        metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 32},
+    )
+
+
+def cancer_high_lr() -> Workload:
+    """A default far too high: a tanh MLP on scikit-learn's breast-cancer table, default AdamW lr 0.3.
+
+    Why: a user's default can be badly wrong. At lr 0.3 this model trains but lands about 3x above
+    the validation loss lr 3e-3 reaches (tanh keeps it from diverging outright), so every sensible
+    contender should beat the default clearly, and a tool that keeps the default when in doubt
+    must still see that it is bad. 400 train / 169 val tumours, 30 features.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    train, val = _split(len(x), 400)
+    x = _standardise(x, train)
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Linear(30, 32), nn.Tanh(), nn.Linear(32, 2))
+
+    return Workload.from_callables(
+        model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="cancer-high-lr",
+        metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 0.3, "batch_size": 32},
+    )
+
+
+# name -> factory; the names are the workloads' own
+PUBLIC_WORKLOADS: dict[str, Callable[[], Workload]] = {
+    "diabetes-mlp": diabetes_mlp,
+    "wine-small": wine_small,
+    "waveform-conv1d": waveform_conv1d,
+    "cancer-high-lr": cancer_high_lr,
+}
