@@ -1,8 +1,10 @@
 """Tool outputs kept beside the trials, in the same Optuna storage, keyed like a trial.
 
-A tool run by the agent is looked up by (tool, workload, input, device type) first: a resumed or
-replayed optimization reads the recorded output back instead of probing again. Outputs live in
-their own study of the trial store's storage, so one SQLite file holds a whole run.
+A tool run by the agent is looked up by (tool, workload id, input, device type) first: a resumed
+or replayed optimization reads the recorded output back instead of probing again. The workload id
+is ``store.workload_id(workload)``: ``Workload.fingerprint()`` for a live store (a changed model,
+dataset or loss is probed again), the recorded id for a ReplayStore. Outputs live in their own
+study of the trial store's storage, so one SQLite file holds a whole run.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import optuna
 from pydantic import BaseModel
 
 from trainopt.errors import OptimizationError
+from trainopt.tools.store import open_study
 
 STUDY_NAME = "trainopt-tool-outputs"
 
 
-def output_key(tool: str, workload: str, input: dict[str, Any], device_type: str) -> str:
+def output_key(tool: str, workload_id: str, input: dict[str, Any], device_type: str) -> str:
+    """sha256 of (tool, workload id, input, device type); ``workload_id`` as in the module docstring."""
     text = json.dumps(
-        {"tool": tool, "workload": workload, "input": input, "device": device_type},
+        {"tool": tool, "workload": workload_id, "input": input, "device": device_type},
         sort_keys=True,
         default=str,
     )
@@ -39,7 +43,7 @@ class ProbeCache:
 
     def __init__(self, storage: str, readonly: bool = False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(storage=storage, study_name=STUDY_NAME, load_if_exists=True)
+        self.study = open_study(storage, STUDY_NAME)
         self.readonly = readonly
         self._index: dict[str, str] = {}
 

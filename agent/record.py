@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from trainopt.errors import OptimizationError
 from trainopt.tools.store import TrialStore, trial_key
 from trainopt.tools.trial_config import TrialConfig
@@ -35,14 +37,29 @@ MATCH_ON = ["method", "host", "path", "body"]
 
 
 class ReplayStore(TrialStore):
-    """A read-only trial store answering for the recorded device, whatever device replays it."""
+    """A read-only trial store answering for the recorded device, whatever device replays it.
+
+    It also answers for the *recorded* workload: ``workload_id`` is the fingerprint the recording's
+    trials were stored under (or, for a recording made before fingerprints, the workload's name),
+    not the replaying machine's own fingerprint, which differs under another torch version."""
 
     def __init__(self, storage: str, device_type: str):
         super().__init__(storage)
         self.device_type = device_type
+        self._ids: dict[str, str] = {}  # workload name -> recorded workload id
 
-    def get(self, workload: str, config: TrialConfig, device: str = "auto") -> TrialResult | None:
-        key = trial_key(workload, config, self.device_type)
+    def workload_id(self, workload) -> str:
+        name = workload if isinstance(workload, str) else get_workload(workload).name
+        if name not in self._ids:
+            self._ids[name] = name  # a schema-1 recording: its trials are keyed by the workload's name
+            for trial in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+                if trial.user_attrs.get("workload") == name and "workload_id" in trial.user_attrs:
+                    self._ids[name] = trial.user_attrs["workload_id"]
+                    break
+        return self._ids[name]
+
+    def get(self, workload, config: TrialConfig, device: str = "auto") -> TrialResult | None:
+        key = trial_key(self.workload_id(workload), config, self.device_type)
         if key not in self._index:
             self._refresh()
         return (
@@ -53,7 +70,7 @@ class ReplayStore(TrialStore):
 
     def run(self, workload, config: TrialConfig, device: str = "auto", report=None, progress=None) -> TrialResult:
         name = get_workload(workload).name
-        stored = self.get(name, config)
+        stored = self.get(workload, config)
         if stored is None:
             raise OptimizationError(
                 f"replay: no recorded trial of {name!r} on {self.device_type} for {config.model_dump()}; the "

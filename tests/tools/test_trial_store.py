@@ -5,11 +5,18 @@ import subprocess
 import sys
 import time
 
+import optuna
+import pytest
+import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from trainopt.cli import app
-from trainopt.tools.store import TrialStore
+from trainopt.errors import ResourceError
+from trainopt.tools.store import SCHEMA_VERSION, TrialStore, trial_key
 from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import run_trial
+from trainopt.tools.workloads import Workload
 
 
 def test_a_stored_trial_is_read_back_not_rerun(tmp_path):
@@ -27,6 +34,82 @@ def test_the_key_includes_the_seed(tmp_path):
     store.run("digits-mlp", TrialConfig(steps=5, seed=0))
     assert store.get("digits-mlp", TrialConfig(steps=5, seed=1)) is None
     assert len(store.results("digits-mlp")) == 1
+
+
+def mse(model, batch):
+    return nn.functional.mse_loss(model(batch[0]), batch[1])
+
+
+def mae(model, batch):
+    return (model(batch[0]) - batch[1]).abs().mean()
+
+
+def _custom(y_scale=1.0, make_model=lambda: nn.Linear(4, 1), loss=mse) -> Workload:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    y = x.sum(-1, keepdim=True) * y_scale
+    return Workload.from_callables(make_model, (x, y), (x, y), loss, default_config={"batch_size": 16})
+
+
+CONFIG = TrialConfig(steps=5, batch_size=16)
+
+
+def test_two_datasets_with_the_same_name_and_config_are_not_read_back_as_each_other(tmp_path):
+    store = TrialStore(f"sqlite:///{tmp_path / 'trials.db'}")
+    first = store.run(_custom(y_scale=1.0), CONFIG)
+    # both are named "custom"; the second has other labels: it is measured, not read back
+    second = store.run(_custom(y_scale=3.0), CONFIG)
+    assert not second.from_store and second.final_val_loss != first.final_val_loss
+
+
+def test_an_unchanged_user_workload_is_read_back_by_a_new_store(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'trials.db'}"
+    first = TrialStore(storage).run(_custom(), CONFIG)
+    # a new instance of the same workload (the next process, say) finds the trial
+    again = TrialStore(storage).run(_custom(), CONFIG)
+    assert again.from_store and again.final_val_loss == first.final_val_loss
+
+
+@pytest.mark.parametrize("edited", [
+    {"make_model": lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))},
+    {"loss": mae},
+], ids=["edited-model", "edited-loss"])
+def test_an_edited_model_or_loss_is_rerun(tmp_path, edited):
+    storage = f"sqlite:///{tmp_path / 'trials.db'}"
+    TrialStore(storage).run(_custom(), CONFIG)
+    assert not TrialStore(storage).run(_custom(**edited), CONFIG).from_store
+
+
+def test_a_schema_1_store_opens_and_its_name_keyed_trials_are_not_matched(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'trials.db'}"
+    old = run_trial("digits-mlp", CONFIG, device="cpu")
+    study = optuna.create_study(storage=storage, study_name="trainopt-trials")  # as trainopt 0.1 wrote it
+    study.add_trial(optuna.trial.create_trial(value=old.final_val_loss, params={}, distributions={}, user_attrs={
+        "key": trial_key("digits-mlp", CONFIG, "cpu"), "workload": "digits-mlp", "device": "cpu",
+        "result": old.model_dump_json()}))
+    store = TrialStore(storage)
+    # the store opens, is marked with the current schema, lists the old trial, but measures again
+    assert store.study.user_attrs["schema_version"] == SCHEMA_VERSION
+    assert len(store.results("digits-mlp")) == 1
+    assert store.get("digits-mlp", CONFIG, "cpu") is None
+
+
+def test_a_store_from_a_newer_trainopt_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'trials.db'}"
+    TrialStore(storage).study.set_user_attr("schema_version", SCHEMA_VERSION + 1)
+    with pytest.raises(ResourceError, match=f"schema_version={SCHEMA_VERSION + 1}"):
+        TrialStore(storage)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_file_is_a_resource_error_naming_it(tmp_path, damage):
+    db = tmp_path / "trials.db"
+    TrialStore(f"sqlite:///{db}").run("digits-mlp", CONFIG)
+    data = db.read_bytes()
+    db.write_bytes(b"not a database " * 100 if damage == "garbage" else data[: len(data) // 3])
+    with pytest.raises(ResourceError, match="cannot open the trial store") as error:
+        TrialStore(f"sqlite:///{db}").run("digits-mlp", CONFIG)
+    assert str(db) in str(error.value)
 
 
 def _completed(db) -> int:

@@ -41,6 +41,35 @@ class Workload:
     exercises: str = "a user model"  # one line for `trainopt workloads`
     # (model, lr, weight_decay) -> optimizer param groups; None means one group of all parameters
     param_groups: Callable[[nn.Module, float, float], list[dict]] | None = None
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "_fingerprint":  # a changed field is a changed workload
+            object.__setattr__(self, "_fingerprint", None)
+        object.__setattr__(self, name, value)
+
+    def fingerprint(self) -> str:
+        """This workload's identity (model, data, loss/metric code, versions) as a short hash.
+
+        Computed once per instance (it builds the model once and hashes the data); assigning a
+        field recomputes it. Stored trials and tool outputs are keyed by it, so a changed model,
+        dataset or loss is measured again and an unchanged one is read back. What it covers and
+        what it cannot see: ``trainopt.tools.fingerprint``.
+
+        Examples:
+            >>> import torch
+            >>> x, y = torch.randn(8, 3), torch.randn(8, 1)
+            >>> loss = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])
+            >>> a = Workload.from_callables(lambda: torch.nn.Linear(3, 1), (x, y), (x, y), loss)
+            >>> b = Workload.from_callables(lambda: torch.nn.Linear(3, 1), (x, 2 * y), (x, y), loss)
+            >>> a.fingerprint() == b.fingerprint()
+            False
+        """
+        if self._fingerprint is None:
+            from trainopt.tools.fingerprint import workload_fingerprint
+
+            object.__setattr__(self, "_fingerprint", workload_fingerprint(self))
+        return self._fingerprint
 
     @classmethod
     def from_callables(
