@@ -1,0 +1,211 @@
+"""The trial queue: trials waiting to be run, in an Optuna study that coordinators and workers share.
+
+A coordinator ``enqueue``s a trial (``study.enqueue_trial``: a WAITING trial whose user attributes
+hold the workload, the configuration as JSON, the device type and the trial store's key). A
+worker ``pop``s one (WAITING -> RUNNING in one row-locked update, as ``Study.ask`` does, so two
+workers never get the same trial), records a heartbeat every ``heartbeat_s`` while it runs it,
+stores the result in the trial store (one transaction), then marks the queued trial COMPLETE.
+
+A worker killed mid-trial stops beating. Whoever looks next (another worker before it pops, or a
+waiting coordinator) calls ``fail_stale``: Optuna's ``fail_stale_trials`` marks the trial FAIL
+once its heartbeat is older than ``grace_s`` (only one process wins that update) and its
+``RetryHeartbeatStaleTrialCallback`` enqueues one copy, so the trial is re-queued once per death,
+up to ``max_retry`` times. The result lives in the trial store, keyed by the trial, so a trial
+that ran twice (a worker frozen past the grace period, then woken) is still counted once.
+
+The queue is the study ``<store study>-queue`` beside the trial store's study in the same storage.
+On SQLite, every transaction of the queue takes the write lock first (``BEGIN IMMEDIATE``): pysqlite
+otherwise reads outside the transaction and two workers could both pop the same trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+from trainopt.tools.trial_config import TrialConfig
+
+try:  # Optuna >= 4.9 renamed the callback and its storage argument
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _Retry
+
+    _RETRY_ARGUMENT = "heartbeat_stale_trial_callback"
+except ImportError:  # pragma: no cover - older Optuna
+    from optuna.storages import RetryFailedTrialCallback as _Retry
+
+    _RETRY_ARGUMENT = "failed_trial_callback"
+
+HEARTBEAT_S = 2  # a running trial's worker writes a heartbeat this often (seconds, an integer for Optuna)
+GRACE_S = 6  # a running trial whose last heartbeat is older than this is failed and re-queued
+MAX_RETRY = 2  # a trial re-queued after this many dead workers is given up (and reported)
+PENDING = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def queue_name(study_name: str) -> str:
+    """The queue's study, beside the trial store's study ``study_name``."""
+    return f"{study_name}-queue"
+
+
+@dataclass(frozen=True)
+class QueuedTrial:
+    """One trial taken from the queue by a worker."""
+
+    trial_id: int
+    number: int
+    workload: str
+    factory: str | None  # "module:function" building the workload, when it is not a built-in
+    config: TrialConfig
+    device: str  # device type: "cpu" or "cuda"
+    key: str
+    workload_id: str | None = None  # the coordinator's workload fingerprint
+
+
+def queue_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
+                  max_retry: int = MAX_RETRY) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, a grace period and re-queueing of trials whose worker died."""
+    sqlite = url.startswith("sqlite")
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+            **{_RETRY_ARGUMENT: _Retry(max_retry=max_retry)},
+        )
+    if sqlite:
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine: sqlalchemy.engine.Engine) -> None:
+    """Every transaction begins with ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for pysqlite)."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_pysqlite_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners would still begin lazily
+
+
+class TrialQueue:
+    """The shared queue of one trial store: enqueue, pop, heartbeat, complete, fail, fail_stale."""
+
+    def __init__(self, url: str, study_name: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
+                 max_retry: int = MAX_RETRY):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.url = url
+        self.grace_s = grace_s
+        self.storage = queue_storage(url, heartbeat_s, grace_s, max_retry)
+        self.study = optuna.create_study(storage=self.storage, study_name=queue_name(study_name),
+                                         load_if_exists=True)
+
+    def trials(self) -> list[FrozenTrial]:
+        """Every queued trial, any state, oldest first (finished ones are cached by Optuna)."""
+        return self.study.get_trials(deepcopy=False)
+
+    def enqueue(self, workload: str, config: TrialConfig, device: str, key: str, factory: str | None = None,
+                workload_id: str | None = None) -> None:
+        """Queue one trial; ``workload_id`` (the coordinator's fingerprint) lets a worker check it builds the same."""
+        attrs = {"key": key, "workload": workload, "config": config.model_dump_json(), "device": device}
+        for name, value in (("factory", factory), ("workload_id", workload_id)):
+            if value is not None:
+                attrs[name] = value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
+
+    def pop(self, devices: tuple[str, ...] = ("cpu",)) -> QueuedTrial | None:
+        """Take the oldest waiting trial for one of ``devices`` (WAITING -> RUNNING), or None."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if trial.user_attrs.get("device") not in devices:
+                continue
+            # Beat first: a trial is never RUNNING without a heartbeat, so a worker killed right after
+            # the pop still leaves a trial that goes stale (Optuna never fails a trial that has none).
+            self.storage.record_heartbeat(trial._trial_id)
+            try:
+                if not self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    continue  # another worker took it
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            a = trial.user_attrs
+            return QueuedTrial(trial._trial_id, trial.number, a["workload"], a.get("factory"),
+                               TrialConfig.model_validate_json(a["config"]), a["device"], a["key"],
+                               a.get("workload_id"))
+        return None
+
+    @contextmanager
+    def heartbeat(self, item: QueuedTrial) -> Iterator[None]:
+        """Record a heartbeat for ``item`` every heartbeat interval while the block runs."""
+        stop = threading.Event()
+        interval = self.storage.get_heartbeat_interval()
+
+        def beat():
+            while not stop.wait(interval):
+                # the server may be away for a moment: the next beat retries (the grace period covers it)
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    self.storage.record_heartbeat(item.trial_id)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{item.number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def complete(self, item: QueuedTrial, value: float) -> bool:
+        """Mark the queued trial done; False when it had already been failed as stale (its copy runs)."""
+        value = value if math.isfinite(value) else math.inf
+        try:
+            return self.storage.set_trial_state_values(item.trial_id, TrialState.COMPLETE, values=[value])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    def fail(self, item: QueuedTrial, error_type: str, message: str) -> None:
+        """The trial itself failed (a bad configuration, out of memory): no retry, the coordinator is told."""
+        try:
+            self.storage.set_trial_user_attr(item.trial_id, "error_type", error_type)
+            self.storage.set_trial_user_attr(item.trial_id, "error", message)
+            self.storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+    def release(self, item: QueuedTrial) -> None:
+        """Give a trial back (the worker is stopping): a fresh copy waits, this one is failed."""
+        trial = self.storage.get_trial(item.trial_id)
+        self.study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params={}, distributions={}, user_attrs=trial.user_attrs,
+            system_attrs={**trial.system_attrs, "released": trial.number},
+        ))
+        try:
+            self.storage.set_trial_user_attr(item.trial_id, "released", True)
+            self.storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+    def fail_stale(self) -> None:
+        """Fail (and re-queue) running trials whose worker stopped beating."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+
+def describe(trial: FrozenTrial) -> str:
+    """One line naming a queued trial, for messages."""
+    a = trial.user_attrs
+    config = json.loads(a.get("config", "{}"))
+    return (f"{a.get('workload')} lr={config.get('lr')} batch={config.get('batch_size')} "
+            f"seed={config.get('seed')} on {a.get('device')}")

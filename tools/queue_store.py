@@ -1,0 +1,222 @@
+"""A trial store whose trials run in worker processes: ``run_many`` queues them and waits for results.
+
+Same interface as ``TrialStore`` (``get``, ``put``, ``run``, ``run_many``, ``results``), so the agent
+and ``trainopt sweep`` use either. ``run_many`` reads back every trial already stored, queues the
+rest (a trial another coordinator already queued is not queued twice), starts ``workers`` local
+``trainopt worker`` processes if asked (they stop when this store closes or this process dies),
+and waits: it fails stale trials itself while waiting (so a dead worker's trial is re-queued even
+when no other worker is idle), raises a trial's ``OptimizationError`` as the worker saw it, and
+raises ``ResourceError`` for a trial given up after ``max_retry`` dead workers, or when nobody ran
+anything for ``timeout_s``.
+
+Examples:
+    >>> with QueueStore("sqlite:///trials.db", workers=2) as store:  # doctest: +SKIP
+    ...     results = store.run_many("digits-mlp", [TrialConfig(lr=lr) for lr in (1e-3, 3e-3)])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError
+from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, MAX_RETRY, PENDING, TrialQueue, describe
+from trainopt.tools.store import DEFAULT_OUT_DIR, STUDY_NAME, TrialStore
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device
+from trainopt.tools.workloads import Workload, factory_spec, get_workload, workload_names
+
+_ERRORS = {"hyperparameter": HyperparameterError, "resource": ResourceError, "convergence": ConvergenceError}
+
+
+class QueueStore:
+    """Trials stored as by ``TrialStore``, run by workers that share the storage.
+
+    Args:
+        storage: an Optuna RDB URL every worker can reach (default: a SQLite file in ``out_dir``,
+            for workers on this machine).
+        workers: local worker processes to start (0: only workers started elsewhere).
+        worker_threads: torch threads of each local worker (default: the CPU count / workers).
+        timeout_s: give up when no trial finished for this long (None: wait for ever).
+    """
+
+    def __init__(self, storage: str | None = None, out_dir: str | Path = DEFAULT_OUT_DIR,
+                 study_name: str = STUDY_NAME, workers: int = 0, worker_threads: int | None = None,
+                 poll_s: float = 0.2, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
+                 max_retry: int = MAX_RETRY, timeout_s: float | None = None):
+        if workers < 0:
+            raise HyperparameterError(f"workers must be >= 0 but got {workers=}", {"workers": workers})
+        self.store = TrialStore(storage, out_dir=out_dir, study_name=study_name)
+        self.storage = self.store.storage
+        if ":memory:" in self.storage or self.storage == "sqlite://":
+            raise HyperparameterError(
+                f"workers cannot share an in-memory store: give a file or server URL, not {self.storage!r}",
+                {"storage": self.storage},
+            )
+        self.study_name = study_name
+        self.out_dir = Path(out_dir)
+        self.queue = TrialQueue(self.storage, study_name, heartbeat_s, grace_s, max_retry)
+        self.workers = workers
+        self.worker_threads = worker_threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
+        self.poll_s = poll_s
+        self.heartbeat_s, self.grace_s = heartbeat_s, grace_s
+        self.timeout_s = timeout_s
+        self.processes: list[subprocess.Popen] = []
+
+    # -- the TrialStore interface --------------------------------------------------------------
+    def workload_id(self, workload: Workload | str) -> str:
+        return self.store.workload_id(workload)
+
+    def get(self, workload: Workload | str, config: TrialConfig, device: str = "auto") -> TrialResult | None:
+        return self.store.get(workload, config, device)
+
+    def put(self, result: TrialResult, workload: Workload | str | None = None) -> None:
+        self.store.put(result, workload)
+
+    def results(self, workload: str | None = None) -> list[TrialResult]:
+        return self.store.results(workload)
+
+    def run(self, workload: Workload | str, config: TrialConfig, device: str = "auto",
+            report: ReportFn | None = None, progress: ProgressFn | None = None) -> TrialResult:
+        """One trial through the queue; with ``report`` (a pruner's callback) it runs here instead,
+        since the pruning decision is made in this process."""
+        if report is not None:
+            return self.store.run(workload, config, device=device, report=report, progress=progress)
+        return self.run_many(workload, [config], device=device)[0]
+
+    def run_many(self, workload: Workload | str, configs: list[TrialConfig], device: str = "auto",
+                 progress: ProgressFn | None = None) -> list[TrialResult]:
+        """Every configuration's result, in order: read back, or queued for the workers and waited for."""
+        built = get_workload(workload)
+        name, factory = built.name, _factory(workload, built)
+        device_type = resolve_device(device).type
+        workload_id = self.store.workload_id(built)
+        keys = [queue_key(workload_id, c, device_type) for c in configs]
+        results: list[TrialResult | None] = [self.store.get(built, c, device) for c in configs]
+        todo = {i: key for i, key in enumerate(keys) if results[i] is None}
+        first_number = len(self.queue.trials())  # failures of earlier runs are not this run's
+        pending = {t.user_attrs.get("key") for t in self.queue.trials() if t.state in PENDING}
+        for i, key in todo.items():
+            if key not in pending:
+                self.queue.enqueue(name, configs[i], device_type, key, factory, workload_id)
+                pending.add(key)
+        if todo:
+            self._start_workers()
+        last_change = time.monotonic()
+        while todo:
+            if progress is not None:
+                progress(len(configs) - len(todo), len(configs))
+            self.queue.fail_stale()
+            trials = self.queue.trials()
+            by_key: dict[str, list] = {}
+            for trial in trials:
+                by_key.setdefault(trial.user_attrs.get("key"), []).append(trial)
+            for i, key in list(todo.items()):
+                mine = by_key.get(key, [])
+                done = any(t.state == TrialState.COMPLETE for t in mine)
+                if not done and any(t.state in PENDING for t in mine):
+                    continue
+                result = self.store.get(built, configs[i], device)
+                if result is None:
+                    raise _failure(mine, first_number, configs[i])
+                results[i] = result
+                del todo[i]
+                last_change = time.monotonic()
+            self._check_workers()
+            if todo and self.timeout_s is not None and time.monotonic() - last_change > self.timeout_s:
+                raise ResourceError(
+                    f"no queued trial finished in {self.timeout_s:g} s ({len(todo)} waiting): are workers "
+                    f"running on study {self.study_name!r} of this storage?", {"waiting": len(todo)},
+                )
+            if todo:
+                time.sleep(self.poll_s)
+        if progress is not None:
+            progress(len(configs), len(configs))
+        return results  # type: ignore[return-value]
+
+    # -- local worker processes ----------------------------------------------------------------
+    def _start_workers(self) -> None:
+        if self.processes or self.workers == 0:
+            return
+        logs = self.out_dir / "workers"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.worker_threads)}
+        for i in range(self.workers):
+            command = [sys.executable, "-m", "trainopt.cli", "worker", "--storage", self.storage,
+                       "--study", self.study_name, "--threads", str(self.worker_threads),
+                       "--parent", str(os.getpid()), "--heartbeat", str(self.heartbeat_s),
+                       "--grace", str(self.grace_s)]
+            with open(logs / f"worker-{i}.log", "ab") as log:
+                self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+
+    def _check_workers(self) -> None:
+        if self.processes and all(p.poll() not in (None, 0) for p in self.processes):
+            codes = [p.returncode for p in self.processes]
+            raise ResourceError(
+                f"all {len(codes)} local workers exited (codes {codes}); see {self.out_dir / 'workers'}",
+                {"exit_codes": codes},
+            )
+
+    def close(self) -> None:
+        """Stop the local workers (they are idle once ``run_many`` returned)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+
+    def __enter__(self) -> QueueStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def queue_key(workload_id: str, config: TrialConfig, device_type: str) -> str:
+    """Identity of a queued trial (the trial store's identity: workload id, configuration, device type)."""
+    text = json.dumps({"workload": workload_id, "config": config.model_dump(mode="json"), "device": device_type},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _factory(workload: Workload | str, built: Workload) -> str | None:
+    """How a worker builds this workload: None for a name it knows, else an importable "module:function"."""
+    if isinstance(workload, str) and ":" in workload:
+        return workload
+    if built.name in workload_names() and get_workload(built.name) is built:
+        return None
+    spec = factory_spec(built.name)
+    if spec is None:
+        raise HyperparameterError(
+            f"worker processes build workload {built.name!r} themselves: give it as an importable factory, "
+            "'module:function' of a zero-argument function returning the Workload (e.g. "
+            "--workload mypackage.models:my_workload), or register it in every worker",
+            {"workload": built.name},
+        )
+    return spec
+
+
+def _failure(trials: list, first_number: int, config: TrialConfig) -> OptimizationError:
+    """Why a queued trial has no result: the error the worker raised, or the workers kept dying."""
+    ours = [t for t in trials if t.number >= first_number and t.state == TrialState.FAIL]
+    errors = [t for t in ours if "error" in t.user_attrs]
+    if errors:
+        a = errors[-1].user_attrs
+        return _ERRORS.get(a.get("error_type"), ResourceError)(a["error"], {"config": config.model_dump()})
+    where = describe(trials[-1]) if trials else f"lr={config.lr} seed={config.seed}"
+    return ResourceError(
+        f"trial {where} was given up: its worker died {len(ours)} time(s) (killed, or out of memory?)",
+        {"config": config.model_dump(), "attempts": len(ours)},
+    )
