@@ -1,10 +1,16 @@
 """The trainopt tools as LangChain ``StructuredTool``s, with the same pydantic Input schemas.
 
 Every tool in ``trainopt.tools.TOOL_CLASSES`` (plus the ONNX tool) becomes a StructuredTool whose
-``args_schema`` is the tool's ``Input``; it returns the tool's ``Output`` as a JSON-able dict.
+``args_schema`` is the tool's ``Input``. The model gets a compact summary of the tool's Output
+(``trainopt.tools.summaries``: the decision, the key numbers, the findings, at most about 1,500
+characters) with the paths of the full Output as JSON and the tool's figure as PNG under
+``out_dir``; ``compact=False`` returns the whole Output as a JSON-able dict instead.
 A bad argument or a failed probe comes back to the model as the error's text (``ToolException``,
 ``handle_tool_error=True``), never as a crash of the agent loop. Tools whose module is not
 installed yet are skipped, so the list follows the registry.
+
+``ainvoke`` trains in a worker thread, so the event loop stays free; cancelling the awaiting task
+stops the probe at its next training step (``trainopt.tools.cancellation``).
 
     >>> from trainopt.tools.langchain import as_langchain_tools
     >>> tools = as_langchain_tools(workload="digits-mlp", device="cpu")
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -25,10 +32,13 @@ from pydantic import BaseModel
 from trainopt.errors import OptimizationError
 from trainopt.tools import TOOL_CLASSES, get_tool
 from trainopt.tools.base import Tool
-from trainopt.tools.store import TrialStore
+from trainopt.tools.cancellation import CancelToken, run_in_worker
+from trainopt.tools.store import DEFAULT_OUT_DIR, TrialStore
+from trainopt.tools.summaries import summarize, write_full_output
 from trainopt.tools.workloads import DEFAULT_WORKLOAD, Workload
 
 logger = logging.getLogger(__name__)
+DEFAULT_TOOLS_DIR = DEFAULT_OUT_DIR / "tools"  # full Outputs (JSON) and figures (PNG) of compact calls
 
 
 def tool_classes() -> list[type[Tool]]:
@@ -55,19 +65,39 @@ class TrainoptTool(StructuredTool):
     def _run(self, *args: Any, run_manager=None, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
+    async def _arun(self, *args: Any, run_manager=None, **kwargs: Any) -> Any:
+        return await self.coroutine(*args, **kwargs)
 
-def as_langchain_tool(tool: Tool) -> StructuredTool:
-    """One trainopt tool as a StructuredTool: same schema, dict output, errors as observations."""
 
-    def call(**kwargs: Any) -> dict[str, Any]:
+def as_langchain_tool(tool: Tool, compact: bool = True, out_dir: str | Path | None = DEFAULT_TOOLS_DIR,
+                      plot: bool = True) -> StructuredTool:
+    """One trainopt tool as a StructuredTool: same schema, errors as observations.
+
+    ``compact``: return ``summarize(...)`` of the Output (with the paths of the full JSON and PNG
+    written under ``out_dir``, unless it is None) instead of the whole Output as a dict.
+    """
+
+    def work(token: CancelToken | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        runner = tool if token is None else type(tool)(
+            workload=tool.workload, device=tool.device, store=tool.store,
+            progress=token.progress(tool.name, tool.progress))
         try:
-            output = tool(**kwargs)
+            output = runner(**kwargs)
         except (OptimizationError, ValueError) as error:
             raise ToolException(f"{tool.name} failed: {error}") from error
-        return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+        if not compact:
+            return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+        files = None if out_dir is None else write_full_output(tool, output, out_dir, plot=plot)
+        return summarize(tool.name, output, workload=tool.workload.name, files=files)
+
+    def call(**kwargs: Any) -> dict[str, Any]:
+        return work(None, kwargs)
+
+    async def acall(**kwargs: Any) -> dict[str, Any]:
+        return await run_in_worker(lambda token: work(token, kwargs))
 
     return TrainoptTool.from_function(
-        func=call, name=tool.name, description=tool.description, args_schema=tool.Input,
+        func=call, coroutine=acall, name=tool.name, description=tool.description, args_schema=tool.Input,
         handle_tool_error=True, handle_validation_error=_describe_validation_error,
     )
 
@@ -86,9 +116,14 @@ def as_langchain_tools(
     device: str = "auto",
     store: TrialStore | None = None,
     progress: Callable[[int, int], None] | None = None,
+    compact: bool = True,
+    out_dir: str | Path | None = DEFAULT_TOOLS_DIR,
+    plot: bool = True,
 ) -> list[StructuredTool]:
-    """Every available trainopt tool, bound to ``workload`` and ``device``, as LangChain tools."""
-    return [as_langchain_tool(cls(workload=workload, device=device, store=store, progress=progress))
+    """Every available trainopt tool, bound to ``workload`` and ``device``, as LangChain tools
+    (compact summaries with the full Output and figure under ``out_dir``; see ``as_langchain_tool``)."""
+    return [as_langchain_tool(cls(workload=workload, device=device, store=store, progress=progress),
+                              compact=compact, out_dir=out_dir, plot=plot)
             for cls in tool_classes()]
 
 

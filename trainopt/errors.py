@@ -49,3 +49,24 @@ class ConvergenceError(OptimizationError):
 
     def __init__(self, message: str, details: dict[str, Any] | None = None):
         super().__init__(message, "convergence", details)
+
+
+class Cancelled(KeyboardInterrupt):
+    """The caller cancelled a running probe; raised at the next training step.
+
+    Not an OptimizationError, and a KeyboardInterrupt on purpose: like Ctrl-C it passes every
+    ``except Exception`` on its way out (``run_trial`` would otherwise report it as a failed
+    training run, and the agent loop as an observation), and Optuna marks a trial it interrupts
+    FAIL instead of leaving it RUNNING. The trial store only ever holds finished trials, so a
+    cancelled trial leaves nothing behind in it.
+
+    Examples:
+        >>> raise Cancelled("learning_rate_scheduler", 12, 100)
+        Traceback (most recent call last):
+        ...
+        trainopt.errors.Cancelled: learning_rate_scheduler cancelled after 12 of 100 steps
+    """
+
+    def __init__(self, what: str, steps_done: int = 0, steps_total: int = 0):
+        super().__init__(f"{what} cancelled after {steps_done} of {steps_total} steps")
+        self.what, self.steps_done, self.steps_total = what, steps_done, steps_total

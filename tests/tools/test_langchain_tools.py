@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -29,8 +30,9 @@ def script(*calls: dict) -> ScriptedChatModel:
 
 
 @pytest.fixture(scope="module")
-def tools():
-    return {t.name: t for t in as_langchain_tools(workload="digits-mlp", device="cpu")}
+def tools(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("tools")
+    return {t.name: t for t in as_langchain_tools(workload="digits-mlp", device="cpu", out_dir=out_dir)}
 
 
 def test_every_available_registry_tool_is_wrapped_with_its_schema(tools):
@@ -48,7 +50,7 @@ def test_loop_calls_a_tool_and_reads_its_result(tools):
                     "args": {"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5}})
     messages = run_tool_calling_loop(model, list(tools.values()), "how low will this loss go by step 400?")
     result = messages[2]
-    # the tool ran and returned its Output as JSON: 2 * 400^-0.5 + 0.1 = 0.2
+    # the tool ran and returned its summary as JSON: 2 * 400^-0.5 + 0.1 = 0.2
     assert isinstance(result, ToolMessage) and result.status == "success"
     assert json.loads(result.content)["predicted_loss"] == pytest.approx(0.2, rel=1e-3)
     assert messages[-1].content == "done"
@@ -77,3 +79,24 @@ def test_errors_become_observations(tools, args, text):
     # no exception escapes: the model reads the error text and the loop goes on to its answer
     assert messages[2].status == "error" and text in messages[2].content
     assert messages[-1].content == "done"
+
+
+def test_the_model_gets_a_compact_summary_with_the_paths_of_the_full_output(tools):
+    model = script({"name": "learning_rate_scheduler",
+                    "args": {"range_steps": 20, "check_steps": 10, "budget_steps": 40, "schedules": ["constant"]}})
+    summary = json.loads(run_tool_calling_loop(model, list(tools.values()), "what lr?")[2].content)
+    # the decision and its numbers fit in about 1,500 characters; the full Output and the figure are files
+    assert len(json.dumps(summary, separators=(",", ":"))) <= 1500
+    assert summary["decision"].startswith("peak lr") and summary["peak_lr"] > 0
+    full = json.loads(Path(summary["files"]["json"]).read_text())
+    assert len(full["sweep"]["lrs"]) == summary["sweep_steps"]
+    assert Path(summary["files"]["png"]).stat().st_size > 0
+
+
+def test_compact_false_returns_the_whole_output(tmp_path):
+    tool = {t.name: t for t in as_langchain_tools(workload="digits-mlp", device="cpu", compact=False,
+                                                  out_dir=tmp_path)}["convergence_predictor"]
+    result = tool.invoke({"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5})
+    # every field of ConvergenceOutput, and no file written
+    assert {"holdout_errors", "ensemble_weights", "interval_method"} <= set(result)
+    assert list(tmp_path.iterdir()) == []
