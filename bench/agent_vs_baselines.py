@@ -1,84 +1,183 @@
-"""trainopt's agent against seeded baselines, under one probe budget counted in training steps.
+"""trainopt's agent against seeded baselines: every choice scored on evaluation seeds no contender saw.
 
-For each workload, in one process:
+Each contender chooses one training configuration per workload with the same budget of S training
+steps and its own selection seeds; then every chosen configuration is retrained at one evaluation
+length L (the agent's confirm length, ``response.gain.steps``) on evaluation seeds disjoint from
+every seed any contender used, paired with the workload's default configuration on the same seeds.
 
-1. agent      TrainingOptimizationAgent with the offline planner, given a step budget
-              (``constraints.step_budget``) and no time budget: the step plan is the same on every
-              machine and no wall-clock guard skips or shortens anything. Everything it trains counts: the
-              calibration trials, the probes (LR range test, schedule checks, batch-size probe,
-              gradient analysis), every candidate, and its own confirm runs.
-2. default    the workload's default configuration (AdamW 1e-3, constant LR, batch 64; 32 for
-              char-gpt); no search.
-3. lr-finder  the LR range test (tools.lr_range, default sweep) read with the LR tool's default
-              rule, applied to the default configuration.
-4. random     Optuna RandomSampler over lr (log), weight decay, batch, optimizer and schedule; the
-              default configuration is enqueued first (a seeded baseline, DESIGN.md pitfalls).
-5. tpe        HyperparameterSuggester: Optuna TPE + successive halving, warm-started with the default
-              configuration (its convergence-forecast pruner is off: standard Optuna TPE + pruning,
-              and the forecast's bootstrap fits cost more wall time than the trials on these models).
+Contenders (all on the same S; steps are counted, see StepCounter):
+    default        the workload's default configuration (AdamW 1e-3, constant LR, unless the workload says
+                   otherwise); no search.
+    random         Optuna RandomSampler, the default enqueued first; trials of L steps on seed 0 until S
+                   steps are spent.
+    tpe, tpe-4x    the HyperparameterSuggester (Optuna TPESampler + successive halving), the default
+                   enqueued first, trials of at most L steps on seed 0, S and 4 S steps.
+    lr-finder      the default configuration at the LR the LR range test suggests (the LearningRateScheduler
+                   tool's rule, seed 0).
+    schedulefree   schedule-free AdamW at its own defaults (lr 0.0025, no warmup, no weight decay).
+    agent          TrainingOptimizationAgent, offline planner, ``constraints={"step_budget": S}``; its own
+                   selection seeds (request.seeds, [0, 1, 2]) and held-out confirm seeds (1000, ...).
+    agent-random   the same with ``proposals="random"`` (uniform draws inside the probed safe ranges),
+    agent-none     ... and ``proposals="none"`` (probes, then the seeded search alone).
 
-random and tpe get exactly the optimizer steps the agent spent (S), and trials as long as the
-agent's candidate trials. Steps are *counted*, not planned: a wrapper on the workload's loss
-counts training forward passes, and a global optimizer-step hook counts every optimizer step that
-follows one while a contender searches (pruned and truncated trials included). Each contender's winner is
-then trained for the same final budget (the agent's confirm length F) on the same seeds; the table
-reports mean final validation loss and metric, the ratio to the best contender, and wall time.
+Seeds: searches use seed 0 (< 100); the agent 0, 1, 2 and 1000+; evaluation 10_000, 10_001, ...
+(``--dev``: the development seeds 500, 501, ... for tuning trainopt's own rules, so the evaluation
+seeds stay unseen by whoever tunes the planner). Figures per workload: mean relative validation-loss
+reduction against the default, r_i = (b_i - c_i) / b_i over evaluation seeds i, with a 90% paired t
+interval (scipy.stats.t); "no significant difference" when the interval contains zero.
 
-Search outcomes are cached in bench/.cache/agent_vs_baselines (gitignored) with their counted
-steps and wall times, and final runs live in a trial store there, so a rerun is fast.
+Results are cached in bench/.cache/agent_vs_baselines (gitignored), keyed by the workload's fingerprint,
+a hash of the code the contender runs (agent/, tools/, ars/, prompts/ for the agent; tools/ and ars/
+for the others) and the contender's settings: a rerun after a planner change reruns the agent only.
 
-    python3 bench/agent_vs_baselines.py            # full run: 4 workloads, 3 seeds
-    python3 bench/agent_vs_baselines.py --quick    # digits-mlp, 2 seeds, small budgets
+    python3 bench/agent_vs_baselines.py --jobs 2                 # full run (8 workloads)
+    python3 bench/agent_vs_baselines.py --quick                  # smoke run: 2 workloads, small S, 3 seeds
+    python3 bench/agent_vs_baselines.py --jobs 14 --out DIR      # on a bigger machine; results in DIR
+    python3 bench/agent_vs_baselines.py --render DIR/agent_vs_baselines.json   # tables + docs page from a run
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import statistics
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from multiprocessing import get_context
 from pathlib import Path
 
-import optuna
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from trainopt.agent import OptimizationRequest, TrainingConfig, TrainingOptimizationAgent
-from trainopt.tools import get_tool
-from trainopt.tools.lr_range import lr_range_test
-from trainopt.tools.lr_scheduler import DEFAULT_RULE
-from trainopt.tools.lr_suggest import suggest_lr
-from trainopt.tools.store import TrialStore
-from trainopt.tools.trial_config import TrialConfig
-from trainopt.tools.trials import run_trial
-from trainopt.tools.workloads import get_workload
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # public_workloads, also in spawned workers
 
-RESULTS = Path(__file__).parent / "results"
-CACHE = Path(__file__).parent / ".cache" / "agent_vs_baselines"
-# The search space every searcher shares (the agent's TrainingConfig says the same).
+from public_workloads import PUBLIC_WORKLOADS  # noqa: E402
+
+RESULTS = HERE / "results"
+CACHE = HERE / ".cache" / "agent_vs_baselines"
+DOCS = ROOT / "docs" / "benchmarks" / "agent_vs_baselines.md"
+BENCH_VERSION = 1  # bump when a contender's procedure here changes (part of every cache key)
+
+BUILTIN = ["char-gpt", "digits-cnn", "digits-mlp", "moe-digits"]
+# S per workload: training steps each contender may spend choosing (slowest first: they start first)
+FULL = {"char-gpt": 600, "digits-cnn": 1200, "moe-digits": 1200, "waveform-conv1d": 1200, "digits-mlp": 1500,
+        "diabetes-mlp": 2000, "wine-small": 2000, "cancer-high-lr": 2000}
+QUICK = {"digits-mlp": 400, "wine-small": 400}
+EVAL_SEED_START, DEV_SEED_START = 10_000, 500
+EVAL_SEEDS, QUICK_EVAL_SEEDS = 5, 3
+LEVEL = 0.9  # interval level everywhere
+SEARCH_SEED = 0  # seed of every search trial (selection seeds of the searches are < 100)
+# the search space every searcher shares (the agent's TrainingConfig says the same)
 LR_RANGE = (1e-4, 0.3)
 WEIGHT_DECAY_RANGE = (0.0, 0.1)
 BATCH_SIZES = [16, 32, 64, 128]
 OPTIMIZERS = ["adamw", "sgd"]
 SCHEDULES = ["constant", "cosine", "one_cycle"]
-# planned agent steps per workload (the agent's own split: ~30% probes, ~35% candidates, ~35% confirm)
-FULL = {"digits-mlp": 1500, "digits-cnn": 1000, "moe-digits": 1200, "char-gpt": 400}
-QUICK = {"digits-mlp": 700}
-CONTENDERS = ["default", "lr-finder", "random", "tpe", "agent"]
+SCHEDULEFREE = {"optimizer": "schedulefree", "lr": 0.0025, "weight_decay": 0.0, "schedule": "constant",
+                "warmup_steps": 0}  # AdamWScheduleFree's own defaults
+AGENT_VARIANTS = {"agent": "planner", "agent-random": "random", "agent-none": "none"}
+CONTENDERS = ["default", "random", "tpe", "tpe-4x", "lr-finder", "schedulefree", *AGENT_VARIANTS]
+SEARCHES = {"random": 1, "tpe": 1, "tpe-4x": 4}  # contender -> multiple of S
 
 
-# ---- counting what is trained ---------------------------------------------------------------------
+# ---- workloads and keys -----------------------------------------------------------------------------
+
+
+_WORKLOADS: dict = {}
+
+
+def load_workload(name: str):
+    """A built-in by name, or one of bench/public_workloads.py (built once per process)."""
+    if name not in _WORKLOADS:
+        if name in PUBLIC_WORKLOADS:
+            _WORKLOADS[name] = PUBLIC_WORKLOADS[name]()
+        else:
+            from trainopt.tools.workloads import get_workload
+
+            _WORKLOADS[name] = get_workload(name)
+    return _WORKLOADS[name]
+
+
+def fingerprint(workload) -> str:
+    """``Workload.fingerprint()``; on a trainopt without it, a hash of name, defaults, model size and data."""
+    if hasattr(workload, "fingerprint"):
+        return workload.fingerprint()
+    digest = hashlib.sha256(json.dumps([workload.name, workload.default_config], sort_keys=True).encode())
+    with torch.random.fork_rng():
+        digest.update(str(sum(p.numel() for p in workload.make_model().parameters())).encode())
+    for data in (workload.train_data, workload.val_data):
+        for tensor in data if isinstance(data, list | tuple) else ():
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def code_version(folders: tuple[str, ...]) -> str:
+    """A hash of the sources (*.py, *.md) under ``folders`` of the repository: what a contender runs."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".md") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+AGENT_CODE = ("agent", "tools", "ars", "prompts")
+BASELINE_CODE = ("tools", "ars")
+
+
+def default_config(workload) -> dict:
+    """What the agent calls the baseline: AdamW 1e-3, constant LR, the workload's default batch."""
+    fields = {"optimizer": "adamw", "lr": 1e-3, "batch_size": 64, "schedule": "constant", **workload.default_config}
+    fields.update(warmup_steps=0, seed=0, batch_size=min(fields["batch_size"], workload.num_train))
+    fields.pop("steps", None)
+    return config_fields(fields)
+
+
+def config_fields(config: dict) -> dict:
+    """A TrialConfig's settings without its length, seed and validation interval (what a contender chose)."""
+    from trainopt.tools.trial_config import TrialConfig
+
+    config = dict(config)
+    steps = config.setdefault("steps", 1000)
+    if "warmup_fraction" in config:
+        config["warmup_steps"] = min(steps - 1, round(config.pop("warmup_fraction") * steps))
+    full = TrialConfig(**config).model_dump(mode="json")
+    warmup_fraction = full["warmup_steps"] / full["steps"]
+    for key in ("steps", "seed", "eval_every", "warmup_steps"):
+        full.pop(key)
+    return {**full, "warmup_fraction": round(warmup_fraction, 6)}
+
+
+def at_length(config: dict, steps: int, seed: int):
+    """The chosen settings as a TrialConfig of ``steps`` steps on ``seed`` (warmup scaled, one validation)."""
+    from trainopt.tools.trial_config import TrialConfig
+
+    fields = {k: v for k, v in config.items() if k != "warmup_fraction"}
+    warmup = min(steps - 1, round(config["warmup_fraction"] * steps))
+    return TrialConfig(**fields, steps=steps, seed=seed, warmup_steps=warmup, eval_every=steps)
+
+
+def batch_sizes(workload) -> list[int]:
+    return [b for b in BATCH_SIZES if b <= workload.num_train]
+
+
+# ---- counting what is trained -----------------------------------------------------------------------
 
 
 class StepCounter:
     """Optimizer steps (a global post-step hook) and training forward passes (the workload's loss)."""
 
     def __init__(self):
-        self.steps = 0
-        self.forwards = 0
-        self._forwards_at_step = 0
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.steps = self.forwards = self._forwards_at_step = 0
         self.active = False
         register_optimizer_step_post_hook(self._on_step)
 
@@ -111,316 +210,701 @@ class StepCounter:
             yield out
         finally:
             self.active = False
-            out.update(
-                optimizer_steps=self.steps - before[0],
-                forward_passes=self.forwards - before[1],
-                wall_s=round(time.perf_counter() - started, 2),
-            )
+            out.update(optimizer_steps=self.steps - before[0], forward_passes=self.forwards - before[1],
+                       wall_s=round(time.perf_counter() - started, 2))
 
 
-# ---- contenders -------------------------------------------------------------------------------------
+_COUNTER: list[StepCounter] = []
 
 
-def default_config(workload) -> TrialConfig:
-    """What the agent calls the baseline: AdamW 1e-3, constant LR, the workload's default batch."""
-    fields = {"optimizer": "adamw", "lr": 1e-3, "batch_size": 64, "schedule": "constant", **workload.default_config}
-    return TrialConfig(**{**fields, "warmup_steps": 0, "seed": 0})
+def counter() -> StepCounter:
+    if not _COUNTER:
+        _COUNTER.append(StepCounter())
+    return _COUNTER[0]
 
 
-def search_params(config: TrialConfig) -> dict:
-    keys = ("lr", "weight_decay", "batch_size", "optimizer", "schedule")
-    return {k: getattr(config, k) for k in keys}
+# ---- contenders: each returns {"config": chosen settings, ...} ----------------------------------------
 
 
-def run_agent(name: str, planned_steps: int, tag: str) -> dict:
-    """The agent with the offline planner and a step budget of ``planned_steps`` (no time budget).
+def choose_agent(name: str, workload, budget: int, proposals: str, out: Path) -> dict:
+    """The agent with the offline planner and ``constraints.step_budget`` (no time budget), a fresh trial store."""
+    from trainopt.agent import OptimizationRequest, TrainingConfig, TrainingOptimizationAgent
 
-    Its trial store is a fresh file: trials read back from an earlier run would cost no counted steps
-    and shrink the budget the searchers get."""
-    path = (CACHE / "agent-out" / tag / name / "trials.db").resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    storage = f"sqlite:///{path}"
-    space = TrainingConfig(batch_size_range=(min(BATCH_SIZES), max(BATCH_SIZES)), learning_rate_range=LR_RANGE,
-                           optimizer_options=OPTIMIZERS)
-    agent = TrainingOptimizationAgent(space, lm="offline", storage=storage, out_dir=path.parent,
-                                      device="cpu")
-    response = agent.optimize_training(OptimizationRequest(workload=name, seeds=[0],
-                                                           constraints={"step_budget": planned_steps}))
-    budget = response.evidence["budget"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trials.db").unlink(missing_ok=True)
+    space = TrainingConfig(batch_size_range=(min(BATCH_SIZES), min(max(BATCH_SIZES), workload.num_train)),
+                           learning_rate_range=LR_RANGE, optimizer_options=OPTIMIZERS)
+    agent = TrainingOptimizationAgent(space, lm="offline", storage=f"sqlite:///{(out / 'trials.db').resolve()}",
+                                      out_dir=out, device="cpu")
+    fields = {"workload": workload, "constraints": {"step_budget": budget}}
+    if proposals != "planner":
+        fields["proposals"] = proposals
+    request = OptimizationRequest(**fields)
+    response = agent.optimize_training(request)
+    gain = response.gain
+    challenger = challenger_config(response)
     return {
-        "winner": response.recommended.model_dump(mode="json"),
-        "final_steps": response.gain.steps,
-        "trial_steps": budget["candidate_steps"],
-        "budget": budget,
-        "agent_gain": response.gain.relative_loss_reduction,
+        "config": config_fields(response.recommended.model_dump(mode="json")),
+        "challenger": None if challenger is None else config_fields(challenger),
+        "baseline": config_fields(response.baseline.model_dump(mode="json")),
+        "selection_seeds": list(request.seeds),
+        "gain": gain.model_dump(mode="json"),
+        "eval_steps": gain.steps,
+        "budget": response.evidence.get("budget"),
         "notes": response.notes,
-        "lm": response.lm.model_dump(),
-        "claimed_steps": _agent_claimed_steps(response),
     }
 
 
-def _agent_claimed_steps(response) -> int:
-    """Steps the agent's evidence accounts for (trials + LR sweep + schedule checks + gradient run)."""
-    ev = response.evidence
-    total = sum(t["steps_run"] for t in ev["trials"])
-    lr = ev["tools"].get("learning_rate_scheduler")
-    if lr:
-        total += len(lr["sweep"]["lrs"]) + sum(c["steps"] for c in lr["checks"])
-    grad = ev["tools"].get("gradient_analyzer")
-    if grad:
-        total += grad["steps_run"]
-    return total
+def challenger_config(response) -> dict | None:
+    """The race winner the response's gain is about (``response.challenger``; on a trainopt without it, the
+    recommendation when adopted); None when no candidate reached the confirm runs."""
+    challenger = getattr(response, "challenger", None)
+    if challenger is not None:
+        return challenger.model_dump(mode="json")
+    if not hasattr(response, "challenger") and getattr(response.gain, "adopted", True):
+        return response.recommended.model_dump(mode="json")
+    return None
 
 
-def run_lr_finder(name: str) -> dict:
-    workload = get_workload(name)
-    sweep = lr_range_test(workload, device="cpu")
-    lr = suggest_lr(sweep, DEFAULT_RULE)
-    winner = default_config(workload).model_copy(update={"lr": float(f"{lr:.4g}")})
-    return {"winner": winner.model_dump(mode="json"), "claimed_steps": len(sweep.lrs), "rule": DEFAULT_RULE}
+def choose_lr_finder(workload) -> dict:
+    """The default configuration at the LR range test's suggestion (the LR tool's default rule)."""
+    from trainopt.tools.lr_range import lr_range_test
+    from trainopt.tools.lr_scheduler import DEFAULT_RULE
+    from trainopt.tools.lr_suggest import suggest_lr
+
+    base = default_config(workload)
+    sweep = lr_range_test(workload, optimizer=base["optimizer"], batch_size=base["batch_size"],
+                          weight_decay=base["weight_decay"], seed=SEARCH_SEED, device="cpu")
+    lr = float(f"{suggest_lr(sweep, DEFAULT_RULE):.4g}")
+    return {"config": {**base, "lr": lr}, "rule": DEFAULT_RULE}
 
 
-def run_random(name: str, budget: int, trial_steps: int) -> dict:
-    """Optuna RandomSampler, default enqueued first; trials until ``budget`` optimizer steps are spent."""
-    workload = get_workload(name)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    study.enqueue_trial(search_params(default_config(workload)))
-    spent, best, trials = 0, None, 0
+def choose_random(workload, budget: int, trial_steps: int) -> dict:
+    """Optuna RandomSampler, default enqueued first; trials of ``trial_steps`` until ``budget`` steps are spent."""
+    import optuna
+
+    from trainopt.tools.trial_config import TrialConfig
+    from trainopt.tools.trials import run_trial
+
+    base = default_config(workload)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=SEARCH_SEED))
+    study.enqueue_trial({k: base[k] for k in ("lr", "weight_decay", "batch_size", "optimizer", "schedule")})
+    spent, best, best_loss, trials = 0, None, math.inf, 0
     while spent < budget:
         trial = study.ask()
         config = TrialConfig(
             lr=trial.suggest_float("lr", *LR_RANGE, log=True),
             weight_decay=trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE),
-            batch_size=trial.suggest_categorical("batch_size", BATCH_SIZES),
+            batch_size=trial.suggest_categorical("batch_size", batch_sizes(workload)),
             optimizer=trial.suggest_categorical("optimizer", OPTIMIZERS),
             schedule=trial.suggest_categorical("schedule", SCHEDULES),
-            steps=trial_steps, seed=0,
+            steps=trial_steps, seed=SEARCH_SEED,
         )
         left = budget - spent
         result = run_trial(workload, config, device="cpu", report=lambda step, _loss, left=left: step >= left)
         spent += result.steps_run
         trials += 1
-        if result.pruned:  # cut by the budget: not a finished evaluation
+        if result.pruned and result.steps_run < trial_steps:  # cut by the budget: not a finished evaluation
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
         study.tell(trial, result.score if math.isfinite(result.score) else float("inf"))
-        if math.isfinite(result.score) and (best is None or result.score < best.score):
-            best = result
-    return {"winner": best.config.model_dump(mode="json"), "claimed_steps": spent, "trials": trials,
-            "best_short_loss": best.score}
+        if result.score < best_loss:
+            best, best_loss = result.config, result.score
+    chosen = best.model_dump(mode="json") if best is not None else {**base, "steps": trial_steps}
+    return {"config": config_fields(chosen), "trials": trials, "best_search_loss": best_loss}
 
 
-def tpe_trials(budget: int, trial_steps: int) -> int:
-    """Trials for the suggester: 4x what the budget buys unpruned, so the step budget is what stops it.
+def choose_tpe(workload, budget: int, trial_steps: int) -> dict:
+    """The HyperparameterSuggester (TPE + successive halving), default enqueued, ``budget`` steps, trials <= L."""
+    from trainopt.tools import get_tool
 
-    The suggester's TPE samples at random for its first n_trials / 4 trials (its startup), which is
-    then about the number of full-length trials the budget affords.
-    """
-    return max(8, 4 * budget // trial_steps)
-
-
-def run_tpe(name: str, budget: int, trial_steps: int) -> dict:
-    workload = get_workload(name)
+    base = default_config(workload)
     hpo = get_tool("hyperparameter_suggester")(workload, device="cpu")
     out = hpo(
-        lr_range=LR_RANGE, weight_decay_range=WEIGHT_DECAY_RANGE, batch_sizes=BATCH_SIZES, optimizers=OPTIMIZERS,
-        meta_optimizers=[None], schedules=SCHEDULES, n_trials=tpe_trials(budget, trial_steps),
-        total_steps=budget, max_steps=trial_steps,
-        pruner="successive_halving", convergence_pruning=False,
-        candidates=[search_params(default_config(workload))], seed=0,
-        study_name=f"bench-tpe-{name}-{budget}-{trial_steps}",
+        lr_range=LR_RANGE, weight_decay_range=WEIGHT_DECAY_RANGE, batch_sizes=batch_sizes(workload),
+        optimizers=OPTIMIZERS, meta_optimizers=[None], schedules=SCHEDULES,
+        n_trials=max(8, 4 * budget // trial_steps),  # the step budget, not the trial count, stops it
+        total_steps=budget, max_steps=trial_steps, pruner="successive_halving", convergence_pruning=False,
+        candidates=[{k: base[k] for k in ("lr", "weight_decay", "batch_size", "optimizer", "schedule")}],
+        seed=SEARCH_SEED, study_name=f"bench-tpe-{workload.name}-{budget}-{trial_steps}",
     )
     pruned = sum(t.state == "PRUNED" for t in out.trials)
-    return {"winner": out.best_config, "claimed_steps": out.steps_spent, "trials": len(out.trials),
-            "pruned_trials": pruned, "best_short_loss": out.best_value}
+    return {"config": config_fields({**out.best_config, "steps": trial_steps}), "trials": len(out.trials),
+            "pruned_trials": pruned, "best_search_loss": out.best_value}
 
 
-# ---- final training ---------------------------------------------------------------------------------
+# ---- evaluation and statistics ------------------------------------------------------------------------
 
 
-def final_config(winner: dict, steps: int, seed: int) -> TrialConfig:
-    """The winner at the final length: warmup scaled with it, validation every steps // 25."""
-    config = TrialConfig(**winner)
-    warmup = min(steps - 1, round(config.warmup_steps / config.steps * steps))
-    return config.model_copy(update={"steps": steps, "seed": seed, "warmup_steps": warmup,
-                                     "eval_every": max(1, steps // 25)})
+def evaluate(workload, config: dict, steps: int, seeds: list[int]) -> dict:
+    """Train ``config`` for ``steps`` on every seed: final validation loss (inf when diverged) and metric."""
+    from trainopt.tools.trials import run_trial
+
+    runs = [run_trial(workload, at_length(config, steps, seed), device="cpu") for seed in seeds]
+    return {"val_losses": [r.final_val_loss for r in runs], "val_metrics": [r.final_val_metric for r in runs],
+            "diverged": [r.diverged for r in runs]}
 
 
-def train_final(store: TrialStore, name: str, winner: dict, steps: int, seeds: list[int]) -> dict:
-    started = time.perf_counter()
-    runs = [store.run(name, final_config(winner, steps, s), device="cpu") for s in seeds]
-    losses = [r.final_val_loss for r in runs]
-    metrics = [r.final_val_metric for r in runs]
-    return {
-        "val_losses": losses,
-        "val_loss": statistics.fmean(losses),
-        "val_loss_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
-        "val_metric": statistics.fmean(metrics) if all(m is not None for m in metrics) else None,
-        "diverged": sum(r.diverged for r in runs),
-        "final_wall_s": round(time.perf_counter() - started, 2),
-        "final_from_store": sum(r.from_store for r in runs),
-    }
+def relative_reduction(baseline: float, loss: float) -> float:
+    """(b - c) / b, clipped to [-1, 1]: a diverged run (inf) is -1 against a finite default, +1 the other way."""
+    if not math.isfinite(baseline) and not math.isfinite(loss):
+        return 0.0
+    if not math.isfinite(loss):
+        return -1.0
+    if not math.isfinite(baseline):
+        return 1.0
+    return max(-1.0, min(1.0, (baseline - loss) / baseline))
 
 
-# ---- one workload -----------------------------------------------------------------------------------
+def paired_gain(baseline_losses: list[float], losses: list[float], level: float = LEVEL) -> dict:
+    """Mean of r_i = (b_i - c_i) / b_i over paired seeds with the paired t interval mean +- t s / sqrt(n).
+
+    Examples:
+        >>> g = paired_gain([1.0, 1.0, 1.0], [0.9, 0.8, 0.85])
+        >>> round(g["mean"], 3), g["verdict"]
+        (0.15, 'better')
+    """
+    from scipy import stats
+
+    r = [relative_reduction(b, c) for b, c in zip(baseline_losses, losses, strict=True)]
+    mean = statistics.fmean(r)
+    sd = statistics.stdev(r) if len(r) > 1 else math.inf
+    half = stats.t.ppf((1 + level) / 2, len(r) - 1) * sd / math.sqrt(len(r)) if len(r) > 1 else math.inf
+    lo, hi = mean - half, mean + half
+    verdict = "better" if lo > 0 else "worse" if hi < 0 else "no significant difference"
+    return {"mean": mean, "interval": [lo, hi], "per_seed": r, "level": level, "verdict": verdict,
+            "wins": sum(x > 0 for x in r), "losses": sum(x < 0 for x in r)}
 
 
-def cached(path: Path, compute) -> dict:
-    """The search outcome stored at ``path`` (with its counted steps), or computed and stored."""
+# ---- tasks (run in worker processes) ------------------------------------------------------------------
+
+
+def task_key(task: dict, workload) -> str:
+    """What decides a task's outcome: its settings, the workload's fingerprint and the code it runs."""
+    code = AGENT_CODE if task["contender"] in AGENT_VARIANTS else BASELINE_CODE
+    identity = {**task, "fingerprint": fingerprint(workload), "code": code_version(code), "bench": BENCH_VERSION}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def run_task(task: dict) -> dict:
+    """One (workload, contender) choice, or one evaluation; read back from the cache when its key is there."""
+    torch.set_num_threads(1)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    workload = load_workload(task["workload"])
+    key = task_key(task, workload)
+    path = CACHE / task["workload"] / f"{task['kind']}-{task['contender']}-{key}.json"
     if path.is_file():
         return {**json.loads(path.read_text()), "from_cache": True}
-    value = compute()
+    count = counter()
+    count.wrap(workload)
+    with count.counting() as spent:
+        outcome = _compute(task, workload, key)
+    value = {**outcome, **spent}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2))
+    path.write_text(json.dumps(value, indent=1))
     return {**value, "from_cache": False}
 
 
-def measure(name: str, planned: int, seeds: list[int], counter: StepCounter, tag: str) -> dict:
-    workload = get_workload(name)
-    counter.wrap(workload)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{(CACHE / f'trials-{tag}.db').resolve()}"
-    store = TrialStore(storage)
-    key = CACHE / tag / name
-
-    def counted(run):
-        def compute():
-            with counter.counting() as count:
-                outcome = run()
-            return {**outcome, **count}
-        return compute
-
-    print(f"[{name}] agent ({planned} planned steps)", flush=True)
-    agent = cached(key / "agent.json", counted(lambda: run_agent(name, planned, tag)))
-    budget, trial_steps, final_steps = agent["optimizer_steps"], agent["trial_steps"], agent["final_steps"]
-    print(f"[{name}] agent spent {budget} steps; final budget {final_steps}; trials of {trial_steps}", flush=True)
-    outcomes = {"agent": agent}
-    outcomes["default"] = {"winner": default_config(workload).model_dump(mode="json"), "optimizer_steps": 0,
-                           "forward_passes": 0, "claimed_steps": 0, "wall_s": 0.0}
-    print(f"[{name}] lr-finder", flush=True)
-    outcomes["lr-finder"] = cached(key / "lr-finder.json", counted(lambda: run_lr_finder(name)))
-    print(f"[{name}] random search ({budget} steps)", flush=True)
-    outcomes["random"] = cached(key / f"random-{budget}.json", counted(lambda: run_random(name, budget, trial_steps)))
-    print(f"[{name}] TPE ({budget} steps)", flush=True)
-    outcomes["tpe"] = cached(key / f"tpe-{budget}.json", counted(lambda: run_tpe(name, budget, trial_steps)))
-    rows = {}
-    for contender in CONTENDERS:
-        outcome = outcomes[contender]
-        print(f"[{name}] final training: {contender}", flush=True)
-        final = train_final(store, name, outcome["winner"], final_steps, seeds)
-        rows[contender] = {**outcome, **final, "search_wall_s": outcome["wall_s"]}
-    best = min(r["val_loss"] for r in rows.values())
-    for row in rows.values():
-        row["ratio_to_best"] = row["val_loss"] / best
-    return {"workload": name, "final_steps": final_steps, "trial_steps": trial_steps, "budget_steps": budget,
-            "seeds": seeds, "contenders": rows}
+def _compute(task: dict, workload, key: str) -> dict:
+    contender, budget = task["contender"], task.get("budget")
+    if task["kind"] == "eval":
+        return evaluate(workload, task["config"], task["steps"], task["seeds"])
+    if contender in AGENT_VARIANTS:
+        out = CACHE / task["workload"] / f"agent-out-{key}"
+        return choose_agent(task["workload"], workload, budget, AGENT_VARIANTS[contender], out)
+    if contender == "lr-finder":
+        return choose_lr_finder(workload)
+    if contender == "random":
+        return choose_random(workload, budget * SEARCHES[contender], task["trial_steps"])
+    if contender in ("tpe", "tpe-4x"):
+        return choose_tpe(workload, budget * SEARCHES[contender], task["trial_steps"])
+    raise AssertionError(f"no procedure for contender {contender!r}")
 
 
-# ---- report -------------------------------------------------------------------------------------------
+# ---- the run: choices first, then evaluations as soon as the evaluation length is known -----------------
 
 
-def short(winner: dict) -> str:
-    text = f"{winner['optimizer']} lr={winner['lr']:.3g} b={winner['batch_size']} {winner['schedule']}"
-    if winner.get("weight_decay"):
-        text += f" wd={winner['weight_decay']:.2g}"
-    if winner.get("grad_clip"):
-        text += f" clip={winner['grad_clip']:.3g}"
+class InlinePool:
+    """``--jobs 1``: tasks run in this process, in submission order (same interface as the process pool)."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def agent_available(variant: str) -> bool:
+    """Whether this trainopt's OptimizationRequest offers the variant's ``proposals`` setting."""
+    if AGENT_VARIANTS[variant] == "planner":
+        return True
+    from trainopt.agent import OptimizationRequest
+
+    return "proposals" in OptimizationRequest.model_fields
+
+
+def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log) -> dict:
+    """Every contender on every workload of ``plan`` (name -> S); returns the raw per-workload records."""
+    contenders = [c for c in CONTENDERS if c not in AGENT_VARIANTS or agent_available(c)]
+    pool = InlinePool() if jobs == 1 else ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
+    records = {w: {"budget": s, "choices": {}, "evals": {}, "eval_steps": None, "errors": []}
+               for w, s in plan.items()}
+    pending: dict[Future, tuple[str, str, dict]] = {}
+
+    def submit(workload: str, kind: str, task: dict) -> None:
+        task = {"kind": kind, "workload": workload, **task}
+        pending[pool.submit(run_task, task)] = (workload, kind, task)
+        log.add_task()
+
+    def submit_evals(workload: str) -> None:
+        """Evaluate what is chosen and not yet submitted: every choice (and the default) at the evaluation
+        length, and each agent run's challenger with the default at that run's own confirm length."""
+        rec = records[workload]
+        for config, steps in wanted_evals(rec):
+            ident = eval_ident(config, steps)
+            if ident not in rec["evals"]:
+                rec["evals"][ident] = None
+                submit(workload, "eval", {"contender": "eval", "config": config, "steps": steps, "seeds": eval_seeds})
+
+    for name, budget in plan.items():
+        workload = load_workload(name)
+        rec = records[name]
+        rec["default"] = default_config(workload)
+        rec["choices"]["default"] = {"config": rec["default"], "optimizer_steps": 0, "wall_s": 0.0}
+        if "schedulefree" in contenders:
+            sf = config_fields({**rec["default"], **SCHEDULEFREE, "steps": 1000})
+            rec["choices"]["schedulefree"] = {"config": sf, "optimizer_steps": 0, "wall_s": 0.0}
+        for contender in [c for c in contenders if c in AGENT_VARIANTS or c == "lr-finder"]:
+            submit(name, "choose", {"contender": contender, "budget": budget})
+    try:
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                workload, kind, task = pending.pop(future)
+                rec = records[workload]
+                try:
+                    result = future.result()
+                except Exception as error:  # one failed task drops what depends on it, not the whole run
+                    rec["errors"].append(f"{kind} {task['contender']}: {type(error).__name__}: {error}")
+                    log.failed(f"{workload} {kind} {task['contender']}", error)
+                    continue
+                log.done(f"{workload} {kind} {task['contender']}", result)
+                if kind == "eval":
+                    rec["evals"][eval_ident(task["config"], task["steps"])] = result
+                    continue
+                rec["choices"][task["contender"]] = result
+                if task["contender"] == "agent":  # the evaluation length is known: the searches can start
+                    rec["eval_steps"] = result["eval_steps"]
+                    for search in [c for c in contenders if c in SEARCHES]:
+                        submit(workload, "choose", {"contender": search, "budget": rec["budget"],
+                                                    "trial_steps": rec["eval_steps"]})
+                submit_evals(workload)
+    finally:
+        pool.shutdown()
+    return records
+
+
+def eval_ident(config: dict, steps: int) -> str:
+    return json.dumps({"config": config, "steps": steps}, sort_keys=True)
+
+
+def wanted_evals(rec: dict) -> list[tuple[dict, int]]:
+    """(settings, steps) to evaluate: each choice and the default at the evaluation length (once known), and
+    each agent run's challenger and the default at the run's confirm length (what its claim is about)."""
+    wanted = []
+    if rec["eval_steps"] is not None:
+        wanted += [(rec["default"], rec["eval_steps"])]
+        wanted += [(choice["config"], rec["eval_steps"]) for choice in rec["choices"].values()]
+    for contender in AGENT_VARIANTS:
+        choice = rec["choices"].get(contender)
+        if choice is not None and choice.get("challenger") is not None:
+            wanted += [(rec["default"], choice["eval_steps"]), (choice["challenger"], choice["eval_steps"])]
+    return wanted
+
+
+# ---- summary: per workload, per contender, against the default on the evaluation seeds ------------------
+
+
+def summarise(records: dict, eval_seeds: list[int]) -> list[dict]:
+    """Per workload: each contender's evaluation, its paired gain over the default, and the agent's claims."""
+    rows = []
+    for name, rec in records.items():
+        evals, steps = rec["evals"], rec["eval_steps"]
+        default = evals.get(eval_ident(rec["default"], steps))
+        if default is None or "agent" not in rec["choices"]:
+            continue  # the errors say why
+        contenders = {}
+        for contender in CONTENDERS:
+            choice = rec["choices"].get(contender)
+            ev = None if choice is None else evals.get(eval_ident(choice["config"], steps))
+            if ev is None:
+                continue
+            row = {
+                "config": choice["config"],
+                "search_steps": choice.get("optimizer_steps", 0),
+                "search_wall_s": choice.get("wall_s", 0.0),
+                "val_losses": ev["val_losses"],
+                "val_loss": _finite_mean(ev["val_losses"]),
+                "val_metric": _mean_or_none(ev["val_metrics"]),
+                "diverged": sum(ev["diverged"]),
+                "gain": paired_gain(default["val_losses"], ev["val_losses"]),
+                **{k: choice[k] for k in ("trials", "pruned_trials", "rule") if k in choice},
+            }
+            if contender in AGENT_VARIANTS:
+                row["claim"] = agent_claim(choice, rec["default"], evals)
+            contenders[contender] = row
+        check_held_out(name, contenders, eval_seeds)
+        rows.append({"workload": name, "budget": rec["budget"], "eval_steps": rec["eval_steps"],
+                     "eval_seeds": eval_seeds, "contenders": contenders})
+    return rows
+
+
+def check_held_out(workload: str, contenders: dict, eval_seeds: list[int]) -> None:
+    """No evaluation seed may be one a contender chose with (searches: SEARCH_SEED; agent: selection + confirm)."""
+    used = {SEARCH_SEED}
+    for c in contenders.values():
+        if "claim" in c:
+            used |= {*(c["claim"]["selection_seeds"] or ()), *c["claim"]["confirm_seeds"]}
+    shared = sorted(used & set(eval_seeds))
+    if shared:
+        raise RuntimeError(f"{workload}: evaluation seeds {shared} were used to choose; use other evaluation seeds")
+
+
+def agent_claim(choice: dict, default: dict, evals: dict) -> dict:
+    """The agent's held-out claim beside what the evaluation seeds give for its challenger, at the claim's length.
+
+    Two intervals from the response: ``interval`` (where the true mean gain lies, 90%) and, when the agent
+    gives it, ``new_seeds_interval`` (where the mean over ``new_seeds`` fresh seeds lands, 90%): the second
+    is the one a mean over the evaluation seeds should fall in, and the calibration target judges it.
+    """
+    gain, steps = choice["gain"], choice["eval_steps"]
+    challenger = choice.get("challenger")
+    realized = None
+    if challenger is not None:
+        realized = paired_gain(evals[eval_ident(default, steps)]["val_losses"],
+                               evals[eval_ident(challenger, steps)]["val_losses"])
+
+    def within(interval) -> bool | None:
+        return None if realized is None or interval is None else interval[0] <= realized["mean"] <= interval[1]
+
+    predicted = gain.get("new_seeds_interval")
+    significant = gain.get("significant")
+    return {
+        "claimed": gain["relative_loss_reduction"],
+        "interval": gain.get("interval"),
+        "new_seeds_interval": predicted,
+        "new_seeds": gain.get("new_seeds"),
+        "significant": significant,
+        "adopted": gain.get("adopted"),
+        "reason": gain.get("reason"),
+        "confirm_seeds": gain["seeds"],
+        "confirm_steps": steps,
+        "selection_seeds": choice.get("selection_seeds"),
+        "realized": None if realized is None else realized["mean"],
+        "realized_interval": None if realized is None else realized["interval"],
+        "inside_interval": within(gain.get("interval")),
+        "inside": within(predicted if predicted is not None else gain.get("interval")),
+        "reversed": bool(significant) and realized is not None and realized["mean"] < 0,
+    }
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if len(finite) == len(values) else math.inf
+
+
+def _mean_or_none(values: list) -> float | None:
+    return statistics.fmean(values) if values and all(v is not None for v in values) else None
+
+
+# ---- targets --------------------------------------------------------------------------------------------
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets, each with holds / falls short and the figures behind it."""
+    agents = [(r["workload"], v, r["contenders"][v]["claim"]) for r in rows for v in AGENT_VARIANTS
+              if v in r["contenders"]]
+    judged = [(w, v, c) for w, v, c in agents if c["inside"] is not None]
+    inside = sum(c["inside"] for _, _, c in judged)
+    inside_ci = sum(bool(c["inside_interval"]) for _, _, c in judged)
+    reversed_ = [(w, v) for w, v, c in agents if c["reversed"]]
+    worse = [r["workload"] for r in rows if r["contenders"]["agent"]["gain"]["verdict"] == "worse"]
+    out = [
+        _target("calibration: realized gain on evaluation seeds inside the agent's 90% interval on >= 90% of "
+                "(workload, run) pairs", bool(judged) and inside >= 0.9 * len(judged),
+                f"{inside}/{len(judged)} inside the interval for the mean of fresh seeds, {inside_ci}/{len(judged)} "
+                f"inside the confidence interval of the mean"
+                + (f"; {len(agents) - len(judged)} runs had no challenger" if len(judged) < len(agents) else "")),
+        _target("claimed significant gains reversed by the evaluation seeds: 0", not reversed_,
+                f"{len(reversed_)}" + (": " + ", ".join(f"{w} {v}" for w, v in reversed_) if reversed_ else "")),
+        _target("agent worse than the default beyond seed noise: 0 workloads", not worse,
+                f"{len(worse)}" + (": " + ", ".join(worse) if worse else "")),
+    ]
+    needed = math.ceil(0.75 * len(rows))
+    for tpe, label in (("tpe", "agent / seeded TPE at equal steps"), ("tpe-4x", "stretch: agent / seeded TPE at 4x")):
+        ratios = [(r["workload"], r["contenders"]["agent"]["val_loss"] / r["contenders"][tpe]["val_loss"])
+                  for r in rows]
+        ok = sum(x <= 1.0 for _, x in ratios)
+        out.append(_target(f"{label} <= 1.00 on >= {needed} of {len(rows)} workloads", ok >= needed,
+                           f"{ok}/{len(rows)}: " + ", ".join(f"{w} {x:.3f}" for w, x in ratios)))
+    return out
+
+
+def _target(text: str, holds: bool, detail: str) -> dict:
+    return {"target": text, "holds": bool(holds), "detail": detail}
+
+
+# ---- markdown ---------------------------------------------------------------------------------------------
+
+
+def short(config: dict) -> str:
+    text = f"{config['optimizer']} lr={config['lr']:.3g} b={config['batch_size']} {config['schedule']}"
+    if config.get("warmup_fraction"):
+        text += f" warmup={config['warmup_fraction']:.0%}"
+    if config.get("weight_decay"):
+        text += f" wd={config['weight_decay']:.2g}"
+    if config.get("grad_clip"):
+        text += f" clip={config['grad_clip']:.3g}"
     return text
 
 
-def markdown(results: list[dict]) -> str:
+def pct(x: float) -> str:
+    return f"{100 * x:+.1f}%"
+
+
+def gain_cell(gain: dict) -> str:
+    lo, hi = gain["interval"]
+    verdict = {"better": "better", "worse": "**worse**", "no significant difference": "n.s."}[gain["verdict"]]
+    return f"{pct(gain['mean'])} [{pct(lo)}, {pct(hi)}] {verdict}"
+
+
+def main_table(rows: list[dict]) -> str:
     lines = [
-        "| workload | contender | search steps (counted) | fwd passes | final val loss (mean ± sd) | metric "
-        "| ratio to best | search s | final s | winner |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
+        "| workload | contender | gain vs default, mean [90% CI] | wins/losses | val loss (mean) | metric "
+        "| / tpe | search steps | search s | chosen |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for res in results:
-        for contender in CONTENDERS:
-            r = res["contenders"][contender]
-            metric = "n/a" if r["val_metric"] is None else f"{r['val_metric']:.4f}"
+    for r in rows:
+        tpe = r["contenders"]["tpe"]["val_loss"]
+        for contender, c in r["contenders"].items():
+            metric = "n/a" if c["val_metric"] is None else f"{c['val_metric']:.4f}"
             lines.append(
-                f"| {res['workload']} | {contender} | {r['optimizer_steps']} | {r['forward_passes']} "
-                f"| {r['val_loss']:.4f} ± {r['val_loss_sd']:.4f} | {metric} | {r['ratio_to_best']:.3f} "
-                f"| {r['search_wall_s']:.1f} | {r['final_wall_s']:.1f} | {short(r['winner'])} |"
-            )
+                f"| {r['workload']} | {contender} | {gain_cell(c['gain'])} | {c['gain']['wins']}/{c['gain']['losses']} "
+                f"| {c['val_loss']:.4f} | {metric} | {c['val_loss'] / tpe:.3f} | {c['search_steps']} "
+                f"| {c['search_wall_s']:.0f} | {short(c['config'])} |")
     return "\n".join(lines)
 
 
-def targets(results: list[dict]) -> list[tuple[str, bool, str]]:
-    beats_default = [
-        (res["workload"], res["contenders"]["agent"]["val_loss"] < res["contenders"]["default"]["val_loss"])
-        for res in results
-    ]
-    vs_tpe = [
-        (res["workload"], res["contenders"]["agent"]["val_loss"] / res["contenders"]["tpe"]["val_loss"])
-        for res in results
-    ]
-    matches = sum(ratio <= 1.0 for _, ratio in vs_tpe)
-    return [
-        ("the agent beats the default configuration on every workload", all(ok for _, ok in beats_default),
-         ", ".join(f"{w}: {'yes' if ok else 'no'}" for w, ok in beats_default)),
-        ("the agent matches or beats TPE (ratio <= 1.00) on most workloads", matches > len(vs_tpe) / 2,
-         f"{matches}/{len(vs_tpe)}: " + ", ".join(f"{w} {r:.3f}" for w, r in vs_tpe)),
+def claim_table(rows: list[dict]) -> str:
+    lines = [
+        "| workload | run | claimed gain [90% CI] (confirm seeds) | 90% interval for the mean of fresh seeds "
+        "| adopted | realized on evaluation seeds [90% CI] | inside | reversed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
+    def span(interval) -> str:
+        return "n/a" if interval is None else f"[{pct(interval[0])}, {pct(interval[1])}]"
 
-def budget_lines(results: list[dict]) -> list[str]:
-    """Counted optimizer steps per contender; random and TPE must match the agent within 5%."""
-    lines = []
-    for res in results:
-        c = res["contenders"]
-        agent = c["agent"]["optimizer_steps"]
-        equal = all(abs(c[k]["optimizer_steps"] - agent) <= 0.05 * agent for k in ("random", "tpe"))
-        lines.append(
-            f"{res['workload']}: optimizer steps counted: agent {agent} (its evidence accounts for "
-            f"{c['agent']['claimed_steps']}), random {c['random']['optimizer_steps']} "
-            f"({c['random']['trials']} trials), tpe {c['tpe']['optimizer_steps']} ({c['tpe']['trials']} trials, "
-            f"{c['tpe']['pruned_trials']} pruned), lr-finder {c['lr-finder']['optimizer_steps']}, default 0 -> "
-            f"{'equal within 5%' if equal else 'NOT equal'}; final {res['final_steps']} steps x {len(res['seeds'])} "
-            f"seeds"
-        )
-    return lines
+    for r in rows:
+        for v in AGENT_VARIANTS:
+            if v not in r["contenders"]:
+                continue
+            c = r["contenders"][v]["claim"]
+            seeds = f"n={len(c['confirm_seeds'])}, {c['confirm_steps']} steps"
+            claimed = f"{pct(c['claimed'])} {span(c['interval'])} ({seeds})"
+            fresh = span(c["new_seeds_interval"]) + (f" (n={c['new_seeds']})" if c["new_seeds"] else "")
+            realized = "n/a (no challenger)" if c["realized"] is None else (
+                f"{pct(c['realized'])} {span(c['realized_interval'])}")
+            inside = "n/a" if c["inside"] is None else ("yes" if c["inside"] else "**no**")
+            lines.append(f"| {r['workload']} | {v} | {claimed} | {fresh} | {c['adopted']} | {realized} | {inside} "
+                         f"| {'**yes**' if c['reversed'] else 'no'} |")
+    return "\n".join(lines)
 
 
-def main() -> None:
+def ablation_table(rows: list[dict]) -> str:
+    """(a) planner, (b) random proposals, (c) no proposals: gain vs default, and (a) against (b) and (c)."""
+    variants = [v for v in AGENT_VARIANTS if all(v in r["contenders"] for r in rows)]
+    head = " | ".join(f"{v} vs default" for v in variants)
+    versus = [v for v in variants if v != "agent"]
+    lines = [f"| workload | {head} | " + " | ".join(f"agent vs {v}" for v in versus) + " |",
+             "|---|" + "---|" * (len(variants) + len(versus))]
+    for r in rows:
+        cells = [gain_cell(r["contenders"][v]["gain"]) for v in variants]
+        cells += [gain_cell(paired_gain(r["contenders"][v]["val_losses"], r["contenders"]["agent"]["val_losses"]))
+                  for v in versus]
+        lines.append(f"| {r['workload']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """Sentences built from the figures (nothing typed by hand)."""
+    n = len(rows)
+    out = []
+    for contender in CONTENDERS[1:]:
+        verdicts = [r["contenders"][contender]["gain"]["verdict"] for r in rows if contender in r["contenders"]]
+        if verdicts:
+            out.append(f"{contender} against the default on {len(verdicts)} workloads: better on "
+                       f"{verdicts.count('better')}, no significant difference on "
+                       f"{verdicts.count('no significant difference')}, worse on {verdicts.count('worse')}.")
+    adopted = sum(bool(r["contenders"]["agent"]["claim"]["adopted"]) for r in rows)
+    out.append(f"The agent (planner) recommended a change on {adopted} of {n} workloads and kept the default on "
+               f"the others.")
+    for v in ("agent-random", "agent-none"):
+        pairs = [paired_gain(r["contenders"][v]["val_losses"], r["contenders"]["agent"]["val_losses"])["verdict"]
+                 for r in rows if v in r["contenders"]]
+        if pairs:
+            out.append(f"Planner proposals against {v}: better on {pairs.count('better')}, no significant "
+                       f"difference on {pairs.count('no significant difference')}, worse on {pairs.count('worse')} "
+                       f"of {len(pairs)} workloads.")
+    return out
+
+
+def markdown(result: dict) -> str:
+    rows = result["rows"]
+    lines = [main_table(rows), "", "Agent runs: the claim (held-out confirm seeds) against the evaluation seeds:", "",
+             claim_table(rows), ""]
+    if any("agent-random" in r["contenders"] for r in rows):
+        lines += ["Planner ablation (gain in validation loss; agent vs X is the planner's gain over X):", "",
+                  ablation_table(rows), ""]
+    lines += [f"- {t['target']}: **{'holds' if t['holds'] else 'falls short'}** ({t['detail']})"
+              for t in result["targets"]]
+    lines += ["", *[f"- {s}" for s in reading(rows)]]
+    for workload, errors in result.get("errors", {}).items():
+        lines += [f"- {workload}: failed: " + "; ".join(errors)]
+    cfg = result["config"]
+    lines += ["", f"Evaluation seeds {cfg['eval_seeds']}; step budgets S {cfg['plan']}; evaluation length per "
+                  f"workload = the agent's confirm length; {cfg['jobs']} worker processes, 1 torch thread each; "
+                  f"wall time {result['wall_s']:.0f} s; agent code {cfg['agent_code']}, baseline code "
+                  f"{cfg['baseline_code']}."]
+    return "\n".join(lines) + "\n"
+
+
+DOC_HEAD = """# Agent against seeded baselines, on evaluation seeds
+
+What it measures: each contender chooses one training configuration per workload with the same
+budget of S training steps and its own selection seeds; every chosen configuration is then trained
+at one evaluation length (the agent's confirm length) on evaluation seeds that no contender used,
+paired with the workload's default configuration on the same seeds. A figure is the mean relative
+validation-loss reduction against the default, (b - c) / b per seed, with a 90% paired t interval
+over the evaluation seeds; "n.s." (no significant difference) when the interval contains zero.
+
+Workloads: the four built-ins and four defined only through `Workload.from_callables`
+(bench/public_workloads.py): diabetes-mlp (regression), wine-small (128 training examples),
+waveform-conv1d (1-D CNN on generated sequences), cancer-high-lr (default AdamW lr 0.3).
+
+Contenders: default; random search and seeded TPE (default enqueued first) at S, TPE also at 4 S;
+the LR range test's suggestion on the default; schedule-free AdamW at its defaults; the agent
+(offline planner) with its proposals from the planner (agent), uniform draws inside the probed
+safe ranges (agent-random) or none (agent-none). Steps are counted, not planned.
+
+Seeds, never mixed: searches select on seed 0; the agent races on its selection seeds 0, 1, 2 and
+confirms on held-out seeds 1000 and up; the evaluation seeds are 10000 and up. Development of
+trainopt's own rules uses the development seeds 500 and up (`--dev`), never the evaluation seeds.
+
+    python3 bench/agent_vs_baselines.py --jobs 2            # this page's run
+    python3 bench/agent_vs_baselines.py --quick             # smoke run
+
+The figures below are the run's bench/results/agent_vs_baselines.md, pasted by the script.
+
+## Results
+"""
+
+
+def write_outputs(result: dict, out: Path, name: str, docs: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    text = markdown(result)
+    (out / f"{name}.md").write_text(text)
+    if docs:
+        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        DOCS.write_text(DOC_HEAD + "\n" + text)
+
+
+def _json_default(value):
+    raise TypeError(f"not JSON: {value!r}")
+
+
+# ---- command line ------------------------------------------------------------------------------------------
+
+
+class Log:
+    """A rich progress bar over the tasks, one printed line per finished task."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.bar = progress.add_task("tasks", total=0)
+
+    def add_task(self) -> None:
+        self.progress.update(self.bar, total=self.progress.tasks[0].total + 1)
+
+    def failed(self, what: str, error: Exception) -> None:
+        self.progress.advance(self.bar)
+        self.progress.console.print(f"{what}: FAILED {type(error).__name__}: {error}")
+
+    def done(self, what: str, result: dict) -> None:
+        self.progress.advance(self.bar)
+        cached = " (cached)" if result.get("from_cache") else ""
+        self.progress.console.print(f"{what}: {result.get('optimizer_steps', 0)} steps, "
+                                    f"{result.get('wall_s', 0):.0f} s{cached}")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits-mlp, 2 seeds, a small budget")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on shared cores)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 workloads, small S, 3 evaluation seeds")
+    parser.add_argument("--dev", action="store_true", help="development seeds (500+) instead of evaluation seeds")
     parser.add_argument("--workloads", nargs="*", help="a subset of the workloads")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    plan = QUICK if args.quick else FULL
+    parser.add_argument("--budget", type=int, help="S for every workload (default: the plan's)")
+    parser.add_argument("--eval-seeds", type=int, help="how many evaluation seeds")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
+    parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
+    parser.add_argument("--render", type=Path, help="rewrite the .md and the docs page from a results JSON")
+    args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(args.render.read_text())
+        name = args.render.stem
+        write_outputs(result, RESULTS, name, docs=name == "agent_vs_baselines")
+        print(markdown(result))
+        return
+    torch.set_num_threads(1)
+    plan = dict(QUICK if args.quick else FULL)
     if args.workloads:
-        plan = {w: plan[w] for w in args.workloads}
-    seeds = [0, 1] if args.quick else [0, 1, 2]
-    tag = "quick" if args.quick else "full"
-    counter = StepCounter()
+        known = {**FULL, **QUICK}
+        unknown = [w for w in args.workloads if w not in known]
+        if unknown:
+            parser.error(f"unknown workloads {unknown}; known: {sorted(known)}")
+        plan = {w: plan.get(w, known[w]) for w in args.workloads}
+    if args.budget:
+        plan = dict.fromkeys(plan, args.budget)
+    count = args.eval_seeds or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)
+    start = DEV_SEED_START if args.dev else EVAL_SEED_START
+    eval_seeds = list(range(start, start + count))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     started = time.perf_counter()
-    results = [measure(name, planned, seeds, counter, tag) for name, planned in plan.items()]
-    wall = time.perf_counter() - started
-    table = markdown(results)
-    checks = targets(results)
-    budgets = budget_lines(results)
-    name = "agent_vs_baselines" + ("_quick" if args.quick else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({
-        "config": {"seeds": seeds, "threads": args.threads, "lr_range": LR_RANGE,
-                   "weight_decay_range": WEIGHT_DECAY_RANGE, "batch_sizes": BATCH_SIZES, "optimizers": OPTIMIZERS,
-                   "schedules": SCHEDULES, "planned_agent_steps": plan, "lm": "offline"},
-        "results": results,
-        "budgets": budgets,
-        "targets": [{"target": t, "holds": ok, "detail": d} for t, ok, d in checks],
-        "wall_s": round(wall, 1),
-    }, indent=2))
-    footer = [""] + [f"- {line}" for line in budgets] + [""] + [
-        f"- {t}: **{'holds' if ok else 'falls short'}** ({d})" for t, ok, d in checks
-    ]
-    (RESULTS / f"{name}.md").write_text(table + "\n" + "\n".join(footer) + "\n")
-    print(table)
-    print("\n".join(footer))
-    print(f"wall time {wall:.0f} s")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        records = run_benchmark(plan, eval_seeds, args.jobs, Log(bar))
+    rows = summarise(records, eval_seeds)
+    result = {
+        "config": {"plan": plan, "eval_seeds": eval_seeds, "jobs": args.jobs, "level": LEVEL,
+                   "lr_range": LR_RANGE, "weight_decay_range": WEIGHT_DECAY_RANGE, "batch_sizes": BATCH_SIZES,
+                   "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "search_seed": SEARCH_SEED, "lm": "offline",
+                   "agent_code": code_version(AGENT_CODE), "baseline_code": code_version(BASELINE_CODE),
+                   "cpus": os.cpu_count()},
+        "rows": rows,
+        "errors": {w: rec["errors"] for w, rec in records.items() if rec["errors"]},
+        "targets": targets(rows),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    name = "agent_vs_baselines" + ("_quick" if args.quick else "") + ("_dev" if args.dev else "")
+    official = not (args.quick or args.dev or args.workloads or args.budget or args.eval_seeds or args.out)
+    write_outputs(result, args.out or RESULTS, name, docs=official)
+    print(markdown(result))
+    if args.out:
+        print(f"to render the docs page from it: python3 bench/agent_vs_baselines.py --render {args.out / name}.json")
 
 
 if __name__ == "__main__":
