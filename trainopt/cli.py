@@ -34,7 +34,7 @@ def main(
 
 
 # (module under trainopt.commands, registered as) -- each module exposes `register(app)`.
-_COMMAND_MODULES = ["workloads", "trial", "optimize", "probe", "diffusion", "chat", "worker"]
+_COMMAND_MODULES = ["workloads", "trial", "optimize", "probe", "diffusion", "chat", "worker", "mcp"]
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"trainopt.commands.{_name}").register(app)

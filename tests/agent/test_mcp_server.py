@@ -1,0 +1,95 @@
+"""`trainopt mcp` driven by the official MCP SDK's client over stdio, as an LLM agent would."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from trainopt.tools import TOOL_CLASSES
+
+STEPS = list(range(1, 61))
+POWER_LAW = [2.0 * t**-0.5 + 0.1 for t in STEPS]
+
+
+BAD_ARGUMENTS = [
+    ("convergence_predictor", {"steps": [1.0, 2.0]}, "give both steps and losses"),
+    ("learning_rate_scheduler", {"range_steps": -5}, "range_steps=-5"),
+    ("learning_rate_scheduler", {"workload": "no-such-workload"}, "no-such-workload"),
+    ("optimize", {"constraints": {"time_budget_s": -1}}, "time_budget_s"),
+    ("optimize", {"model_factory": "x"}, "model_factory"),
+    ("no_such_tool", {}, "unknown tool"),
+]
+PROBE = {"range_steps": 30, "check_steps": 200, "budget_steps": 400, "schedules": ["constant"]}
+
+
+@pytest.fixture(scope="module")
+def session_log(tmp_path_factory):
+    """One server subprocess (starting one costs seconds), one session: every call the tests read."""
+    out_dir = tmp_path_factory.mktemp("mcp")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "trainopt.cli", "mcp", "--device", "cpu", "--out", str(out_dir)],
+        env={"OMP_NUM_THREADS": "1", "TRAINOPT_LM": "offline"})
+    log: dict = {"progress": []}
+
+    async def on_progress(progress, total, message):
+        log["progress"].append((progress, total))
+
+    async def main():
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            log["tools"] = {tool.name: tool for tool in (await session.list_tools()).tools}
+            log["forecast"] = await session.call_tool(
+                "convergence_predictor", {"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5})
+            log["errors"] = [await session.call_tool(name, args) for name, args, _ in BAD_ARGUMENTS]
+            log["probe"] = await session.call_tool("learning_rate_scheduler", PROBE, progress_callback=on_progress)
+
+    anyio.run(main)
+    return log
+
+
+def test_every_tool_and_optimize_are_listed_with_their_pydantic_schemas(session_log):
+    from trainopt.agent.schemas import OptimizationRequest
+    from trainopt.tools import get_tool
+
+    listed = session_log["tools"]
+    # the five probe tools and optimize
+    assert set(listed) == {*TOOL_CLASSES, "optimize"}
+    # a tool's schema is its Input's, plus the workload to probe
+    lr_schema = listed["learning_rate_scheduler"].input_schema
+    assert set(lr_schema["properties"]) == {"workload", *get_tool("learning_rate_scheduler").Input.model_fields}
+    # optimize takes OptimizationRequest's JSON fields (callables are Python-only)
+    optimize = set(listed["optimize"].input_schema["properties"])
+    assert {"workload", "constraints", "objective"} <= optimize <= set(OptimizationRequest.model_fields)
+    assert "model_factory" not in optimize
+
+
+def test_a_call_returns_the_compact_summary(session_log):
+    result = session_log["forecast"]
+    summary = json.loads(result.content[0].text)
+    # 2 * 400^-0.5 + 0.1 = 0.2, in at most 1,500 characters; the full Output is on disk
+    assert not result.is_error
+    assert summary["predicted_loss"] == pytest.approx(0.2, rel=1e-3)
+    assert len(result.content[0].text) <= 1500
+    assert "holdout_errors" in json.loads(Path(summary["files"]["json"]).read_text())
+
+
+@pytest.mark.parametrize(("index", "text"), [(i, text) for i, (_, _, text) in enumerate(BAD_ARGUMENTS)])
+def test_a_bad_argument_comes_back_as_a_tool_error(session_log, index, text):
+    result = session_log["errors"][index]
+    # a tool error naming the bad value; the server went on to answer the next calls
+    assert result.is_error and text in result.content[0].text, result.content[0].text
+
+
+def test_progress_notifications_arrive_while_a_probe_trains(session_log):
+    result, seen = session_log["probe"], session_log["progress"]
+    assert not result.is_error, result.content[0].text
+    # several notifications, increasing, ending at the total (range test + check steps)
+    progress = [p for p, _ in seen]
+    assert len(seen) >= 2 and progress == sorted(set(progress))
+    assert seen[-1][0] == seen[-1][1] == PROBE["range_steps"] + PROBE["check_steps"]
