@@ -393,27 +393,27 @@ def run_task(task: dict) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workload = load_workload(task["workload"])
+    cache = Path(task.pop("cache"))
     key = task_key(task, workload)
-    path = CACHE / task["workload"] / f"{task['kind']}-{task['contender']}-{key}.json"
+    path = cache / task["workload"] / f"{task['kind']}-{task['contender']}-{key}.json"
     if path.is_file():
         return {**json.loads(path.read_text()), "from_cache": True}
     count = counter()
     count.wrap(workload)
     with count.counting() as spent:
-        outcome = _compute(task, workload, key)
+        outcome = _compute(task, workload, cache / task["workload"] / f"agent-out-{key}")
     value = {**outcome, **spent}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=1))
     return {**value, "from_cache": False}
 
 
-def _compute(task: dict, workload, key: str) -> dict:
+def _compute(task: dict, workload, agent_out: Path) -> dict:
     contender, budget = task["contender"], task.get("budget")
     if task["kind"] == "eval":
         return evaluate(workload, task["config"], task["steps"], task["seeds"])
     if contender in AGENT_VARIANTS:
-        out = CACHE / task["workload"] / f"agent-out-{key}"
-        return choose_agent(task["workload"], workload, budget, AGENT_VARIANTS[contender], out)
+        return choose_agent(task["workload"], workload, budget, AGENT_VARIANTS[contender], agent_out)
     if contender == "lr-finder":
         return choose_lr_finder(workload)
     if contender == "random":
@@ -447,9 +447,10 @@ def agent_available(variant: str) -> bool:
     return "proposals" in OptimizationRequest.model_fields
 
 
-def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log) -> dict:
-    """Every contender on every workload of ``plan`` (name -> S); returns the raw per-workload records."""
-    contenders = [c for c in CONTENDERS if c not in AGENT_VARIANTS or agent_available(c)]
+def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
+                  contenders: list[str] = CONTENDERS, cache: Path = CACHE) -> dict:
+    """``contenders`` on every workload of ``plan`` (name -> S); returns the raw per-workload records."""
+    contenders = [c for c in contenders if c not in AGENT_VARIANTS or agent_available(c)]
     pool = InlinePool() if jobs == 1 else ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
     records = {w: {"budget": s, "choices": {}, "evals": {}, "eval_steps": None, "errors": []}
                for w, s in plan.items()}
@@ -457,7 +458,7 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log) -
 
     def submit(workload: str, kind: str, task: dict) -> None:
         task = {"kind": kind, "workload": workload, **task}
-        pending[pool.submit(run_task, task)] = (workload, kind, task)
+        pending[pool.submit(run_task, {**task, "cache": str(cache)})] = (workload, kind, task)
         log.add_task()
 
     def submit_evals(workload: str) -> None:
@@ -647,7 +648,9 @@ def targets(rows: list[dict]) -> list[dict]:
     needed = math.ceil(0.75 * len(rows))
     for tpe, label in (("tpe", "agent / seeded TPE at equal steps"), ("tpe-4x", "stretch: agent / seeded TPE at 4x")):
         ratios = [(r["workload"], r["contenders"]["agent"]["val_loss"] / r["contenders"][tpe]["val_loss"])
-                  for r in rows]
+                  for r in rows if tpe in r["contenders"]]
+        if not ratios:
+            continue
         ok = sum(x <= 1.0 for _, x in ratios)
         out.append(_target(f"{label} <= 1.00 on >= {needed} of {len(rows)} workloads", ok >= needed,
                            f"{ok}/{len(rows)}: " + ", ".join(f"{w} {x:.3f}" for w, x in ratios)))
@@ -860,7 +863,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, help="S for every workload (default: the plan's)")
     parser.add_argument("--eval-seeds", type=int, help="how many evaluation seeds")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
+    parser.add_argument("--contenders", nargs="*", choices=CONTENDERS,
+                        help="a subset of the contenders (default, tpe and agent always run: the figures need them)")
     parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where finished tasks are kept")
     parser.add_argument("--render", type=Path, help="rewrite the .md and the docs page from a results JSON")
     args = parser.parse_args(argv)
     if args.render:
@@ -886,7 +892,8 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        records = run_benchmark(plan, eval_seeds, args.jobs, Log(bar))
+        contenders = [c for c in CONTENDERS if c in {"default", "tpe", "agent", *(args.contenders or CONTENDERS)}]
+        records = run_benchmark(plan, eval_seeds, args.jobs, Log(bar), contenders, args.cache)
     rows = summarise(records, eval_seeds)
     result = {
         "config": {"plan": plan, "eval_seeds": eval_seeds, "jobs": args.jobs, "level": LEVEL,
@@ -900,7 +907,8 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     name = "agent_vs_baselines" + ("_quick" if args.quick else "") + ("_dev" if args.dev else "")
-    official = not (args.quick or args.dev or args.workloads or args.budget or args.eval_seeds or args.out)
+    official = not (args.quick or args.dev or args.workloads or args.budget or args.eval_seeds or args.out
+                    or args.contenders)
     write_outputs(result, args.out or RESULTS, name, docs=official)
     print(markdown(result))
     if args.out:
