@@ -169,6 +169,40 @@ class TrainingOptimizationAgent:
         atomic_write(self.out_dir / "result.json", response.model_dump_json(indent=2))
         return artifacts
 
+    async def aoptimize_training(
+        self,
+        request: OptimizationRequest | None = None,
+        *,
+        record: str | Path | None = None,
+        replay: str | Path | None = None,
+    ) -> OptimizationResponse:
+        """``optimize_training`` in a worker thread: the event loop stays free while it trains.
+
+        Cancelling the awaiting task stops the run at its next training step (or its next progress
+        report) and re-raises ``asyncio.CancelledError`` once it has stopped; the trial store keeps
+        only finished trials (``trainopt.tools.cancellation``).
+
+        Examples:
+            >>> response = await agent.aoptimize_training(OptimizationRequest(workload="digits-mlp"))  # doctest: +SKIP
+        """
+        import copy
+
+        from trainopt.tools.cancellation import run_in_worker
+
+        def work(token) -> OptimizationResponse:
+            user = self.progress
+
+            def progress(step: str, done: int, total: int, message: str) -> None:
+                token.check(f"optimize_training ({step})", done, total)
+                if user is not None:
+                    user(step, done, total, message)
+
+            agent = copy.copy(self)  # calls in flight at once do not share a progress callback
+            agent.progress = progress
+            return agent.optimize_training(request, record=record, replay=replay)
+
+        return await run_in_worker(work)
+
 
 def _time_budget(request: OptimizationRequest) -> float | None:
     """The wall-clock budget: the request's, else DEFAULT_BUDGET_S unless a step budget was given."""

@@ -66,8 +66,16 @@ async def run_in_worker(work: Callable[[CancelToken], T]) -> T:
     step), then re-raises ``asyncio.CancelledError``; the worker's ``Cancelled`` is not reported.
     """
     token = CancelToken()
+
+    def run() -> T:
+        _current.token = token
+        try:
+            return work(token)
+        finally:
+            _current.token = None
+
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(None, work, token)
+    future = loop.run_in_executor(None, run)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -75,3 +83,16 @@ async def run_in_worker(work: Callable[[CancelToken], T]) -> T:
         with contextlib.suppress(Cancelled, Exception):
             await future  # the worker stops at its next step; the loop stays free meanwhile
         raise
+
+
+_current = threading.local()  # the CancelToken of the call this worker thread runs, if any
+
+
+def check_cancelled(done: int = 0, total: int = 0) -> None:
+    """Raise ``Cancelled`` if the call running in this thread was cancelled (a no-op elsewhere).
+
+    ``run_in_worker`` sets the thread's token, so code deep inside a call (a training loop) can
+    stop at its next step without a token passed down to it."""
+    token = getattr(_current, "token", None)
+    if token is not None:
+        token.check("training", done, total)
