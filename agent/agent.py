@@ -1,13 +1,13 @@
-"""TrainingOptimizationAgent: the LM proposes, the probes decide (DESIGN.md, How data flows).
+"""TrainingOptimizationAgent: the LM proposes, the probes decide (docs/architecture.md).
 
-    1 profile   the workload, the device, one calibration trial -> step budgets       (no LLM)
+    1 profile   the workload, the device, two calibration trials -> step budgets      (no LLM)
     2 probe     LR range test + schedule, batch size, gradient analysis             (real runs)
-    3 propose   ProposeCandidates on the LM -> k candidates, validated and clamped
-    4 verify    every candidate and the baseline trained for the same steps, same seed;
-                the seeded Optuna search (HyperparameterSuggester) when it is available
-    5 refine    RefineCandidates sees the measured results, proposes again (bounded rounds)
-    6 confirm   the winner and the baseline trained longest on every seed; ConvergencePredictor
-                forecasts the winner's final loss from the first 40% of its curve
+    3 propose   ProposeCandidates on the LM -> k candidates, validated, clamped, cut
+    4 race      candidates raced over the selection seeds by successive halving
+    5 refine    RefineCandidates sees the raced results, proposes again; races (bounded rounds)
+    6 search    seeded Optuna TPE; its best joins the race
+    7 confirm   finalists at full length on selection seeds pick the challenger; challenger and
+                baseline paired on held-out seeds: mean gain, 90% interval, the decision
 
 Examples:
     >>> agent = TrainingOptimizationAgent(lm="offline", out_dir="trainopt-out")        # doctest: +SKIP
@@ -24,9 +24,10 @@ from pathlib import Path
 import dspy
 import torch
 
-from trainopt.agent import steps as run_steps
 from trainopt.agent.clock import WallClock
 from trainopt.agent.lm import resolve_lm_spec
+from trainopt.agent.phases import PHASES, RunState, execute
+from trainopt.agent.phases.respond import plots_fit
 from trainopt.agent.planning import Planner
 from trainopt.agent.probe_cache import ProbeCache
 from trainopt.agent.record import Recording, ReplayStore, atomic_write
@@ -38,7 +39,7 @@ from trainopt.tools.workloads import Workload, get_workload
 
 # progress(step, done, total, message): step is one of STEPS
 ProgressCallback = Callable[[str, int, int, str], None]
-STEPS = ("profile", "probe", "propose", "verify", "refine", "confirm")
+STEPS = PHASES
 DEFAULT_BUDGET_S = 90.0
 
 
@@ -77,7 +78,7 @@ class TrainingOptimizationAgent:
         record: str | Path | None = None,
         replay: str | Path | None = None,
     ) -> OptimizationResponse:
-        """Run the six steps and return the measured recommendation.
+        """Run the phases and return the measured recommendation.
 
         ``record=DIR`` keeps the LM traffic and the trial store of this run in DIR; ``replay=DIR``
         answers the LM from DIR's cassette and every probe from DIR's trials, with no network and
@@ -125,7 +126,7 @@ class TrainingOptimizationAgent:
                     }
                 )
             planner = Planner(lm_spec, strict=replay is not None)
-            run = run_steps.OptimizationRun(
+            run = RunState(
                 request=request,
                 space=self.config,
                 workload=workload,
@@ -141,7 +142,7 @@ class TrainingOptimizationAgent:
                 replaying=replay is not None,
             )
             with recording.cassette() if recording else nullcontext():
-                response = run.execute()
+                response = execute(run)
             response.replayed = replay is not None
             response.artifacts = self._write_artifacts(run, response)
             if record is not None:
@@ -151,7 +152,7 @@ class TrainingOptimizationAgent:
             if recording is not None:
                 recording.close()
 
-    def _write_artifacts(self, run: run_steps.OptimizationRun, response: OptimizationResponse) -> Artifacts:
+    def _write_artifacts(self, run: RunState, response: OptimizationResponse) -> Artifacts:
         from trainopt.agent.report import write_report
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,7 @@ class TrainingOptimizationAgent:
             model_onnx=run.onnx_path,
         )
         response.artifacts = artifacts
-        plots = run.plots_fit()  # not recorded: it changes the report, not the answer; a replay draws them
+        plots = plots_fit(run)  # not recorded: it changes the report, not the answer; a replay draws them
         if plots.note:
             response.notes.append(plots.note)
         write_report(response, run, self.out_dir / "report.html", plots=not plots.skip)

@@ -1,18 +1,31 @@
-"""Turn a time budget into step budgets, from one measured calibration trial.
+"""Turn a time budget into step budgets, from measured calibration trials.
 
-total_steps = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), or the
+total_steps T = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), or the
 request's step budget as it is, then
-probe 30%, verify 35% (candidates of every round plus the seeded search), confirm 35% (two finalists
-and the baseline on every seed). Step counts are rounded so a resumed run asks for the same trials.
+
+    probe  25%   LR range test and schedule check, batch-size probe, gradient analysis
+    race   35%   candidates of every round raced over the selection seeds at C steps, plus the seeded search
+    final  40%   two finalists and the baseline at L steps on FINAL_SEEDS selection seeds (6 runs), then
+                 the winner and the baseline on MIN_CONFIRM_SEEDS held-out seeds (6 runs)
+
+so L = 0.4 T / 12 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
+round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). Whatever
+the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
+seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
+resumed run asks for the same trials.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-PROBE_SHARE, VERIFY_SHARE, CONFIRM_SHARE = 0.30, 0.35, 0.35
+from trainopt.agent.schemas import MIN_CONFIRM_SEEDS
+
+PROBE_SHARE, RACE_SHARE, FINAL_SHARE = 0.25, 0.35, 0.40
 CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cost of a step
 PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers setup and validation
+FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
+FINALISTS = 2
 
 
 class StepBudget(BaseModel):
@@ -25,7 +38,9 @@ class StepBudget(BaseModel):
     check_steps: int = Field(description="each schedule check of the LR tool, and the gradient analysis")
     candidate_steps: int = Field(description="each candidate's measurement")
     search_trials: int = Field(description="extra trials of the seeded Optuna search")
-    confirm_steps: int = Field(description="each confirm run (winner and baseline, every seed)")
+    confirm_steps: int = Field(description="each final and confirm run (finalists, winner and baseline)")
+    final_seeds: int = Field(FINAL_SEEDS, description="selection seeds the finalists are compared on")
+    confirm_seeds: int = Field(MIN_CONFIRM_SEEDS, description="held-out seeds planned for the confirm runs")
 
 
 def _round(steps: float, unit: int = 10, low: int = 20) -> int:
@@ -44,7 +59,7 @@ def plan_budget(
 
     Examples:
         >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
-        2440
+        930
     """
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
@@ -70,11 +85,14 @@ def plan_steps(
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0 but got {total_steps=}")
     total = total_steps
-    confirm = _round(min(max_steps, CONFIRM_SHARE * total / (3 * num_seeds)), low=50)  # 2 finalists + baseline
+    final_seeds = min(FINAL_SEEDS, num_seeds)
+    runs = (1 + FINALISTS) * final_seeds + 2 * MIN_CONFIRM_SEEDS
+    confirm = _round(min(max_steps, FINAL_SHARE * total / runs), low=50)
     rounds = 1 + refine_rounds
-    # candidates of every round, the baseline, and the search (about one round's worth)
-    measured = num_candidates * rounds + 1 + num_candidates
-    candidate = _round(min(confirm / 2, VERIFY_SHARE * total / measured), low=30)
+    # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per
+    # selection seed; the search about one round's worth
+    measured = 2 * num_candidates * rounds + num_seeds + num_candidates + 2
+    candidate = _round(min(confirm / 2, RACE_SHARE * total / measured), low=30)
     probe = PROBE_SHARE * total
     range_steps = int(min(100, max(30, probe * 0.25)))
     check = _round(min(candidate, probe * 0.75 / 4), low=20)
@@ -87,6 +105,8 @@ def plan_steps(
         candidate_steps=candidate,
         search_trials=num_candidates,
         confirm_steps=confirm,
+        final_seeds=final_seeds,
+        confirm_seeds=MIN_CONFIRM_SEEDS,
     )
 
 

@@ -64,6 +64,8 @@ def build_lm(spec: str | dspy.BaseLM | None = None, temperature: float = 0.0) ->
         "cache": False,
         "temperature": temperature,
         "max_tokens": 4000,
+        # a stalled server must not hang the run: the call fails and the offline planner answers instead
+        "timeout": float(os.environ.get("TRAINOPT_LM_TIMEOUT", "120")),
     }
     if api_base is not None:
         kwargs["api_base"] = api_base

@@ -16,7 +16,7 @@ from trainopt.agent.record import atomic_write
 from trainopt.agent.schemas import OptimizationResponse
 
 if TYPE_CHECKING:
-    from trainopt.agent.steps import OptimizationRun
+    from trainopt.agent.phases.state import RunState as OptimizationRun
 
 
 def _png(fig) -> str:
@@ -85,14 +85,14 @@ def plot_candidates(run: OptimizationRun) -> str | None:
 
 def plot_convergence(run: OptimizationRun, response: OptimizationResponse) -> str | None:
     fit, prediction = run.tools.get("convergence_predictor"), response.prediction
-    runs = run.confirm.get("winner")
+    runs = run.confirm.get("recommended")
     if fit is None or prediction is None or not runs:
         return None
     import numpy as np
 
     result = runs[0]
     fig, ax = _figure()
-    ax.plot(result.val_steps, result.val_losses, "o", ms=3, label="measured (winner, confirm run)")
+    ax.plot(result.val_steps, result.val_losses, "o", ms=3, label="measured (recommended, first confirm run)")
     t = np.linspace(result.val_steps[0], prediction.at_step, 200)  # the fit's domain, not t -> 0
     ax.plot(t, fit.fitted_curve(t), "r-", label=f"{fit.model} fit on steps <= {prediction.fit_on_steps}")
     ax.axvline(prediction.fit_on_steps, color="gray", ls=":")
@@ -120,27 +120,28 @@ def _row(*cells) -> str:
 def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path, plots: bool = True) -> Path:
     """report.html; ``plots=False`` leaves the figures out (a spent time budget) and says so."""
     g = response.gain
+    shown = response.challenger or response.recommended
     acc = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
     summary = "".join(
         [
-            _row("", "baseline", "recommended"),
+            _row("", "baseline", "recommended" if g.adopted else "challenger (not adopted)"),
             _row(
                 "optimizer / lr",
                 f"{response.baseline.optimizer} {response.baseline.lr:.3g}",
-                f"{response.recommended.optimizer} {response.recommended.lr:.3g}",
+                f"{shown.optimizer} {shown.lr:.3g}",
             ),
             _row(
                 "batch / schedule",
                 f"{response.baseline.batch_size} {response.baseline.schedule}",
-                f"{response.recommended.batch_size} {response.recommended.schedule}",
+                f"{shown.batch_size} {shown.schedule}",
             ),
             _row(
-                f"val loss ({g.steps} steps, seeds {g.seeds})",
+                f"mean val loss ({g.steps} steps, held-out seeds {g.seeds})",
                 f"{g.baseline.loss:.4g}",
-                f"{g.recommended.loss:.4g}",
+                f"{g.challenger.loss:.4g}",
             ),
-            _row("val metric", acc(g.baseline), acc(g.recommended)),
-            _row("peak memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}"),
+            _row("val metric", acc(g.baseline), acc(g.challenger)),
+            _row("peak memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}"),
         ]
     )
     candidates = _row(
@@ -190,8 +191,9 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td{{padding:2px 8px;border-bottom:1px solid #ddd;
 font-size:13px}}img{{max-width:49%}}pre{{white-space:pre-wrap}}</style></head><body>
 <h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
-<p>Relative validation-loss reduction against the baseline: <b>{g.relative_loss_reduction * 100:.1f}%</b>
-(same {g.steps} steps, seeds {g.seeds}). LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
+<p>Held-out validation-loss reduction of the challenger against the baseline:
+<b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%}; better on {g.wins} of {len(g.seeds)} held-out seeds,
+{g.steps} steps each). {html.escape(g.reason[0].upper() + g.reason[1:])}. LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>
 <table>{summary}</table>{prediction}
 <h2>Rationale</h2><pre>{html.escape(response.rationale)}</pre>

@@ -1,5 +1,5 @@
 """The agent's public data: what you ask (TrainingConfig, OptimizationRequest) and what you get
-back (OptimizationResponse, TrainingMetrics). Names follow DESIGN.md, Contracts.
+back (OptimizationResponse, TrainingMetrics). docs/architecture.md describes the data path.
 
 Every number in a response was measured by a probe (or read back from a recorded one); the LM's
 proposals are kept as candidates with the measured outcome beside them.
@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from trainopt.tools.trial_config import OptimizerName, ScheduleName, TrialConfig
 
 ObjectiveMetric = Literal["loss", "accuracy", "latency_ms"]
+CONFIRM_SEED_START = 1000  # default held-out seeds: 1000, 1001, ...
+MIN_CONFIRM_SEEDS, MAX_CONFIRM_SEEDS = 3, 10
 
 
 class HardwareConstraints(BaseModel):
@@ -138,16 +140,48 @@ class OptimizationRequest(BaseModel):
     metric_fn: Any = Field(None, description="(model, batch) -> float, higher is better")
     objective: Literal["minimize_loss"] | MultiObjective = "minimize_loss"
     constraints: Constraints = Field(default_factory=Constraints)
-    seeds: list[int] = Field(default_factory=lambda: [0], description="seeds of the confirm runs")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        description="selection seeds: candidates race on these (successive halving over seeds) and finalists are "
+        "compared on them; never used to confirm",
+    )
+    confirm_seeds: list[int] | None = Field(
+        None,
+        description="held-out seeds of the confirm runs (winner against baseline, paired per seed); None: "
+        f"{CONFIRM_SEED_START}, {CONFIRM_SEED_START + 1}, ... at least {MIN_CONFIRM_SEEDS}, more while the budget "
+        f"lasts (up to {MAX_CONFIRM_SEEDS})",
+    )
+    min_gain: float = Field(
+        0.0, ge=0, lt=1, description="a change is recommended only when the 90% interval of its relative gain over "
+        "the baseline lies above this",
+    )
+    proposals: Literal["planner", "random", "none"] = Field(
+        "planner", description="where candidates come from: the planner (LM or offline), uniform random draws inside "
+        "the probed safe ranges, or none (the seeded search alone)",
+    )
     num_candidates: int = Field(4, ge=1, le=8, description="configurations the planner proposes per round")
     refine_rounds: int = Field(1, ge=0, le=3, description="propose-again rounds after measured results")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if not value or any(s < 0 for s in value):
-            raise ValueError(f"seeds must be a non-empty list of non-negative ints but got {value=}")
+        if not value or any(s < 0 for s in value) or len(set(value)) != len(value):
+            raise ValueError(f"seeds must be a non-empty list of distinct non-negative ints but got {value=}")
         return value
+
+    @field_validator("confirm_seeds")
+    @classmethod
+    def _confirm_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) < 2 or any(s < 0 for s in value) or len(set(value)) != len(value)):
+            raise ValueError(f"confirm_seeds must hold at least 2 distinct non-negative ints but got {value=}")
+        return value
+
+    @model_validator(mode="after")
+    def _held_out(self) -> OptimizationRequest:
+        shared = sorted(set(self.seeds) & set(self.confirm_seeds or ()))
+        if shared:
+            raise ValueError(f"confirm_seeds must be held out from the selection seeds but both hold {shared}")
+        return self
 
     @property
     def objective_metrics(self) -> dict[str, float]:
@@ -166,11 +200,11 @@ class CandidateProposal(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    optimizer: OptimizerName = Field(description="base optimizer")
+    optimizer: OptimizerName = Field(description="base optimizer, one of the evidence's optimizer_options")
     lr: float = Field(gt=0, description="peak learning rate")
     batch_size: int = Field(gt=0, description="training examples per step")
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    schedule: ScheduleName = Field("constant")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay, 0 to 1")
+    schedule: ScheduleName = Field("constant", description="constant, cosine, warmup_cosine, one_cycle or step")
     warmup_fraction: float = Field(0.0, ge=0, lt=0.5, description="share of the steps spent warming up")
     grad_clip: float | None = Field(None, gt=0, description="global gradient-norm clip, or null")
     why: str = Field("", description="one sentence: which evidence this candidate follows")
@@ -183,26 +217,49 @@ class CandidateOutcome(BaseModel):
     source: str = Field(description="who proposed it: the LM's name, 'offline', 'search' or 'baseline'")
     round: int = Field(description="0: first proposal, 1..: refine rounds, -1: search or baseline")
     steps: int
-    val_loss: float
+    val_loss: float = Field(description="final validation loss, mean over the selection seeds it was raced on")
     val_metric: float | None
     peak_memory_mb: float
     diverged: bool
-    score: float = Field(description="objective value relative to the baseline (lower is better)")
+    score: float = Field(description="objective relative to the baseline (lower is better), mean over the "
+                                     "selection seeds it was raced on")
     rejected: str | None = Field(None, description="the measured reason a constraint rejected it")
     clamped: list[str] = Field(default_factory=list, description="fields moved into the probed safe range")
+    seed_scores: dict[int, float] = Field(default_factory=dict, description="selection seed -> objective score")
+    seed_losses: dict[int, float] = Field(default_factory=dict, description="selection seed -> final val loss")
+    stopped: str | None = Field(None, description="why the race stopped measuring it on further seeds")
+    final_score: float | None = Field(None, description="mean objective score of the full-length finals")
 
 
 class Gain(BaseModel):
-    """Recommended against baseline, each trained for the same steps on the same seeds."""
+    """The race winner (the challenger) against the baseline on held-out seeds, paired per seed.
+
+    The interval is a paired t interval over the seeds: mean(r) +- t(0.95, n-1) s / sqrt(n) for the
+    per-seed relative gains r_i = (b_i - c_i) / b_i; ``new_seeds_interval`` widens it to the mean a user
+    will see over ``new_seeds`` fresh seeds: mean(r) +- t(0.95, n-1) s sqrt(1/n + 1/new_seeds).
+    """
 
     steps: int
-    seeds: list[int]
+    seeds: list[int] = Field(description="the held-out seeds: none of them chose the challenger")
     baseline: TrainingMetrics
-    recommended: TrainingMetrics
+    challenger: TrainingMetrics
     baseline_val_losses: list[float] = Field(description="one per seed")
-    recommended_val_losses: list[float]
-    relative_loss_reduction: float = Field(description="(baseline - recommended) / baseline, mean over seeds")
-    metric_change: float | None = Field(None, description="recommended - baseline validation metric")
+    challenger_val_losses: list[float]
+    relative_loss_reduction: float = Field(description="mean over seeds of (baseline - challenger) / baseline")
+    interval: tuple[float, float] = Field(description="90% interval of relative_loss_reduction")
+    new_seeds_interval: tuple[float, float] = Field(
+        description="90% interval of the mean relative loss reduction over `new_seeds` fresh seeds")
+    new_seeds: int = 5
+    objective_gain: float = Field(description="mean over seeds of 1 - objective score (= relative_loss_reduction "
+                                              "for minimize_loss)")
+    objective_interval: tuple[float, float] = Field(description="90% interval of objective_gain: the decision's")
+    level: float = 0.9
+    wins: int = Field(description="seeds where the challenger's objective beat the baseline's")
+    losses: int
+    significant: bool = Field(description="objective_interval lies above min_gain")
+    adopted: bool = Field(description="the challenger is the recommendation (else the baseline is)")
+    reason: str = Field(description="why it was adopted or not, with the interval")
+    metric_change: float | None = Field(None, description="challenger - baseline validation metric, mean over seeds")
 
 
 class Prediction(BaseModel):
@@ -237,8 +294,12 @@ class OptimizationResponse(BaseModel):
 
     workload: str
     device: str = Field(description="device type the probes ran on (the recorded one on replay)")
-    recommended: TrialConfig = Field(description="the winner, at the confirm run's length")
+    recommended: TrialConfig = Field(
+        description="the recommendation at the confirm runs' length: the challenger when its held-out gain is "
+        "significant, else the baseline")
     baseline: TrialConfig
+    challenger: TrialConfig | None = Field(
+        None, description="the race winner confirmed against the baseline (the recommendation when gain.adopted)")
     rationale: str = Field(description="the planner's reasons for its proposals, then the final explanation")
     evidence: dict[str, Any] = Field(description="every probe result: tool outputs and measured trials")
     candidates: list[CandidateOutcome]

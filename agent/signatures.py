@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 import dspy
 
@@ -24,12 +25,19 @@ def load_prompt(name: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+# candidates are parsed leniently and checked one by one (agent/proposals.py): one bad candidate must not
+# throw away the others
+_FIELDS = "an object with " + ", ".join(
+    f"{name} ({(f.description or '').split(':')[0] or name})" for name, f in CandidateProposal.model_fields.items()
+)
+
+
 class _ProposeCandidates(dspy.Signature):
     evidence: ProbeDigest = dspy.InputField(desc="probe results on this model and device")
     objective: str = dspy.InputField(desc="what to optimize: metric -> weight")
     constraints: str = dspy.InputField(desc="hard limits a candidate must satisfy")
     num_candidates: int = dspy.InputField()
-    candidates: list[CandidateProposal] = dspy.OutputField(desc="distinct configurations to measure")
+    candidates: list[Any] = dspy.OutputField(desc=f"distinct configurations to measure, each {_FIELDS}")
     rationale: str = dspy.OutputField(desc="the plan, citing the evidence")
 
 
@@ -39,7 +47,7 @@ class _RefineCandidates(dspy.Signature):
     constraints: str = dspy.InputField(desc="hard limits a candidate must satisfy")
     results: list[MeasuredResult] = dspy.InputField(desc="measured candidates, best score first")
     num_candidates: int = dspy.InputField()
-    candidates: list[CandidateProposal] = dspy.OutputField(desc="new configurations, none already measured")
+    candidates: list[Any] = dspy.OutputField(desc=f"new configurations, none already measured, each {_FIELDS}")
     rationale: str = dspy.OutputField(desc="what the measurements showed and what this round tests")
 
 

@@ -10,8 +10,11 @@ import torch
 from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
 from trainopt.agent.budget import plan_steps
 from trainopt.agent.clock import WallClock
+from trainopt.agent.phases.confirm import final_plan
+from trainopt.agent.phases.race import pick_finalists
+from trainopt.agent.phases.respond import plots_fit
+from trainopt.agent.phases.state import RunState
 from trainopt.agent.schemas import CandidateOutcome
-from trainopt.agent.steps import OptimizationRun
 from trainopt.tools.trial_config import TrialConfig
 
 
@@ -25,9 +28,9 @@ class FakeTime:
         return self.t
 
 
-def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> OptimizationRun:
-    """An OptimizationRun with a plan and a clock, nothing trained: enough to ask its budget decisions."""
-    run = OptimizationRun(
+def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> RunState:
+    """A RunState with a plan and a clock, nothing trained: enough to ask its budget decisions."""
+    run = RunState(
         request=OptimizationRequest(seeds=list(seeds)), space=None, workload=None, store=None, cache=None,
         device=torch.device("cpu"), device_type="cpu", planner=None, budget_s=clock.budget_s, out_dir=tmp_path,
         clock=clock,
@@ -60,44 +63,45 @@ def test_clock_refuses_a_non_positive_budget(budget_s):
         WallClock(budget_s=budget_s)
 
 
-def test_confirm_keeps_the_plan_when_it_fits(tmp_path):
+def test_finals_keep_the_plan_when_it_fits(tmp_path):
     now = FakeTime()
     clock = WallClock(budget_s=100.0, started=0.0, now=now)
     clock.observe(steps=10_000, seconds=1.0)  # 0.1 ms per step: everything fits
-    run = _run(tmp_path, clock)
-    plan = run.confirm_plan(2, run.budget.confirm_steps)
+    run = _run(tmp_path, clock, seeds=(0, 1, 2))
+    plan = final_plan(run, 2, run.budget.confirm_steps)
     assert (plan.finalists, plan.steps, plan.note) == (2, run.budget.confirm_steps, None)
 
 
-def test_confirm_drops_a_finalist_then_shortens_when_time_runs_short(tmp_path):
+def test_finals_drop_a_finalist_then_shorten_when_time_runs_short(tmp_path):
     now = FakeTime()
     clock = WallClock(budget_s=100.0, started=0.0, now=now)
     clock.observe(steps=1000, seconds=1.0)  # 1 ms per step
-    run = _run(tmp_path, clock)
-    steps = run.budget.confirm_steps  # 350: the baseline and two finalists need 1050 steps, about 1 s
+    run = _run(tmp_path, clock, seeds=(0, 1, 2))
+    steps = run.budget.confirm_steps  # finals: 3 runs on 2 seeds; confirm: 2 runs on 3 seeds -> 12 runs
     reserve = clock.report_reserve()
-    now.t = 100.0 - reserve - 0.8  # 800 steps left after the report's reserve: one finalist fits
-    one = run.confirm_plan(2, steps)
-    assert (one.finalists, one.steps) == (1, steps) and "one finalist" in one.note
-    now.t = 100.0 - reserve - 0.4  # 400 steps left: two runs of 200
-    short = run.confirm_plan(2, steps)
-    assert (short.finalists, short.steps) == (1, 200) and f"200 steps instead of {steps}" in short.note
-    now.t = 100.0  # nothing left: not below the candidates' length (the confirm must say more than verify)
-    assert run.confirm_plan(2, steps).steps == run.budget.candidate_steps
+    left = lambda s: 100.0 - reserve - s * 1e-3  # noqa: E731 (the clock time that leaves s steps)
+    now.t = left(8 * steps)  # room for the confirm's 6 runs, not the finals' 6 more: one finalist, no finals
+    one = final_plan(run, 2, steps)
+    assert (one.finalists, one.steps) == (1, steps) and "finals skipped" in one.note
+    now.t = left(6 * 60 + 1)  # room for six runs of 60 steps: the confirm runs get shorter
+    short = final_plan(run, 2, steps)
+    assert (short.finalists, short.steps) == (1, 60) and f"60 steps instead of {steps}" in short.note
+    now.t = 100.0  # nothing left: not below the candidates' length (the confirm must say more than the race)
+    assert final_plan(run, 2, steps).steps == run.budget.candidate_steps
 
 
 def test_report_plots_are_left_out_only_when_the_budget_is_spent(tmp_path):
     now = FakeTime()
     run = _run(tmp_path, WallClock(budget_s=100.0, started=0.0, now=now))
     now.t = 90.0  # 10 s left: time to draw
-    assert not run.plots_fit().skip
+    assert not plots_fit(run).skip
     now.t = 99.0  # 1 s left: the figures would overrun the budget
-    assert run.plots_fit().skip and "without plots" in run.plots_fit().note
+    assert plots_fit(run).skip and "without plots" in plots_fit(run).note
     run.replaying = True  # a replay has no clock to keep: it draws them
-    assert not run.plots_fit().skip
+    assert not plots_fit(run).skip
 
 
-def test_a_finalist_within_the_lr_cap_joins_an_aggressive_winner(tmp_path, digest):
+def test_a_finalist_within_the_lr_cap_joins_an_aggressive_leader(tmp_path, digest):
     run = _run(tmp_path, WallClock(budget_s=None))
     run.digest = digest
     cap = digest.mean_lr_cap(32)
@@ -105,11 +109,12 @@ def test_a_finalist_within_the_lr_cap_joins_an_aggressive_winner(tmp_path, diges
     def outcome(lr: float, score: float) -> CandidateOutcome:
         config = TrialConfig(lr=lr, batch_size=32, schedule="constant", steps=30)
         return CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=score,
-                                val_metric=None, peak_memory_mb=1.0, diverged=False, score=score)
+                                val_metric=None, peak_memory_mb=1.0, diverged=False, score=score,
+                                seed_scores={0: score})
 
-    ranked = [outcome(4 * cap, 0.2), outcome(3 * cap, 0.3), outcome(cap / 2, 0.5)]
-    finalists = run.finalists(ranked)
-    # the short-run winner stays; the second finalist is the best one a short run can be trusted on
+    run.outcomes = [outcome(4 * cap, 0.2), outcome(3 * cap, 0.3), outcome(cap / 2, 0.5)]
+    finalists = pick_finalists(run, 2)
+    # the race's leader stays; the second finalist is the best one a short run can be trusted on
     assert [f.config.lr for f in finalists] == [4 * cap, cap / 2]
     assert "short runs favour aggressive LRs" in run.notes[-1]
 

@@ -97,9 +97,13 @@ def optimize(
 
 
 def summary_table(response) -> Table:
-    g, base, rec = response.gain, response.baseline, response.recommended
-    table = Table(title=f"{response.workload}: baseline vs recommended, measured over {g.steps} steps, seeds {g.seeds}")
-    for column in ("", "baseline", "recommended"):
+    """Baseline against the confirmed challenger on the held-out seeds, and the decision with its interval."""
+    g, base = response.gain, response.baseline
+    rec = response.challenger or response.recommended
+    title = (f"{response.workload}: baseline vs challenger over {g.steps} steps on held-out seeds {g.seeds} "
+             f"({'adopted' if g.adopted else 'not adopted: the baseline is recommended'})")
+    table = Table(title=title)
+    for column in ("", "baseline", "recommended" if g.adopted else "challenger"):
         table.add_column(column)
     accuracy = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
     table.add_row("optimizer", base.optimizer, rec.optimizer)
@@ -108,11 +112,13 @@ def summary_table(response) -> Table:
     table.add_row("weight decay", f"{base.weight_decay:g}", f"{rec.weight_decay:g}")
     table.add_row("schedule", base.schedule, f"{rec.schedule} (warmup {rec.warmup_steps})")
     table.add_row("grad clip", str(base.grad_clip), str(rec.grad_clip))
-    table.add_row("val loss", f"{g.baseline.loss:.4f}", f"{g.recommended.loss:.4f}")
-    table.add_row("val accuracy", accuracy(g.baseline), accuracy(g.recommended))
-    table.add_row("peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.recommended.memory_usage:.2f}")
-    change = g.relative_loss_reduction
-    table.add_row("loss reduction", "", "n/a" if not math.isfinite(change) else f"{change * 100:.1f}%")
+    table.add_row("mean val loss", f"{g.baseline.loss:.4f}", f"{g.challenger.loss:.4f}")
+    table.add_row("mean val accuracy", accuracy(g.baseline), accuracy(g.challenger))
+    table.add_row("peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}")
+    change, (low, high) = g.relative_loss_reduction, g.interval
+    shown = "n/a" if not math.isfinite(change) else (
+        f"{change:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on {g.wins} of {len(g.seeds)} seeds)")
+    table.add_row("loss reduction", "", shown)
     if response.prediction is not None:
         p = response.prediction
         table.add_row(
@@ -120,6 +126,7 @@ def summary_table(response) -> Table:
             "",
             f"{p.predicted_loss:.4f} (measured {p.measured_loss:.4f}, {p.abs_pct_error:.1f}% off)",
         )
+    table.caption = g.reason
     return table
 
 

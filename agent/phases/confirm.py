@@ -1,0 +1,199 @@
+"""Phase 6, finals and confirm: the finalists at full length on selection seeds pick the challenger;
+the challenger and the baseline, paired on held-out seeds, decide the recommendation.
+
+finals    up to FINALISTS race leaders and the baseline, L steps, on the first FINAL_SEEDS selection
+          seeds; the best mean objective score is the challenger (short runs favour aggressive LRs,
+          so the full length has the last word among the finalists)
+confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
+          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py). The
+          challenger is recommended only when the interval of its objective gain lies above
+          ``min_gain``; otherwise the baseline is, with the measured difference and the reason.
+
+While budget remains (and the seeds were not fixed by the request), more held-out seeds are added two at
+a time, up to MAX_CONFIRM_SEEDS, until the interval clears or misses ``min_gain`` by more than its own
+half width; why the confirm stopped is noted.
+"""
+
+from __future__ import annotations
+
+import math
+
+from trainopt.agent.budget import FINALISTS
+from trainopt.agent.phases.race import pick_finalists
+from trainopt.agent.phases.state import Decision, RunState
+from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
+from trainopt.agent.scoring import objective_score
+from trainopt.agent.stats import LEVEL, Paired, paired, relative_gains
+from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import TrialResult
+
+CONFIRM_EVALS = 25  # validation points of a full-length run
+EXTEND_BY = 2  # held-out seeds added per extension
+NEW_SEEDS = 5  # the gain's second interval: the mean a user sees over this many fresh seeds
+
+
+def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
+    """The finals and the minimal confirm that fit what is left: as planned, else one finalist (no
+    finals), else shorter runs (not below the candidates' length)."""
+    b = state.budget
+    confirm = 2 * b.confirm_seeds
+
+    def cost(f: int, length: int) -> int:
+        return ((1 + f) * b.final_seeds * (f > 1) + confirm) * length
+
+    left = state.steps_left()
+    if cost(finalists, steps) <= left:
+        return Decision(finalists=finalists, steps=steps)
+    if finalists > 1 and cost(1, steps) <= left:
+        return Decision(finalists=1, steps=steps, note=f"finals skipped (one finalist): {state.time_note()}")
+    shorter = max(b.candidate_steps, left // confirm // 10 * 10)
+    return Decision(finalists=min(finalists, 1), steps=min(steps, shorter), note=(
+        f"confirm: {min(steps, shorter)} steps instead of {steps}" + (" and no finals" if finalists > 1 else "")
+        + f", since {state.time_note()}"))
+
+
+def finals(state: RunState) -> int:
+    """Choose the challenger among the race's finalists; returns the full length L the confirm uses."""
+    b = state.budget
+    finalists = pick_finalists(state, FINALISTS)
+    plan = state.decide("finals", lambda: final_plan(state, len(finalists), b.confirm_steps))
+    steps = plan.steps or b.confirm_steps
+    state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
+    if not state.finalists:
+        state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
+        return steps
+    if len(state.finalists) == 1:
+        state.challenger = state.finalists[0]
+        return steps
+    seeds = state.request.seeds[: b.final_seeds]
+    base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
+    runs = {i: [full_length(o.config, steps, s) for s in seeds] for i, o in enumerate(state.finalists)}
+    state.run_trials(base + [c for configs in runs.values() for c in configs], "finals", "confirm")
+    weights = state.request.objective_metrics
+    for i, o in enumerate(state.finalists):
+        scores = [objective_score(state.results[c.key()], state.results[bc.key()], weights, state.latency_ms)
+                  for c, bc in zip(runs[i], base, strict=True)]
+        o.final_score = math.fsum(scores) / len(scores) if all(map(math.isfinite, scores)) else math.inf
+    ranked = sorted(state.finalists, key=lambda o: o.final_score)
+    state.challenger = ranked[0]
+    state.notes.append("finals ({} steps, selection seeds {}): {}; 1.0 is the baseline".format(
+        steps, seeds, ", ".join(f"lr {o.config.lr:.3g} {o.config.schedule} b{o.config.batch_size} score "
+                                f"{o.final_score:.3g}" for o in ranked)))
+    return steps
+
+
+def confirm(state: RunState, steps: int) -> Gain:
+    """Challenger against baseline on held-out seeds, extended while the budget lasts and it helps."""
+    request, b = state.request, state.budget
+    fixed = request.confirm_seeds is not None
+    seeds = list(request.confirm_seeds) if fixed else [CONFIRM_SEED_START + i for i in range(b.confirm_seeds)]
+    base_config = full_length(state.baseline_config(steps), steps, 0)
+    challenger = full_length(state.challenger.config, steps, 0) if state.challenger else base_config
+    _run_pairs(state, base_config, challenger, seeds)
+    while not fixed:
+        gain = _gain(state, base_config, challenger, seeds, steps)
+        stop = _stop_reason(state, gain, len(seeds), steps)
+        if stop is not None:
+            state.notes.append(f"confirm stopped after {len(seeds)} held-out seeds: {stop}")
+            break
+        more = [CONFIRM_SEED_START + len(seeds) + i for i in range(min(EXTEND_BY, MAX_CONFIRM_SEEDS - len(seeds)))]
+        _run_pairs(state, base_config, challenger, more)
+        seeds += more
+    return _gain(state, base_config, challenger, seeds, steps)
+
+
+def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
+    """Why no more held-out seeds are added, or None to add EXTEND_BY more."""
+    lo, hi = gain.objective_interval
+    half = (hi - lo) / 2
+    threshold = state.request.min_gain
+    if state.challenger is None:
+        return "no challenger to confirm"
+    if n >= MAX_CONFIRM_SEEDS:
+        return f"{MAX_CONFIRM_SEEDS} seeds is the most the confirm uses"
+    if math.isfinite(half) and (lo > threshold + half or hi < threshold - half):
+        return (f"the 90% interval [{lo:+.1%}, {hi:+.1%}] already clears {threshold:.0%} by more than its half "
+                "width; more seeds would not change the decision")
+    cost = 2 * min(EXTEND_BY, MAX_CONFIRM_SEEDS - n) * steps
+
+    def compute() -> Decision:
+        if cost <= state.steps_left():
+            return Decision()
+        return Decision(skip=True)
+
+    if state.decide(f"confirm seeds beyond {n}", compute).skip:
+        return f"the budget is spent ({state.time_note()}; two more runs need {cost} steps)"
+    return None
+
+
+def _run_pairs(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int]) -> None:
+    configs = [c.model_copy(update={"seed": s}) for s in seeds for c in (base, challenger)]
+    state.run_trials(list({c.key(): c for c in configs}.values()), "confirm", "confirm")
+    for s in seeds:
+        state.confirm.setdefault("baseline", []).append(state.results[base.model_copy(update={"seed": s}).key()])
+        state.confirm.setdefault("challenger", []).append(
+            state.results[challenger.model_copy(update={"seed": s}).key()])
+
+
+def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int], steps: int) -> Gain:
+    bases = [state.results[base.model_copy(update={"seed": s}).key()] for s in seeds]
+    chals = [state.results[challenger.model_copy(update={"seed": s}).key()] for s in seeds]
+    b_losses, c_losses = [r.final_val_loss for r in bases], [r.final_val_loss for r in chals]
+    loss = paired(relative_gains(b_losses, c_losses))
+    fresh = paired(loss.diffs, new_seeds=NEW_SEEDS)
+    weights = state.request.objective_metrics
+    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in zip(chals, bases, strict=True)])
+    has_challenger = state.challenger is not None
+    significant = has_challenger and objective.above(state.request.min_gain)
+    metric_change = None
+    if all(r.final_val_metric is not None for r in bases + chals):
+        metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in zip(chals, bases, strict=True)) / len(seeds)
+    return Gain(
+        steps=steps, seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
+        baseline_val_losses=b_losses, challenger_val_losses=c_losses,
+        relative_loss_reduction=loss.mean, interval=loss.interval, new_seeds_interval=fresh.interval,
+        new_seeds=NEW_SEEDS, objective_gain=objective.mean, objective_interval=objective.interval, level=LEVEL,
+        wins=objective.wins, losses=objective.losses, significant=significant, adopted=significant,
+        reason=_reason(state, objective, has_challenger), metric_change=metric_change,
+    )
+
+
+def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
+    if not has_challenger:
+        return "no raced candidate met the constraints and trained stably: the baseline is recommended"
+    lo, hi = objective.interval
+    n = len(objective.diffs)
+    measured = (f"held-out gain {objective.mean:+.1%} (90% interval {lo:+.1%} to {hi:+.1%}; better on "
+                f"{objective.wins} of {n} seeds)")
+    threshold = state.request.min_gain
+    if lo > threshold:
+        return f"adopted: {measured} lies above {threshold:.0%}"
+    if hi < 0:
+        return f"the challenger is significantly worse: {measured}; the baseline is recommended"
+    if lo <= 0 <= hi:
+        return f"no significant difference: {measured} straddles zero; the baseline is recommended"
+    return f"the {measured} does not clear min_gain {threshold:.0%}; the baseline is recommended"
+
+
+def full_length(config: TrialConfig, steps: int, seed: int) -> TrialConfig:
+    """``config`` at ``steps`` (warmup scaled, CONFIRM_EVALS validation points) on ``seed``."""
+    warmup = min(steps - 1, round(config.warmup_steps / config.steps * steps))
+    return config.model_copy(update={"steps": steps, "seed": seed, "warmup_steps": warmup,
+                                     "eval_every": max(1, steps // CONFIRM_EVALS)})
+
+
+def metrics(state: RunState, runs: list[TrialResult]) -> TrainingMetrics:
+    first = runs[0]
+    mean = lambda xs: math.fsum(xs) / len(xs)  # noqa: E731
+    per_epoch = state.workload.num_train / first.config.batch_size
+    accuracies = [r.final_val_metric for r in runs]
+    return TrainingMetrics(
+        loss=mean([r.final_val_loss for r in runs]),
+        accuracy=mean(accuracies) if all(m is not None for m in accuracies) else None,
+        gradient_norm=first.grad_norms[-1] if first.grad_norms else None,
+        learning_rate=first.config.lr,
+        epoch=first.steps_run / per_epoch,
+        batch_size=first.config.batch_size,
+        memory_usage=max(r.peak_memory_mb for r in runs),
+        time_per_epoch=mean([r.time_per_step_s for r in runs]) * per_epoch,
+    )

@@ -1,0 +1,100 @@
+"""Phase 2, probe: LR range test and schedule check, batch-size probe, gradient analysis (real runs),
+boiled down to the planner's digest; the ONNX latency probe when the objective or a constraint asks.
+
+The batch and gradient probes are optional: skipped when their cost would leave no time for a
+baseline, a candidate and the shortest confirm; a probe that fails with an expected, typed error
+(OptimizationError) becomes a note. Any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from trainopt.agent.evidence import build_digest
+from trainopt.agent.phases.state import Decision, RunState
+from trainopt.errors import OptimizationError
+
+GRADIENT_STEPS = 200  # longest gradient analysis
+LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
+
+
+def probe(state: RunState) -> None:
+    b = state.budget
+    lr_low, lr_high = state.space.learning_rate_range
+    lr_out = state.tool(
+        "learning_rate_scheduler",
+        "probe",
+        min_lr=lr_low,
+        max_lr=lr_high,
+        range_steps=b.range_steps,
+        budget_steps=b.confirm_steps,
+        check_steps=b.check_steps,
+        schedules=["cosine"],  # one check that the peak trains; the planner spreads schedules
+    )
+    batch_out = optional_tool(
+        state,
+        "batch_size_optimizer",
+        min_batch=state.space.batch_size_range[0],
+        max_batch=state.space.batch_size_range[1],
+        max_memory_mb=state.memory_limit(),
+        noise_warm_steps=b.check_steps // 2,
+        cost_steps=2 * b.check_steps,  # about: the noise-scale warmup and the throughput timings
+    )
+    grad_steps = max(20, min(b.check_steps, GRADIENT_STEPS))
+    grad_out = optional_tool(state, "gradient_analyzer", cost_steps=grad_steps, steps=grad_steps)
+    state.charge_probes()
+    with torch.random.fork_rng():
+        parameters = sum(p.numel() for p in state.workload.make_model().parameters())
+    state.digest = build_digest(
+        state.workload, parameters, state.space, state.baseline_config(b.candidate_steps), b.candidate_steps,
+        lr_out, batch_out, grad_out,
+    )
+    if state.request.wants_latency:
+        measure_latency(state)
+
+
+def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any) -> BaseModel | None:
+    """A probe whose expected failure becomes an observation in the notes; skipped when its ``cost_steps``
+    would leave no time for a baseline, a candidate and the shortest confirm."""
+    b = state.budget
+    after = 2 * b.candidate_steps + 2 * b.confirm_seeds * b.candidate_steps
+
+    def compute() -> Decision:
+        if state.clock.fits(cost_steps + after, reserve_s=state.clock.report_reserve()):
+            return Decision()
+        return Decision(skip=True, note=f"{name} skipped: {state.time_note()}")
+
+    if state.decide(f"probe {name}", compute).skip:
+        return None
+    try:
+        return state.tool(name, "probe", **values)
+    except OptimizationError as error:
+        if state.replaying and "replay" in str(error):
+            raise
+        state.notes.append(f"{name} gave no evidence: {type(error).__name__}: {error}")
+        return None
+
+
+def measure_latency(state: RunState) -> None:
+    """Batch-1 onnxruntime latency of the workload's model (one thread): the architecture fixes it,
+    so one short-trained export serves every candidate. Recorded like any probe."""
+    out = state.tool(
+        "onnx_optimizer",
+        "probe",
+        label="onnx_latency",
+        unkeyed=("path",),
+        config={"steps": LATENCY_PROBE_STEPS},
+        batch_sizes=(1,),
+        threads=1,
+        path=str(state.out_dir / "latency-probe.onnx"),
+    )
+    state.latency_ms = onnx_p50(out)
+
+
+def onnx_p50(out) -> float:
+    """onnxruntime p50 at batch 1 from the ONNX tool's validation report."""
+    row = next(r for r in out.report.latency if r.runtime == "onnxruntime" and r.batch_size == 1)
+    return row.p50_ms

@@ -1,0 +1,49 @@
+"""Phase 5, search: Optuna TPE with pruning (the HyperparameterSuggester), warm-started with the race's
+best candidates (the baseline when nothing was proposed); its best configuration joins the race.
+
+The search scores its trials on the first selection seed at the candidates' length; its winner then
+races like any candidate, so one lucky search trial cannot reach the confirm runs on its own.
+"""
+
+from __future__ import annotations
+
+from trainopt.agent.phases.race import race, ranking
+from trainopt.agent.phases.state import RunState
+from trainopt.agent.proposals import Proposal
+from trainopt.errors import OptimizationError
+from trainopt.tools.trial_config import TrialConfig
+
+SEARCH_SEEDS = 2  # best raced candidates enqueued into the Optuna search
+SEARCH_SETUP_S = 2.0  # the search's Optuna study in the trial store (SQLite): measured 1-3 s
+SEARCHED = {"optimizer", "lr", "weight_decay", "batch_size", "schedule"}
+
+
+def search(state: RunState, extra_trials: int = 0) -> None:
+    d, b = state.digest, state.budget
+    warm = [o.config for o in ranking(state)[:SEARCH_SEEDS]] or [state.baseline_config(b.candidate_steps)]
+    batches = sorted({min(max(x, d.batch_range[0]), d.batch_range[1])
+                      for x in (d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2)})
+    n_trials = len(warm) + b.search_trials + extra_trials
+    try:
+        out = state.tool(
+            "hyperparameter_suggester",
+            "search",
+            candidates=[c.model_dump(include=SEARCHED) for c in warm],
+            lr_range=d.lr_safe_range,
+            weight_decay_range=(0.0, 0.1),
+            batch_sizes=batches,
+            optimizers=list(d.optimizer_options),
+            schedules=["constant", "cosine", "one_cycle"],
+            n_trials=n_trials,
+            max_steps=b.candidate_steps,
+            seed=state.request.seeds[0],
+        )
+    except OptimizationError as error:
+        if state.replaying and "replay" in str(error):
+            raise
+        state.notes.append(f"the seeded search gave no result: {error}")
+        return
+    state.steps_spent += out.steps_spent_this_run
+    best = {k: v for k, v in out.best_config.items() if k not in ("steps", "seed", "eval_every")}
+    config = TrialConfig(**{**best, "steps": b.candidate_steps, "seed": state.request.seeds[0]})
+    race(state, [Proposal(config, "search", -1)])

@@ -1,0 +1,77 @@
+"""Confirmation on held-out seeds: no seed both chooses and confirms, the decision follows the interval,
+and the budget is used or the reason stated. One real step-budgeted run, shared by the tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+from trainopt.agent.schemas import CONFIRM_SEED_START, MIN_CONFIRM_SEEDS
+
+BUDGET = 1200
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("confirm")
+
+
+@pytest.fixture(scope="module")
+def response(store_dir):
+    request = OptimizationRequest(workload="digits-mlp", num_candidates=3, constraints={"step_budget": BUDGET})
+    return TrainingOptimizationAgent(out_dir=store_dir).optimize_training(request)
+
+
+def _seeds(response, *purposes: str) -> set[int]:
+    return {t["config"]["seed"] for t in response.evidence["trials"] if t["purpose"].startswith(purposes)}
+
+
+def test_confirm_seeds_are_held_out_from_every_selection(response):
+    selection = _seeds(response, "race", "finals", "calibration")
+    confirm = _seeds(response, "confirm")
+    # the race and the finals saw only the selection seeds; the confirm only seeds none of them used
+    assert selection <= {0, 1, 2}
+    assert confirm == set(response.gain.seeds) and not confirm & selection
+    assert min(confirm) >= CONFIRM_SEED_START and len(confirm) >= MIN_CONFIRM_SEEDS
+    search = response.evidence["tools"].get("hyperparameter_suggester")
+    if search is not None:
+        assert {t["config"]["seed"] for t in search["trials"]} <= {0}
+
+
+def test_the_decision_follows_the_interval(response):
+    g = response.gain
+    low, high = g.objective_interval
+    # adopted exactly when the whole interval lies above min_gain, and the reason quotes it
+    assert g.adopted == (low > 0) == g.significant
+    assert (response.recommended == response.challenger) == g.adopted
+    assert f"{low:+.1%}" in g.reason and f"{high:+.1%}" in g.reason
+    assert g.interval[0] <= g.relative_loss_reduction <= g.interval[1]
+    assert g.new_seeds_interval[0] <= g.interval[0] and g.new_seeds_interval[1] >= g.interval[1]
+    assert g.wins + g.losses <= len(g.seeds) == len(g.baseline_val_losses) == len(g.challenger_val_losses)
+
+
+def test_the_budget_is_used_or_the_reason_is_given(response):
+    measured = sum(t["config"]["steps"] for t in response.evidence["trials"] if t["purpose"] != "calibration")
+    search = response.evidence["tools"].get("hyperparameter_suggester")
+    measured += search["steps_spent_this_run"] if search else 0
+    probes = 0.25 * BUDGET  # charged as planned: the probe tools run their own steps
+    used = (measured + probes) / BUDGET
+    stopped = [n for n in response.notes if n.startswith("confirm stopped")]
+    # most of the budget went into measurements, and why the confirm stopped adding seeds is said
+    assert used >= 0.8, (used, response.notes)
+    assert len(stopped) == 1
+
+
+def test_a_gain_below_min_gain_recommends_the_baseline(store_dir, response):
+    # the same run asked for a 99% gain: everything is read back from the store, the decision flips
+    request = OptimizationRequest(workload="digits-mlp", num_candidates=3, min_gain=0.99,
+                                  constraints={"step_budget": BUDGET})
+    strict = TrainingOptimizationAgent(out_dir=store_dir).optimize_training(request)
+    assert not strict.gain.adopted and strict.recommended == strict.baseline
+    assert "baseline is recommended" in strict.gain.reason
+    assert strict.challenger == response.challenger
+
+
+def test_selection_and_confirm_seeds_must_not_overlap():
+    with pytest.raises(ValueError, match=r"held out .* both hold \[1\]"):
+        OptimizationRequest(seeds=[0, 1], confirm_seeds=[1, 5])
