@@ -192,8 +192,10 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
 font-size:13px}}img{{max-width:49%}}pre{{white-space:pre-wrap}}</style></head><body>
 <h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
 <p>Held-out validation-loss reduction of the challenger against the baseline:
-<b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%}; better on {g.wins} of {len(g.seeds)} held-out seeds,
-{g.steps} steps each). {html.escape(g.reason[0].upper() + g.reason[1:])}. LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
+<b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%};
+better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each).
+{html.escape(g.reason[0].upper() + g.reason[1:])}.
+LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>
 <table>{summary}</table>{prediction}
 <h2>Rationale</h2><pre>{html.escape(response.rationale)}</pre>

@@ -142,12 +142,13 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     loss = paired(relative_gains(b_losses, c_losses))
     fresh = paired(loss.diffs, new_seeds=NEW_SEEDS)
     weights = state.request.objective_metrics
-    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in zip(chals, bases, strict=True)])
+    pairs = list(zip(chals, bases, strict=True))
+    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs])
     has_challenger = state.challenger is not None
     significant = has_challenger and objective.above(state.request.min_gain)
     metric_change = None
     if all(r.final_val_metric is not None for r in bases + chals):
-        metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in zip(chals, bases, strict=True)) / len(seeds)
+        metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in pairs) / len(seeds)
     return Gain(
         steps=steps, seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
         baseline_val_losses=b_losses, challenger_val_losses=c_losses,
