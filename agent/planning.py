@@ -1,8 +1,11 @@
 """The planner program and its boundary: retry a malformed answer once, then the offline planner.
 
 ``AdapterParseError`` is not a ``ValueError`` (ReAct does not catch it), so it is caught here,
-together with pydantic's errors on a proposal that does not validate. Every fallback is
-recorded so the response can say which LM answered what.
+together with pydantic's errors on a proposal that does not validate: a malformed answer. A
+transport error (``TRANSPORT_ERRORS``: the API's errors, a refused or timed-out connection, no
+cassette entry) ends the attempts. Nothing else is caught: a ``TypeError`` or ``KeyError`` is a
+bug in trainopt or dspy and propagates with its traceback. Every fallback is recorded so the
+response can say which LM answered what.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
+import httpx
+import openai
+from dspy.utils.exceptions import AdapterParseError, LMError
 from pydantic import ValidationError
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from trainopt.agent.lm import build_lm, is_offline, lm_name, offline_lm
 from trainopt.agent.schemas import LMUsage
@@ -20,7 +26,13 @@ from trainopt.agent.signatures import ExplainChoice, ProposeCandidates, RefineCa
 from trainopt.agent.text import short_text
 from trainopt.errors import OptimizationError
 
-PARSE_ERRORS = (AdapterParseError, ValidationError, ValueError, TypeError, KeyError)
+PARSE_ERRORS = (AdapterParseError, ValidationError)  # the LM answered, but not in the signature's form
+# the LM did not answer: dspy wraps provider errors in LMError (5xx, timeout, auth); openai.OpenAIError is the
+# base of litellm's API errors (auth, rate limit, 5xx, timeout, connection); httpx and OSError below it; vcrpy's
+# when a replay has no recorded answer
+TRANSPORT_ERRORS = (
+    LMError, openai.OpenAIError, httpx.HTTPError, OSError, CannotOverwriteExistingCassetteException,
+)
 T = TypeVar("T")
 
 
@@ -93,7 +105,7 @@ def ask_lm(
                 return call(), None
         except PARSE_ERRORS as error:
             last_error, kind = error, f"malformed answer ({type(error).__name__})"
-        except Exception as error:
+        except TRANSPORT_ERRORS as error:
             if strict is not None:
                 raise strict(error) from error
             last_error, kind = error, f"LM error ({type(error).__name__})"

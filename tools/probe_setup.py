@@ -1,6 +1,7 @@
 """What the probe tools share when they run their own training loop (the LR range test, the batch
 size search, the gradient analysis): the workload's default configuration with overrides, a fresh
-model + optimizer + batch stream, and training failures turned into OptimizationError.
+model + optimizer + batch stream, and training failures turned into OptimizationError
+(a bug in the workload: WorkloadError).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainopt.errors import ConvergenceError, OptimizationError, ResourceError
+from trainopt.errors import ConvergenceError, OptimizationError, ResourceError, WorkloadError
 from trainopt.tools.optim_factory import build_optimizer
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.workloads import Workload
@@ -58,8 +59,9 @@ def require_finite_first_loss(workload: Workload, value: float, **context: Any) 
 
 
 @contextmanager
-def training_errors(workload: Workload, device: torch.device, **context: Any):
-    """Turn what a training loop raises into OptimizationError (out of memory -> ResourceError)."""
+def training_errors(workload: Workload, device: torch.device, phase: str = "probe training", **context: Any):
+    """Turn what a training loop raises into OptimizationError: out of memory -> ResourceError, any other
+    exception -> WorkloadError naming ``phase`` (the original chained)."""
     try:
         yield
     except OptimizationError:
@@ -69,6 +71,5 @@ def training_errors(workload: Workload, device: torch.device, **context: Any):
             torch.cuda.empty_cache()
         raise ResourceError(f"out of memory on {device} ({context}): {error}",
                             {"device": str(device), **context}) from error
-    except Exception as error:
-        raise ConvergenceError(f"training {workload.name!r} raised {type(error).__name__}: {error}",
-                               {"workload": workload.name, "error": repr(error), **context}) from error
+    except Exception as error:  # a bug in the workload (or trainopt), not a measurement
+        raise WorkloadError.from_exception(workload.name, phase, error) from error

@@ -2,7 +2,12 @@
 
 Every tool and the agent stand on ``run_trial``. A trial never raises for a diverging run: a
 non-finite loss, or one above ``EXPLODE_FACTOR`` x the first loss, ends it early with
-``diverged=True``. Bad configurations and broken models raise ``OptimizationError``.
+``diverged=True``. Out of memory is a ``ResourceError``, a bad configuration a
+``HyperparameterError``, a loss that is not a scalar a ``ConvergenceError``. Anything else raised
+while training (a bug in the model, the loss, the data, or in trainopt) is a ``WorkloadError``
+naming the workload and the phase it was raised in, chained to the original exception: a bug never
+looks like a measurement. A workload that cannot be trained as given (no training or validation
+examples, no trainable parameters) is a ``WorkloadError`` too.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Callable
 import torch
 from pydantic import BaseModel, Field
 
-from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError
+from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError, WorkloadError
 from trainopt.tools.memory import measure_step_memory
 from trainopt.tools.optim_factory import build_meta_optimizer, build_optimizer, build_scheduler
 from trainopt.tools.trial_config import TrialConfig
@@ -106,15 +111,20 @@ def run_trial(
     """
     workload = get_workload(workload)
     device = resolve_device(device)
+    for split, count in (("training", workload.num_train), ("validation", workload.num_val)):
+        if count == 0:
+            raise WorkloadError(f"workload {workload.name!r} has no {split} examples: nothing to train or measure",
+                                {"workload": workload.name, "phase": "data", split: 0})
     if config.batch_size > workload.num_train:
         raise HyperparameterError(
             f"batch_size={config.batch_size} exceeds the {workload.num_train} training examples of "
             f"{workload.name!r}",
             {"batch_size": config.batch_size},
         )
+    phase = _Phase()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
-            return _train(workload, config, device, report, progress, on_trained)
+            return _train(workload, config, device, report, progress, on_trained, phase)
         except OptimizationError:
             raise
         except (torch.cuda.OutOfMemoryError, MemoryError) as error:
@@ -124,22 +134,30 @@ def run_trial(
                 f"out of memory on {device} at batch_size={config.batch_size}: {error}",
                 {"batch_size": config.batch_size, "device": str(device)},
             ) from error
-        except Exception as error:
-            raise ConvergenceError(
-                f"training {workload.name!r} raised {type(error).__name__}: {error}",
-                {"workload": workload.name, "error": repr(error)},
-            ) from error
+        except Exception as error:  # not an expected outcome: a bug, raised as one
+            raise WorkloadError.from_exception(workload.name, phase.name, error) from error
 
 
-def _train(workload, config, device, report, progress, on_trained=None) -> TrialResult:
+class _Phase:
+    """Where a trial is (``name``), so an unexpected exception says which part raised it."""
+
+    name = "build model"
+
+
+def _train(workload, config, device, report, progress, on_trained=None, phase=None) -> TrialResult:
+    phase = phase or _Phase()
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model = workload.make_model().to(device)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise WorkloadError(f"the model of {workload.name!r} has no trainable parameters (requires_grad=True)",
+                            {"workload": workload.name, "phase": "build model"})
+    phase.name = "optimizer setup"
     optimizer = build_optimizer(model, workload, config)
     scheduler = build_scheduler(optimizer, config)
     meta = build_meta_optimizer(optimizer, config)
     batches = workload.train_batches(config.batch_size, torch.Generator().manual_seed(config.seed), device)
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     schedulefree = config.optimizer == "schedulefree"
     if schedulefree:
         optimizer.train()
@@ -157,13 +175,16 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
     def train_step(batch, sample: bool):
         """One step; when ``sample``, also per-layer grad norms and update-to-weight ratios."""
         optimizer.zero_grad(set_to_none=True)
+        phase.name = "forward/loss"
         loss = workload.loss(model, batch)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ConvergenceError(
                 f"the loss of {workload.name!r} must be a scalar tensor but got {shape}", {"loss": str(shape)}
             )
+        phase.name = "backward"
         loss.backward()
+        phase.name = "optimizer step"
         clipped = None
         if config.grad_clip is not None:
             clipped = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
@@ -190,6 +211,7 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
         return loss, clipped, grads, ratios
 
     for step in range(config.steps):
+        phase.name = "data"
         batch = next(batches)
         sample = meta is not None or step % GRAD_STATS_EVERY == 0 or step == config.steps - 1
         if step == 0:
@@ -212,8 +234,10 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
                 layer_grads[name].append(g)
                 layer_ratios[name].append(r)
         if scheduler is not None:
+            phase.name = "scheduler step"
             scheduler.step()
         if progress is not None:
+            phase.name = "progress callback"
             progress(step + 1, config.steps)
 
         if not math.isfinite(value) or value > EXPLODE_FACTOR * max(first_loss, 1e-12):
@@ -222,6 +246,7 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
                 f"loss {value:.4g} > {EXPLODE_FACTOR:g} x first loss {first_loss:.4g}")
             break
         if (step + 1) % config.validate_every == 0 or step == config.steps - 1:
+            phase.name = "validation"
             t0 = time.perf_counter()
             val_loss, val_metric = _validate(workload, model, optimizer if schedulefree else None, device)
             eval_time += time.perf_counter() - t0
@@ -239,6 +264,7 @@ def _train(workload, config, device, report, progress, on_trained=None) -> Trial
     if diverged and not val_losses:
         val_steps, val_losses, val_metrics = [steps_run], [math.inf], [None]
     if on_trained is not None:
+        phase.name = "on_trained callback"
         if schedulefree:
             optimizer.eval()  # schedule-free's weights for inference are the averaged point x
         on_trained(model.eval())

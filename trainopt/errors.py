@@ -1,11 +1,20 @@
-"""The one error type trainopt raises at its boundary (see DESIGN.md, Contracts)."""
+"""The one error type trainopt raises at its boundary, with a subclass per kind (docs/architecture.md).
+
+Expected outcomes of a measurement are not errors: a diverging run is a ``TrialResult`` with
+``diverged=True``. Out of memory is a ``ResourceError``, a bad setting a ``HyperparameterError``,
+an unusable loss a ``ConvergenceError``. Anything else a workload's code raises (a bug in the model,
+the loss, the data) is a ``WorkloadError`` naming the workload and the phase, chained to the original
+exception (``raise ... from``) so its traceback is kept: never a note or a measurement.
+"""
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import Any, Literal
 
-ErrorType = Literal["hyperparameter", "resource", "convergence"]
-_TYPES = ("hyperparameter", "resource", "convergence")
+ErrorType = Literal["hyperparameter", "resource", "convergence", "workload"]
+_TYPES = ("hyperparameter", "resource", "convergence", "workload")
 
 
 class OptimizationError(Exception):
@@ -49,6 +58,46 @@ class ConvergenceError(OptimizationError):
 
     def __init__(self, message: str, details: dict[str, Any] | None = None):
         super().__init__(message, "convergence", details)
+
+
+class WorkloadError(OptimizationError):
+    """The workload's own code raised (a bug, not a measurement): ``details`` names the workload, the
+    phase ("build model", "optimizer", "data", "forward/loss", "backward", "validation", ...) and the
+    innermost frame; the original exception is the ``__cause__``. Build one with ``from_exception``.
+
+    Agent loops must let it through (it is not an observation): catch it before OptimizationError.
+
+    Examples:
+        >>> try:
+        ...     {}["x"]
+        ... except KeyError as e:
+        ...     error = WorkloadError.from_exception("custom", "forward/loss", e)
+        >>> error.workload, error.phase
+        ('custom', 'forward/loss')
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message, "workload", details)
+
+    @property
+    def workload(self) -> str | None:
+        return self.details.get("workload")
+
+    @property
+    def phase(self) -> str | None:
+        return self.details.get("phase")
+
+    @classmethod
+    def from_exception(cls, workload: str, phase: str, error: BaseException) -> WorkloadError:
+        """``workload`` raised ``error`` during ``phase``: message with the exception and where it was raised;
+        ``details["traceback"]`` holds the formatted traceback. Raise it ``from error``."""
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+        return cls(
+            f"workload {workload!r} raised {type(error).__name__} during {phase}{where}: {error}",
+            {"workload": workload, "phase": phase, "error": repr(error),
+             "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))},
+        )
 
 
 class Cancelled(KeyboardInterrupt):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainopt.errors import ConvergenceError, HyperparameterError
+from trainopt.errors import ConvergenceError, HyperparameterError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import run_trial
 from trainopt.tools.workloads import Workload
@@ -118,7 +118,7 @@ def test_non_scalar_loss_is_a_convergence_error():
         run_trial(workload, TrialConfig(steps=5, batch_size=16))
 
 
-def test_model_that_raises_is_a_convergence_error():
+def test_model_that_raises_is_a_workload_error_not_a_measurement():
     class Broken(nn.Module):
         def __init__(self):
             super().__init__()
@@ -127,8 +127,11 @@ def test_model_that_raises_is_a_convergence_error():
         def forward(self, x):
             raise RuntimeError("shape mismatch in layer 3")
 
-    with pytest.raises(ConvergenceError, match="shape mismatch in layer 3"):
+    # a bug in the model: typed, naming the workload and the phase, the original exception chained
+    with pytest.raises(WorkloadError, match="shape mismatch in layer 3") as error:
         run_trial(regression(model_fn=Broken), TrialConfig(steps=5, batch_size=16))
+    assert error.value.workload == "regression" and error.value.phase == "forward/loss"
+    assert isinstance(error.value.__cause__, RuntimeError)
 
 
 def test_batch_larger_than_the_data_is_rejected():
