@@ -1,22 +1,31 @@
-"""A learned router over sampler experts: a gating network that picks (expert, step budget) per request.
+"""A learned router over sampler experts: a policy that picks one arm (expert, step budget) per request.
 
 Features: the dataset one-hot, lambda (the price of speed, as log10), and statistics of x_T.
-Policy pi(e, n | f) = pi(e | f) pi(n | f), two softmax heads on a shared MLP, plus a value head
-b(f) as the baseline. REINFORCE (Williams 1992) with a learned baseline maximises
+Policy pi(a | f): a softmax over the arms on an MLP. It maximises the reward of a request
 
-    R = -(quality distance) - lambda * NFE / 1000.
+    R = -(quality distance) - lambda * NFE / 1000
+
+by REINFORCE (Williams 1992) with group-normalised advantages: each request is answered by
+``group_size`` arms drawn from the policy, and each arm's advantage is its reward minus the group
+mean, divided by the group std (the leave-none-out baseline of RLOO / GRPO). Normalising within a
+request, not across the batch, is what makes every lambda count: across a batch the rewards at
+lambda = 30 (about -0.3) drown those at lambda = 0.01 (about -0.005), and the policy that learns
+only the large-lambda requests answers every lambda the same (measured in
+docs/benchmarks/diffusion_sampling.md). Lambda is drawn log-uniformly over the whole range during
+training.
 
 Example::
 
     router = Router()
     train_router(router, reward_fn, sample_request, iterations=200)
-    expert, steps = router.choose(request_features(request)).expert_and_steps
+    decision = router.choose(request_features(request))
+    decision.expert, decision.num_steps
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,43 +66,50 @@ def request_features(request: Request) -> torch.Tensor:
 class Decision:
     expert: str
     num_steps: int
-    log_prob: torch.Tensor  # log pi(e, n | f), differentiable
+    log_prob: torch.Tensor  # log pi(a | f), differentiable
     entropy: torch.Tensor
 
 
+def product_arms(experts: Sequence[str] = EXPERTS, budgets: Sequence[int] = BUDGETS) -> tuple[tuple[str, int], ...]:
+    """Every (expert, budget) pair, experts outer."""
+    return tuple((e, int(b)) for e in experts for b in budgets)
+
+
 class Router(nn.Module):
-    """Gating MLP: features (B, F) -> expert logits (B, E), budget logits (B, K), baseline (B,)."""
+    """Policy MLP: features (B, F) -> arm logits (B, A); ``arms`` defaults to EXPERTS x BUDGETS."""
 
-    def __init__(self, experts=EXPERTS, budgets=BUDGETS, hidden: int = 64) -> None:
+    def __init__(self, experts=EXPERTS, budgets=BUDGETS, hidden: int = 64,
+                 arms: Sequence[tuple[str, int]] | None = None) -> None:
         super().__init__()
-        if not experts or not budgets or any(b < 1 for b in budgets):
-            raise ValueError(f"need experts and budgets >= 1 but got {experts=}, {budgets=}")
-        self.experts, self.budgets, self.hidden = tuple(experts), tuple(int(b) for b in budgets), hidden
+        arms = tuple((str(e), int(n)) for e, n in (arms if arms is not None else product_arms(experts, budgets)))
+        if not arms or any(n < 1 for _, n in arms) or len(set(arms)) != len(arms):
+            raise ValueError(f"need distinct arms (expert, steps >= 1) but got {arms=}")
+        self.arms, self.hidden = arms, hidden
+        self.experts = tuple(dict.fromkeys(e for e, _ in arms))
         self.body = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
-        self.expert_head = nn.Linear(hidden, len(self.experts))
-        self.budget_head = nn.Linear(hidden, len(self.budgets))
-        self.value_head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, len(arms))
 
-    def forward(self, features: torch.Tensor):
-        h = self.body(features)
-        return self.expert_head(h), self.budget_head(h), self.value_head(h).squeeze(-1)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(features))
 
     def choose(self, features: torch.Tensor, *, greedy: bool = True,
                generator: torch.Generator | None = None) -> Decision:
         """Pick for one request (features (F,)): the argmax, or a draw from the policy."""
-        e_logits, b_logits, _ = self(features[None])
-        e_logp, b_logp = e_logits[0].log_softmax(-1), b_logits[0].log_softmax(-1)
-        if greedy:
-            e, b = int(e_logp.argmax()), int(b_logp.argmax())
-        else:
-            e = int(torch.multinomial(e_logp.exp(), 1, generator=generator))
-            b = int(torch.multinomial(b_logp.exp(), 1, generator=generator))
-        entropy = -(e_logp.exp() * e_logp).sum() - (b_logp.exp() * b_logp).sum()
-        return Decision(self.experts[e], self.budgets[b], e_logp[e] + b_logp[b], entropy)
+        logp = self(features[None])[0].log_softmax(-1)  # (A,)
+        a = int(logp.argmax()) if greedy else int(torch.multinomial(logp.exp(), 1, generator=generator))
+        expert, steps = self.arms[a]
+        return Decision(expert, steps, logp[a], -(logp.exp() * logp).sum())
+
+    def arm_probabilities(self, features: torch.Tensor) -> dict[tuple[str, int], float]:
+        with torch.no_grad():
+            return dict(zip(self.arms, self(features[None])[0].softmax(-1).tolist(), strict=True))
 
     def expert_probabilities(self, features: torch.Tensor) -> dict[str, float]:
-        with torch.no_grad():
-            return dict(zip(self.experts, self(features[None])[0][0].softmax(-1).tolist(), strict=True))
+        """pi(expert | f): the arm probabilities summed over step budgets."""
+        out = dict.fromkeys(self.experts, 0.0)
+        for (expert, _), p in self.arm_probabilities(features).items():
+            out[expert] += p
+        return out
 
 
 def train_router(
@@ -103,35 +119,44 @@ def train_router(
     *,
     iterations: int = 400,
     batch_size: int = 16,
+    group_size: int = 4,
     lr: float = 3e-3,
-    entropy_coef: float = 0.03,
+    entropy_coef: float = 0.01,
+    normalize: str = "group",
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """REINFORCE with a learned baseline; returns the mean reward of each iteration's batch.
+    """REINFORCE with group-normalised advantages; returns the mean reward of each iteration's draws.
 
-    Loss = -mean(A log pi) + 0.5 mean((b - R)^2) - entropy_coef * H, with A = R - b(f) scaled by
-    the batch std of A (Adam makes the step size scale-free; the scaling keeps it comparable).
+    Each iteration draws ``batch_size`` requests and ``group_size`` arms from the policy for each;
+    loss = -mean_{r, j} A_{r,j} log pi(a_{r,j} | f_r) - entropy_coef * H, with
+    A_{r,j} = (R_{r,j} - mean_j R_{r,j}) / (std_j R_{r,j} + 1e-8): every request, whatever its
+    lambda, pushes the policy with the same strength. ``normalize="batch"`` is the ablation that
+    normalises over the whole batch instead, (R - mean R) / std R (what the first router did).
     """
-    if iterations < 1 or batch_size < 2:
-        raise ValueError(f"need iterations >= 1 and batch_size >= 2 but got {iterations=}, {batch_size=}")
+    if iterations < 1 or batch_size < 1 or group_size < 2:
+        raise ValueError(f"need iterations >= 1, batch_size >= 1, group_size >= 2 but got "
+                         f"{iterations=}, {batch_size=}, {group_size=}")
     if lr <= 0:
         raise ValueError(f"lr must be > 0 but got {lr=}")
+    if normalize not in ("group", "batch"):
+        raise ValueError(f"normalize must be 'group' or 'batch' but got {normalize=}")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(router.parameters(), lr=lr)
     history = []
     for it in range(iterations):
         requests = [sample_request(g) for _ in range(batch_size)]
         feats = torch.stack([request_features(r) for r in requests])  # (B, F)
-        decisions = [router.choose(f, greedy=False, generator=g) for f in feats]
-        rewards = torch.tensor([reward_fn(r, d.expert, d.num_steps) for r, d in zip(requests, decisions,
-                                                                                     strict=True)])
-        values = router(feats)[2]  # (B,)
-        adv = rewards - values.detach()
-        adv = adv / (adv.std() + 1e-8)
-        log_probs = torch.stack([d.log_prob for d in decisions])
-        entropy = torch.stack([d.entropy for d in decisions]).mean()
-        loss = -(adv * log_probs).mean() + 0.5 * (values - rewards).pow(2).mean() - entropy_coef * entropy
+        logp = router(feats).log_softmax(-1)  # (B, A)
+        arms = torch.multinomial(logp.detach().exp(), group_size, replacement=True, generator=g)  # (B, K)
+        rewards = torch.tensor([[reward_fn(r, *router.arms[int(a)]) for a in row]
+                                for r, row in zip(requests, arms, strict=True)])  # (B, K)
+        if normalize == "group":
+            adv = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-8)  # (B, K)
+        else:
+            adv = (rewards - rewards.mean()) / (rewards.std() + 1e-8)
+        entropy = -(logp.exp() * logp).sum(-1).mean()
+        loss = -(adv * logp.gather(1, arms)).mean() - entropy_coef * entropy
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -144,7 +169,7 @@ def train_router(
 def save_router(router: Router, path: str | Path, **meta) -> None:
     """Save config, state_dict and meta (plain types; loadable with weights_only=True)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    config = {"experts": list(router.experts), "budgets": list(router.budgets), "hidden": router.hidden}
+    config = {"arms": [list(a) for a in router.arms], "hidden": router.hidden}
     torch.save({"config": config, "state_dict": router.state_dict(), "meta": meta}, path)
 
 

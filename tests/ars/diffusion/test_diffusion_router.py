@@ -52,6 +52,44 @@ def test_reinforce_raises_the_probability_of_the_best_expert():
     assert router.choose(f).expert == "heun"
 
 
-def test_train_router_validates_its_arguments():
-    with pytest.raises(ValueError, match="batch_size"):
-        train_router(Router(), lambda r, e, s: 0.0, lambda g: None, batch_size=1)
+@pytest.mark.parametrize("kwargs,match", [({"group_size": 1}, "group_size"), ({"normalize": "none"}, "normalize"),
+                                          ({"lr": 0.0}, "lr")])
+def test_train_router_validates_its_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_router(Router(), lambda r, e, s: 0.0, lambda g: None, **kwargs)
+
+
+def test_router_takes_an_explicit_arm_list_with_a_distilled_expert():
+    router = Router(hidden=8, arms=[("ddim", 10), ("distilled", 4)])
+    f = request_features(Request("moons", 0.5, torch.randn(10, 2)))
+    # Two arms, probabilities summed per expert, and the greedy decision is one of the arms.
+    assert set(router.expert_probabilities(f)) == {"ddim", "distilled"}
+    assert abs(sum(router.expert_probabilities(f).values()) - 1) < 1e-6
+    d = router.choose(f)
+    assert (d.expert, d.num_steps) in router.arms
+
+
+def test_group_normalised_reinforce_follows_lambda_where_batch_normalisation_does_not():
+    # Two arms: "slow" wins by 0.01 at small lambda, "fast" saves 0.1 * lam / 1000 * 90 at large lambda.
+    # Rewards at lam = 30 are ~100x those at lam = 0.01, as in the benchmark.
+    arms = [("ddim", 100), ("ddim", 10)]
+    quality = {100: 0.005, 10: 0.015}
+
+    def reward(request, expert, steps):
+        return -quality[steps] - request.lam * steps / 1000
+
+    def sample_request(g):
+        lam = 0.01 if float(torch.rand(1, generator=g)) < 0.5 else 30.0
+        return Request("moons", lam, torch.zeros(4, 2))
+
+    def picks(normalize):
+        torch.manual_seed(0)
+        router = Router(hidden=16, arms=arms)
+        train_router(router, reward, sample_request, iterations=150, batch_size=8, lr=1e-2, normalize=normalize)
+        return [router.choose(request_features(Request("moons", lam, torch.zeros(4, 2)))).num_steps
+                for lam in (0.01, 30.0)]
+
+    # Group normalisation: 100 steps at lam = 0.01, 10 at lam = 30 (the reward-optimal arms);
+    # batch normalisation learns only the large-lambda requests and answers 10 steps at both.
+    assert picks("group") == [100, 10]
+    assert picks("batch") == [10, 10]
