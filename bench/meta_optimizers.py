@@ -2,12 +2,23 @@
 
 Contenders (AdamW underneath every one, same model init, batches and step budget per seed):
 constant LR, torch ReduceLROnPlateau, cosine decay, each meta-optimizer through OptimizerWrapper,
-RLMetaOptimizer with a policy trained first over several episodes (on other seeds; its cost is
-reported apart), and the same RL meta-optimizer with a uniformly random policy over the same actions.
+RLMetaOptimizer with a policy trained first over several episodes (on development seeds 1000+,
+never an evaluation seed; its cost is reported beside it), and the same RL meta-optimizer with a
+uniformly random policy over the same actions.
+
+The RL policy (``reward="episode"``): actions multiply the LR by 0.8, 1 or 1.25 and never take it
+above the start LR (the top of the safe range every contender starts from); state features
+include progress and the loss trend; the reward is the whole episode's score, minus the log of the
+loss on a held-out 20% of the *training* split at the end of the run (the episodes train on the
+other 80%), compared within a group of ``--group-size`` episodes on the same seed.
 Every decision-maker (meta-optimizers and ReduceLROnPlateau) decides at steps 0, f, 2f, ...
 (``f = --decide-every``), before that step's update, from the same signal: the mean training loss
 of the steps since the last decision (the current batch included), plus gradient norm, weight norm,
 routing statistics and progress. Nothing reads the validation set before the final evaluation.
+
+Target: the trained policy's mean val loss within 5% of the best simple schedule's on the
+evaluation seeds (the mean ratio and its 90% t-interval over seeds are printed), and no seed diverging
+(val loss not finite or above ln 10, the loss of a uniform guess).
 
 Writes bench/results/meta_optimizers.json, .md and meta_optimizers_lr.png.
 
@@ -77,10 +88,14 @@ class RunResult:
     gate_lr_trace: list[float]  # gate group LR at every step
 
 
-def rl_meta(seed: int) -> RLMetaOptimizer:
-    """The RL meta-optimizer every RL contender uses (issue defaults, policy Adam LR 3e-3)."""
-    return RLMetaOptimizer(lr_factors=(0.5, 1.0, 2.0), wd_deltas=(-1e-5, 0.0, 1e-5), hidden=32,
-                           update_every=5, entropy_weight=0.01, policy_lr=3e-3, seed=seed)
+DIVERGED_LOSS = math.log(10)  # cross-entropy of a uniform guess over the 10 classes
+
+
+def rl_meta(seed: int, max_lr: float, group_size: int = 4) -> RLMetaOptimizer:
+    """The RL meta-optimizer every RL contender uses: episode reward, LR factors near 1, LR <= max_lr."""
+    return RLMetaOptimizer(lr_factors=(0.8, 1.0, 1.25), wd_deltas=(0.0,), hidden=32, entropy_weight=0.01,
+                           policy_lr=1e-2, seed=seed, reward="episode", max_lr=max_lr, group_size=group_size,
+                           episode_updates=2)
 
 
 def uniform_policy(meta: RLMetaOptimizer) -> RLMetaOptimizer:
@@ -103,9 +118,11 @@ def meta_factories() -> dict[str, Callable[[], MetaOptimizer]]:
     }
 
 
-def train_run(setup: Setup, seed: int, contender: str, meta: MetaOptimizer | None = None) -> RunResult:
-    """One training run of ``setup.steps`` AdamW steps under ``contender``; evaluate on the validation set."""
-    (x_train, y_train), (x_val, y_val) = setup.data
+def train_run(setup: Setup, seed: int, contender: str, meta: MetaOptimizer | None = None,
+              data: tuple | None = None) -> RunResult:
+    """One training run of ``setup.steps`` AdamW steps under ``contender``; evaluate on the validation set
+    (``data`` replaces ``setup.data``: the RL episodes train and score on a split of the training set)."""
+    (x_train, y_train), (x_val, y_val) = data or setup.data
     torch.manual_seed(seed)
     model = ExpertGraph(x_train.shape[1], 10, num_experts=setup.num_experts, hidden=setup.hidden,
                         top_k=setup.top_k)
@@ -166,20 +183,32 @@ def decision_metrics(window: dict[str, list], params: list[torch.Tensor], progre
             "progress": progress}
 
 
-def train_rl_policy(setup: Setup, episodes: int, seed_offset: int, advance: Callable[[], None]) -> tuple:
-    """Train the RL policy over ``episodes`` runs on seeds ``seed_offset + e`` (never an evaluation seed)."""
-    meta = rl_meta(seed=seed_offset)
+def policy_split(setup: Setup, holdout: float = 0.2) -> tuple:
+    """The RL episodes' data: 80% of the training split to train on, 20% to score the episode (fixed split)."""
+    (x_train, y_train), _ = setup.data
+    perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(12345))
+    cut = int(len(x_train) * (1 - holdout))
+    return (x_train[perm[:cut]], y_train[perm[:cut]]), (x_train[perm[cut:]], y_train[perm[cut:]])
+
+
+def train_rl_policy(setup: Setup, episodes: int, seed_offset: int, group_size: int,
+                    advance: Callable[[], None]) -> tuple:
+    """Train the RL policy over ``episodes`` runs, ``group_size`` per development seed ``seed_offset + g``."""
+    meta = rl_meta(seed=seed_offset, max_lr=setup.lr, group_size=group_size)
+    data = policy_split(setup)
     start = time.perf_counter()
     episode_results = []
     for episode in range(episodes):
         meta.reset()
-        result = train_run(setup, seed_offset + episode, "rl_trained", meta)
-        episode_results.append({"episode": episode, "val_loss": result.val_loss,
-                                "val_accuracy": result.val_accuracy})
+        result = train_run(setup, seed_offset + episode // group_size, "rl_trained", meta, data=data)
+        score = -math.log(result.val_loss) if math.isfinite(result.val_loss) and result.val_loss > 0 else -math.inf
+        meta.end_episode(score)
+        episode_results.append({"episode": episode, "seed": seed_offset + episode // group_size,
+                                "holdout_loss": result.val_loss, "holdout_accuracy": result.val_accuracy})
         advance()
-    meta.reset()  # learn from the last episode's remaining rewards
-    cost = {"episodes": episodes, "wall_s": time.perf_counter() - start, "steps": episodes * setup.steps,
-            "policy_updates": meta.policy_updates, "per_episode": episode_results}
+    cost = {"episodes": episodes, "group_size": group_size, "wall_s": time.perf_counter() - start,
+            "steps": episodes * setup.steps, "policy_updates": meta.policy_updates,
+            "per_episode": episode_results}
     return meta, cost
 
 
@@ -241,13 +270,27 @@ def simple_vs_meta_verdict(summary: dict[str, dict], best_simple: str, best_meta
             f"than the best simple schedule, {best_simple} ({simple['val_loss_mean']:.4f}); {size}.")
 
 
+def ratio_interval(values: list[float], baseline: list[float], level: float = 0.90) -> dict:
+    """Per-seed ratios values / baseline (paired by seed): mean and a ``level`` t-interval; ratio of means."""
+    from scipy import stats
+
+    ratios = [v / b for v, b in zip(values, baseline, strict=True)]
+    mean = statistics.fmean(ratios)
+    half = 0.0
+    if len(ratios) > 1:
+        half = stats.t.ppf(0.5 + level / 2, len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": len(ratios), "level": level,
+            "ratio_of_means": statistics.fmean(values) / statistics.fmean(baseline)}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny run for development (2 seeds, 120 steps)")
-    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds 0..N-1 (init and batches)")
+    parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 (init and batches)")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps per run, same for everyone")
-    parser.add_argument("--episodes", type=int, default=20, help="RL policy training episodes (seeds 1000+)")
+    parser.add_argument("--episodes", type=int, default=48, help="RL policy training episodes (seeds 1000+)")
+    parser.add_argument("--group-size", type=int, default=4, help="RL episodes per development seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="starting AdamW LR for every contender")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -256,9 +299,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON, markdown and PNG")
     args = parser.parse_args(argv)
     if args.quick:  # smaller defaults; flags given explicitly still win
-        for key, value in {"seeds": 2, "steps": 120, "episodes": 3}.items():
+        for key, value in {"seeds": 2, "steps": 120, "episodes": 4, "group_size": 2}.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
+    if args.group_size < 2:
+        parser.error(f"--group-size must be >= 2 but got {args.group_size}")
     for key in ("seeds", "steps", "episodes", "batch_size", "decide_every", "threads"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1 but got {getattr(args, key)}")
@@ -280,7 +325,8 @@ def main(argv: list[str] | None = None) -> dict:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("RL policy training", total=args.episodes + len(seeds) * len(contenders))
-        policy, rl_cost = train_rl_policy(setup, args.episodes, 1000, lambda: progress.advance(task))
+        policy, rl_cost = train_rl_policy(setup, args.episodes, 1000, args.group_size,
+                                          lambda: progress.advance(task))
         policy.learning = False  # evaluated frozen; rl_trained samples its actions like the random control
         trained_state = policy.state_dict()
         for seed in seeds:  # contenders interleaved per seed, so machine noise hits all of them alike
@@ -290,13 +336,13 @@ def main(argv: list[str] | None = None) -> dict:
                 if name in factories:
                     meta = factories[name]()
                 elif name.startswith("rl_trained"):
-                    meta = rl_meta(seed=1000)
+                    meta = rl_meta(seed=1000, max_lr=setup.lr, group_size=args.group_size)
                     meta.load_state_dict(trained_state)  # frozen: learning stays False
                     meta.reset()
                     meta.greedy = name == "rl_trained_greedy"  # the policy's most likely action
                     meta.generator.manual_seed(seed)
                 elif name == "rl_random":
-                    meta = uniform_policy(rl_meta(seed=1000))
+                    meta = uniform_policy(rl_meta(seed=1000, max_lr=setup.lr, group_size=args.group_size))
                     meta.generator.manual_seed(seed)
                 runs[name].append(train_run(setup, seed, name, meta))
                 progress.advance(task)
@@ -308,16 +354,31 @@ def main(argv: list[str] | None = None) -> dict:
     simple_wins = summary[best_simple]["val_loss_mean"] < summary[best_meta]["val_loss_mean"]
     trained, random_ = summary["rl_trained"], summary["rl_random"]
     rl_holds = trained["val_loss_mean"] < random_["val_loss_mean"]
+    rl_vs_simple = {name: ratio_interval(summary[name]["val_loss"], summary[best_simple]["val_loss"])
+                    for name in ("rl_trained", "rl_trained_greedy", "rl_random")}
     targets = {"trained RL policy beats the random policy (mean val loss)": "holds" if rl_holds
                else "falls short"}
+    for name in ("rl_trained", "rl_trained_greedy"):
+        r = rl_vs_simple[name]
+        diverged = sum(not math.isfinite(v) or v > DIVERGED_LOSS for v in summary[name]["val_loss"])
+        targets[f"{name}: mean val loss within 5% of the best simple schedule ({best_simple}), no seed diverging"] = (
+            "holds" if r["ratio_of_means"] <= 1.05 and diverged == 0 else "falls short")
+        r["diverged_seeds"] = diverged
     verdict = simple_vs_meta_verdict(summary, best_simple, best_meta)
-    rl_line = (f"RL policy training cost: {rl_cost['episodes']} episodes, {rl_cost['steps']} training steps, "
-               f"{rl_cost['policy_updates']} policy updates, {rl_cost['wall_s']:.1f} s wall "
-               "(not in the table).")
+    rl_line = (f"RL policy training cost: {rl_cost['episodes']} episodes ({rl_cost['group_size']} per development "
+               f"seed, seeds 1000+), {rl_cost['steps']} training steps, {rl_cost['policy_updates']} policy updates, "
+               f"{rl_cost['wall_s']:.1f} s wall; one evaluation run costs {setup.steps} steps, "
+               f"{trained['wall_s_mean']:.1f} s.")
+    ratio_lines = "\n".join(
+        f"- {name} / {best_simple}: ratio of mean val losses {r['ratio_of_means']:.3f}; per-seed ratio mean "
+        f"{r['mean']:.3f}, 90% t-interval [{r['low']:.3f}, {r['high']:.3f}] over {r['seeds']} evaluation seeds "
+        f"({'no significant difference' if r['low'] <= 1 <= r['high'] else 'significant'}); "
+        f"diverged seeds: {r.get('diverged_seeds', '-')}" for name, r in rl_vs_simple.items())
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.update(num_experts=setup.num_experts, hidden=setup.hidden, top_k=setup.top_k,
                   train_size=len(setup.data[0][1]), val_size=len(setup.data[1][1]), torch=torch.__version__)
     report = {"config": config, "seeds": seeds, "summary": summary, "rl_training_cost": rl_cost,
+              "rl_vs_best_simple": {"best_simple": best_simple, **rl_vs_simple},
               "targets": targets, "simple_schedule_beats_every_meta_optimizer": simple_wins,
               "verdict": verdict, "lr_trace_seed0": {n: r[0].lr_trace for n, r in runs.items()},
               "gate_lr_trace_seed0": {n: r[0].gate_lr_trace for n, r in runs.items()}}
@@ -326,10 +387,9 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "meta_optimizers.json").write_text(json.dumps(report, indent=1))
     header = (f"ExpertGraph (E={setup.num_experts}, top-{setup.top_k}, hidden {setup.hidden}) on digits, "
               f"{args.steps} AdamW steps, batch {args.batch_size}, start LR {args.lr}, seeds {seeds}.\n\n")
-    target_lines = "\n".join(f"- {k}: **{v}** (trained {trained['val_loss_mean']:.4f} vs random "
-                             f"{random_['val_loss_mean']:.4f})" for k, v in targets.items())
+    target_lines = "\n".join(f"- {k}: **{v}**" for k, v in targets.items())
     (args.out / "meta_optimizers.md").write_text(
-        f"{header}{table_md}\n\n{rl_line}\n\n{verdict}\n\n{target_lines}\n")
+        f"{header}{table_md}\n\n{rl_line}\n\n{ratio_lines}\n\n{verdict}\n\n{target_lines}\n")
     plot_lr(runs, args.out / "meta_optimizers_lr.png", seeds[0])
 
     table = Table(title="Meta-optimizers on digits (sorted by mean val loss)")
@@ -342,9 +402,9 @@ def main(argv: list[str] | None = None) -> dict:
     console.print(table)
     console.print(rl_line)
     console.print(verdict)
+    console.print(ratio_lines)
     for key, value in targets.items():
-        console.print(f"target: {key}: {value} (trained {trained['val_loss_mean']:.4f} vs random "
-                      f"{random_['val_loss_mean']:.4f})")
+        console.print(f"target: {key}: {value}")
     console.print(f"wrote {args.out / 'meta_optimizers.json'}, .md and meta_optimizers_lr.png")
     return report
 

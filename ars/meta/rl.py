@@ -45,6 +45,20 @@ class RLMetaOptimizer(MetaOptimizer):
     those actions were sampled (the buffer is emptied on every update), so this is exact on-policy
     REINFORCE and the buffer stays serialisable.
 
+    ``reward="episode"`` judges a whole training run instead (what the one-step reward got wrong:
+    it credits each action with the next few steps, so the policy learns to raise the LR until the
+    loss turns up). Every decision of an episode is stored; ``end_episode(score)`` closes it with
+    one score (e.g. minus the log of a held-out loss at the end of the run). Every ``group_size``
+    episodes (run on the same data seed: common random numbers) the policy takes
+    ``episode_updates`` Adam steps on
+
+        J = -sum_k A_k mean_i log pi(a_ki | x_ki) / K  -  entropy_weight * H,
+        A_k = (S_k - mean_j S_j) / (std_j S_j + 1e-8)   (clipped to +-5)
+
+    a group-relative baseline (RLOO / GRPO style) that cancels what the seed alone decides.
+    ``max_lr`` caps the LR (the top of the probed safe range: the policy may lower the LR and raise
+    it back, never above it); with small ``lr_factors`` near 1 the action set stays conservative.
+
     Reads ``loss``, ``lr``, ``weight_decay`` and optionally ``grad_norm``, ``cost``, ``progress``.
     ``reset()`` ends the episode (a learning policy first learns from the rewards left in its
     buffer) and starts a new one, keeping what the policy learned (weights, Adam, baseline);
@@ -65,7 +79,8 @@ class RLMetaOptimizer(MetaOptimizer):
                  update_every: int = 5, entropy_weight: float = 0.01, policy_lr: float = 1e-2,
                  baseline_decay: float = 0.9, max_grad_norm: float = 1.0, cost_weight: float = 0.1,
                  reward_clip: float = 1.0, discount: float = 0.0, trend_window: int = 5, seed: int = 0,
-                 update_frequency: int = 1):
+                 update_frequency: int = 1, reward: str = "step", max_lr: float | None = None,
+                 group_size: int = 4, episode_updates: int = 1):
         lr_factors, wd_deltas = tuple(lr_factors), tuple(wd_deltas)
         if not lr_factors or not all(isinstance(f, (int, float)) and f > 0 for f in lr_factors):
             raise ValueError(f"lr_factors must be a non-empty sequence of numbers > 0 but got {lr_factors=}")
@@ -80,6 +95,15 @@ class RLMetaOptimizer(MetaOptimizer):
             raise ValueError(f"discount must be in [0, 1) but got {discount=!r}")
         if not isinstance(baseline_decay, (int, float)) or not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1) but got {baseline_decay=!r}")
+        if reward not in ("step", "episode"):
+            raise ValueError(f"reward must be 'step' or 'episode' but got {reward=!r}")
+        if max_lr is not None:
+            require_positive(max_lr=max_lr)
+        require_int(2, group_size=group_size)
+        require_int(1, episode_updates=episode_updates)
+        self.reward_mode, self.max_lr = reward, max_lr
+        self.group_size, self.episode_updates = group_size, episode_updates
+        self.episodes: list[tuple[list, float]] = []  # finished episodes of the current group: (decisions, score)
         self.lr_factors, self.wd_deltas = lr_factors, wd_deltas
         self.actions = list(itertools.product(lr_factors, wd_deltas))  # index -> (lr factor, wd delta)
         self.update_every, self.entropy_weight, self.policy_lr = update_every, entropy_weight, policy_lr
@@ -100,7 +124,7 @@ class RLMetaOptimizer(MetaOptimizer):
         super().__init__(update_frequency)
 
     def reset(self) -> None:
-        if self.learning and getattr(self, "buffer", None):
+        if self.learning and getattr(self, "buffer", None) and self.reward_mode == "step":
             self._learn()  # the episode's last rewards: their returns end with the episode
         super().reset()
 
@@ -112,6 +136,12 @@ class RLMetaOptimizer(MetaOptimizer):
     def update_hparams(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
         loss, cost = float(metrics["loss"]), float(metrics.get("cost", 0.0))
         features = self.observe(metrics)
+        if self.reward_mode == "episode":
+            action = self._choose(features)
+            if self.learning:
+                self.buffer.append((features, action))
+            self.history.append({"step": step, "action": action, "reward": math.nan})
+            return self._apply(metrics, action)
         if self.pending is not None:
             reward = (self.prev_loss - loss) + self.cost_weight * (self.prev_cost - cost)
             if not math.isfinite(reward):
@@ -126,8 +156,11 @@ class RLMetaOptimizer(MetaOptimizer):
         self.pending = (features, action)
         self.prev_loss, self.prev_cost = loss, cost
         self.history.append({"step": step, "action": action, "reward": math.nan})
+        return self._apply(metrics, action)
+
+    def _apply(self, metrics: dict[str, Any], action: int) -> dict[str, float]:
         factor, delta = self.actions[action]
-        lr = min(max(float(metrics["lr"]) * factor, LR_RANGE[0]), LR_RANGE[1])
+        lr = min(max(float(metrics["lr"]) * factor, LR_RANGE[0]), LR_RANGE[1], self.max_lr or LR_RANGE[1])
         weight_decay = float(metrics["weight_decay"]) + delta
         weight_decay = min(max(weight_decay, WEIGHT_DECAY_RANGE[0]), WEIGHT_DECAY_RANGE[1])
         return {"lr": lr, "weight_decay": weight_decay}
@@ -167,6 +200,42 @@ class RLMetaOptimizer(MetaOptimizer):
         return [min(max(v, -1.0), 1.0) if math.isfinite(v) else 0.0 for v in values]
 
     # --- learning -----------------------------------------------------------------------------
+    def end_episode(self, score: float) -> None:
+        """Close the episode with its ``score`` (higher is better); learn once ``group_size`` are closed.
+
+        A non-finite score counts as worse than every finite score of its group.
+        """
+        if self.reward_mode != "episode":
+            raise ValueError(f"end_episode needs reward='episode' but this policy has {self.reward_mode=!r}")
+        if self.learning and self.buffer:
+            self.episodes.append((self.buffer, float(score)))
+        self.buffer = []
+        if len(self.episodes) >= self.group_size:
+            self._learn_episodes()
+
+    def _learn_episodes(self) -> None:
+        scores = torch.tensor([s for _, s in self.episodes], dtype=torch.float64)  # (K,)
+        finite = scores[torch.isfinite(scores)]
+        floor = float(finite.min()) - 1.0 if len(finite) else 0.0
+        scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, floor))
+        adv = ((scores - scores.mean()) / (scores.std() + 1e-8)).clamp(-MAX_ADVANTAGE, MAX_ADVANTAGE).float()
+        for _ in range(self.episode_updates):
+            with torch.enable_grad():
+                terms, entropies = [], []
+                for (decisions, _), a in zip(self.episodes, adv, strict=True):
+                    features = torch.tensor([f for f, _ in decisions], dtype=torch.float32)  # (N, 8)
+                    actions = torch.tensor([act for _, act in decisions])  # (N,)
+                    log_probs = torch.log_softmax(self.policy(features), dim=-1)  # (N, A)
+                    terms.append(a * log_probs.gather(1, actions[:, None])[:, 0].mean())
+                    entropies.append(-(log_probs.exp() * log_probs).sum(-1).mean())
+                objective = -torch.stack(terms).mean() - self.entropy_weight * torch.stack(entropies).mean()
+                self.policy_optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+            nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy_optimizer.step()
+            self.policy_updates += 1
+        self.episodes = []
+
     def _advantage(self, reward: float) -> float:
         """``(G - b) / s`` against the moving baseline and spread *before* this return, then update both."""
         if self.baseline is None:  # the first reward sets the scale and teaches nothing
@@ -205,7 +274,7 @@ class RLMetaOptimizer(MetaOptimizer):
                      policy_optimizer=copy.deepcopy(self.policy_optimizer.state_dict()),
                      generator=self.generator.get_state(), baseline=self.baseline, reward_var=self.reward_var,
                      policy_updates=self.policy_updates, history=copy.deepcopy(self.history),
-                     learning=self.learning, greedy=self.greedy)
+                     learning=self.learning, greedy=self.greedy, episodes=copy.deepcopy(self.episodes))
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -216,3 +285,4 @@ class RLMetaOptimizer(MetaOptimizer):
         self.baseline, self.reward_var = state_dict["baseline"], state_dict["reward_var"]
         self.policy_updates, self.history = state_dict["policy_updates"], copy.deepcopy(state_dict["history"])
         self.learning, self.greedy = state_dict["learning"], state_dict["greedy"]
+        self.episodes = copy.deepcopy(state_dict.get("episodes", []))

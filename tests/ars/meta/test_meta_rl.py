@@ -110,3 +110,65 @@ def test_discount_credits_a_delayed_reward_that_one_step_credit_misses():
     _train_on_delayed_reward(one_step, 400)
     assert _target_probability(delayed) > 0.4
     assert _target_probability(delayed) > 2 * _target_probability(one_step)
+
+
+def _episode(meta: RLMetaOptimizer, decisions: int = 20) -> float:
+    """One episode; its score is the fraction of decisions that lowered the LR (the synthetic 'good schedule')."""
+    meta.reset()
+    lr, lowered = 1e-2, 0
+    for step in range(decisions):
+        lr_next = meta.update_hparams({"loss": 1.0, "lr": lr, "weight_decay": 0.0, "progress": step / decisions},
+                                      step)["lr"]
+        lowered += lr_next < lr
+        lr = lr_next
+    return lowered / decisions
+
+
+def test_episode_reward_raises_the_probability_of_the_action_that_scores_well():
+    # Only the episode's final score tells the policy which action was good; 30 groups of 4 episodes.
+    meta = RLMetaOptimizer(lr_factors=(0.8, 1.0, 1.25), wd_deltas=(0.0,), reward="episode", group_size=4,
+                           policy_lr=3e-2, seed=0, max_lr=1.0)
+    state = meta.observe({"loss": 1.0, "lr": 1e-2, "weight_decay": 0.0, "progress": 0.5})
+    before = float(meta.action_probabilities(state)[0])
+    for _ in range(120):
+        meta.end_episode(_episode(meta))
+    # From 1/3 to a clear majority for the LR factor 0.8; 30 policy updates.
+    assert meta.policy_updates == 30
+    assert before < 0.5 and float(meta.action_probabilities(state)[0]) > 0.7
+
+
+def test_max_lr_caps_every_returned_lr():
+    # The probed safe range ends at 1e-2: a factor 1.25 from 9e-3 returns 1e-2, not 1.125e-2.
+    meta = RLMetaOptimizer(lr_factors=(1.25,), wd_deltas=(0.0,), reward="episode", max_lr=1e-2, seed=0)
+    assert meta.update_hparams({"loss": 1.0, "lr": 9e-3, "weight_decay": 0.0}, 0)["lr"] == pytest.approx(1e-2)
+
+
+def test_episode_mode_keeps_decisions_until_the_episode_ends():
+    meta = RLMetaOptimizer(reward="episode", group_size=2, seed=0)
+    _episode(meta, 7)
+    # No per-step learning: 7 decisions stored, nothing learned until two episodes are closed.
+    assert len(meta.buffer) == 7 and meta.policy_updates == 0
+    meta.end_episode(0.1)
+    assert meta.buffer == [] and len(meta.episodes) == 1 and meta.policy_updates == 0
+    meta.end_episode(_episode(meta, 7))
+    assert meta.episodes == [] and meta.policy_updates == 1
+
+
+def test_episode_state_round_trips_through_state_dict():
+    meta = RLMetaOptimizer(reward="episode", group_size=3, seed=0)
+    meta.end_episode(_episode(meta, 5))
+    clone = RLMetaOptimizer(reward="episode", group_size=3, seed=0)
+    clone.load_state_dict(meta.state_dict())
+    # The open group (one closed episode) survives the round trip.
+    assert len(clone.episodes) == 1 and clone.episodes[0][1] == meta.episodes[0][1]
+
+
+@pytest.mark.parametrize("kwargs", [{"reward": "final"}, {"max_lr": 0.0}, {"group_size": 1}, {"episode_updates": 0}])
+def test_episode_settings_are_validated(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RLMetaOptimizer(**kwargs)
+
+
+def test_end_episode_needs_the_episode_reward():
+    with pytest.raises(ValueError, match="reward='episode'"):
+        RLMetaOptimizer().end_episode(1.0)
