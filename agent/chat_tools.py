@@ -89,6 +89,11 @@ class OptimizeSummary(BaseModel):
     baseline_val_loss: float
     recommended_val_loss: float
     relative_loss_reduction: float
+    interval: tuple[float, float] = (float("nan"), float("nan"))  # 90%, over the held-out seeds
+    wins: int = 0
+    adopted: bool = False
+    reason: str = ""
+    challenger: dict[str, Any] | None = None
     baseline_metric: float | None
     recommended_metric: float | None
     candidates_measured: int
@@ -197,6 +202,11 @@ def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> Opt
         baseline_val_loss=_sig(g.baseline.loss),
         recommended_val_loss=_sig((g.challenger if g.adopted else g.baseline).loss),
         relative_loss_reduction=_sig(g.relative_loss_reduction),
+        interval=(_sig(g.interval[0]), _sig(g.interval[1])),
+        wins=g.wins,
+        adopted=g.adopted,
+        reason=g.reason,
+        challenger=None if response.challenger is None else response.challenger.model_dump(mode="json", include=keep),
         baseline_metric=_sig(g.baseline.accuracy),
         recommended_metric=_sig((g.challenger if g.adopted else g.baseline).accuracy),
         candidates_measured=len(response.candidates),

@@ -245,19 +245,23 @@ def _hpo_answer(o: dict, question: str) -> str:
 
 
 def _optimize_answer(o: dict, question: str) -> str:
-    r, b = o["recommended"], o["baseline"]
-    change = o["relative_loss_reduction"] * 100
-    verdict = f"{change:.1f}% lower" if change > 0 else f"{-change:.1f}% higher"
+    r, b, c = o["recommended"], o["baseline"], o.get("challenger") or o["recommended"]
+    low, high = o.get("interval") or (float("nan"), float("nan"))
     metric = ""
-    if o["recommended_metric"] is not None and o["baseline_metric"] is not None:
+    if o.get("adopted") and o["recommended_metric"] is not None and o["baseline_metric"] is not None:
         metric = f"; accuracy {o['recommended_metric']:.4f} against {o['baseline_metric']:.4f}"
     notes = f" Notes: {' '.join(o['notes'])}" if o["notes"] else ""
+    decision = (
+        f"Recommended: {r['optimizer']} with peak lr {r['lr']:.3g}, batch {r['batch_size']}, {r['schedule']} "
+        f"schedule ({r['warmup_steps']} warmup steps)." if o.get("adopted") else
+        f"Recommended: keep the default ({b['optimizer']} lr {b['lr']:.3g}, batch {b['batch_size']})."
+    )
     return (
-        f"For {o['workload']} (budget {o['budget_s']:g} s): {r['optimizer']} with peak lr {r['lr']:.3g}, batch "
-        f"{r['batch_size']}, {r['schedule']} schedule ({r['warmup_steps']} warmup steps). Confirmed over "
-        f"{o['steps']} steps on seeds {o['seeds']}: validation loss {o['recommended_val_loss']:.4g} against the "
-        f"default's {o['baseline_val_loss']:.4g} ({b['optimizer']} lr {b['lr']:.3g}, batch {b['batch_size']}), "
-        f"{verdict}{metric}. {o['candidates_measured']} configurations were measured. Report: "
+        f"For {o['workload']} (budget {o['budget_s']:g} s): {decision} The best raced candidate ({c['optimizer']} "
+        f"lr {c['lr']:.3g}, batch {c['batch_size']}, {c['schedule']}) against the default over {o['steps']} steps "
+        f"on {len(o['seeds'])} held-out seeds {o['seeds']}: validation-loss reduction {o['relative_loss_reduction']:+.1%} "
+        f"(90% interval {low:+.1%} to {high:+.1%}; better on {o.get('wins', 0)} of {len(o['seeds'])} seeds)"
+        f"{metric}. {o.get('reason', '')}. {o['candidates_measured']} configurations were measured. Report: "
         f"{o['report_html']}.{notes}"
     )
 
