@@ -260,7 +260,8 @@ def _optimize_answer(o: dict, question: str) -> str:
         f"For {o['workload']} (budget {o['budget_s']:g} s): {decision} The best raced candidate ({c['optimizer']} "
         f"lr {c['lr']:.3g}, batch {c['batch_size']}, {c['schedule']}) against the default over {o['steps']} steps "
         f"on {len(o['seeds'])} held-out seeds {o['seeds']}: validation-loss reduction "
-        f"{o['relative_loss_reduction']:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on {o.get('wins', 0)} of {len(o['seeds'])} seeds)"
+        f"{o['relative_loss_reduction']:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on "
+        f"{o.get('wins', 0)} of {len(o['seeds'])} seeds)"
         f"{metric}. {o.get('reason', '')}. {o['candidates_measured']} configurations were measured. Report: "
         f"{o['report_html']}.{notes}"
     )
