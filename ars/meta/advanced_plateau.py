@@ -12,7 +12,9 @@ from .base import MetaOptimizer
 class AdvancedPlateauMetaOptimizer(MetaOptimizer):
     """Warmup, plateau cuts and weight-decay control from loss, gradient norm and weight norm.
 
-    Reads ``loss``, ``lr``, ``base_lr``, ``weight_decay`` and optionally ``grad_norm``, ``weight_norm``.
+    Needs ``loss`` and ``lr``; reads ``base_lr`` (default: the first ``lr`` seen), ``weight_decay``,
+    ``grad_norm`` and ``weight_norm`` when given. Without ``weight_decay`` (called alone, not through
+    ``OptimizerWrapper``) the weight-decay rule is skipped and only ``{"lr"}`` is returned.
 
     * Warmup: for ``step < warmup_steps``, ``lr = base_lr * (step + 1) / warmup_steps``
       (``step`` counts wrapper calls, so warmup covers ``warmup_steps`` calls).
@@ -31,6 +33,8 @@ class AdvancedPlateauMetaOptimizer(MetaOptimizer):
         >>> meta = AdvancedPlateauMetaOptimizer(warmup_steps=4)
         >>> meta.update_hparams({"loss": 2.0, "lr": 0.0, "base_lr": 0.1, "weight_decay": 0.0}, step=1)["lr"]
         0.05
+        >>> AdvancedPlateauMetaOptimizer(warmup_steps=2).update_hparams({"loss": 2.0, "lr": 0.1}, step=0)
+        {'lr': 0.05}
     """
 
     name = "advanced_plateau"
@@ -61,13 +65,14 @@ class AdvancedPlateauMetaOptimizer(MetaOptimizer):
                 "last_weight_norm": None}
 
     def update_hparams(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
-        loss, lr = float(metrics["loss"]), float(metrics["lr"])
+        loss, lr = self.require(metrics, "loss", "lr")
+        base_lr = self.base_lr(metrics)
         weight_decay = self._weight_decay(metrics, loss)
+        decay = {} if weight_decay is None else {"weight_decay": weight_decay}
         self.last_loss = loss
         if step < self.warmup_steps:
             self.best_loss = min(self.best_loss, loss)
-            warmup_lr = float(metrics["base_lr"]) * (step + 1) / self.warmup_steps
-            return {"lr": warmup_lr, "weight_decay": weight_decay}
+            return {"lr": base_lr * (step + 1) / self.warmup_steps, **decay}
         if loss < self.best_loss:
             self.best_loss, self.bad_updates = loss, 0
         else:
@@ -76,7 +81,7 @@ class AdvancedPlateauMetaOptimizer(MetaOptimizer):
         if self.bad_updates >= self.patience or self._flat_trend():
             lr = lr * self.lr_factor
             self.bad_updates, self.recent_losses = 0, []
-        return {"lr": max(lr, self.min_lr), "weight_decay": weight_decay}
+        return {"lr": max(lr, self.min_lr), **decay}
 
     def _flat_trend(self) -> bool:
         if len(self.recent_losses) < self.trend_window:
@@ -84,9 +89,9 @@ class AdvancedPlateauMetaOptimizer(MetaOptimizer):
         first, last = self.recent_losses[0], self.recent_losses[-1]
         return (first - last) / max(abs(first), 1e-12) < self.min_relative_improvement
 
-    def _weight_decay(self, metrics: dict[str, Any], loss: float) -> float:
-        weight_decay = float(metrics["weight_decay"])
-        grad_norm = float(metrics.get("grad_norm", 0.0))
+    def _weight_decay(self, metrics: dict[str, Any], loss: float) -> float | None:
+        """The next weight decay, or None without a ``weight_decay`` metric (the weight norm is tracked anyway)."""
+        grad_norm = float(metrics.get("grad_norm") or 0.0)
         weight_norm = metrics.get("weight_norm")
         grew = (weight_norm is not None and self.last_weight_norm is not None
                 and float(weight_norm) > self.last_weight_norm * (1 + self.weight_norm_growth))
@@ -94,6 +99,9 @@ class AdvancedPlateauMetaOptimizer(MetaOptimizer):
                   and grad_norm > self.grad_norm_threshold / 2)
         if weight_norm is not None:
             self.last_weight_norm = float(weight_norm)
+        if metrics.get("weight_decay") is None:
+            return None
+        weight_decay = float(metrics["weight_decay"])
         if grad_norm > self.grad_norm_threshold or grew or rising:
             weight_decay = min(weight_decay + self.weight_decay_step, self.max_weight_decay)
         return weight_decay

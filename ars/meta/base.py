@@ -6,6 +6,8 @@ import copy
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from trainopt.errors import HyperparameterError
+
 from ._validate import require_int
 
 
@@ -22,6 +24,13 @@ class MetaOptimizer(ABC):
     ``base_weight_decay`` (their values when the wrapper was built). Optional keys a caller may
     pass: ``grad_norm``, ``weight_norm``, ``gate_entropy``, ``routing_sparsity``, ``expert_usage``,
     ``cost``, ``progress`` (fraction of the budget done, in [0, 1]).
+
+    Called directly, without the wrapper, a meta-optimizer needs only the metrics its decision
+    reads (each class's docstring lists them). What the wrapper would add has a stated default:
+    ``base_lr`` is the first ``lr`` this meta-optimizer saw (``self.first_lr``, kept in the state
+    dict, cleared by ``reset``); without ``weight_decay`` the weight-decay rule is skipped and no
+    ``weight_decay`` is returned. A metric the decision truly needs and that is missing is a
+    ``HyperparameterError`` naming it (``require``).
 
     State that decisions depend on lives in the attributes named by ``_state_keys``; the default
     ``state_dict`` / ``load_state_dict`` / ``reset`` cover them, so a fresh instance with the same
@@ -55,11 +64,38 @@ class MetaOptimizer(ABC):
 
     def reset(self) -> None:
         """Forget everything learned from metrics (start of a new training run)."""
+        self.first_lr: float | None = None
         for key, value in self._fresh_state().items():
             setattr(self, key, value)
 
+    # --- reading metrics ------------------------------------------------------------------------
+    def require(self, metrics: dict[str, Any], *keys: str) -> list[float]:
+        """The values of ``keys`` as floats; a missing one is a HyperparameterError naming it."""
+        missing = [key for key in keys if metrics.get(key) is None]
+        if missing:
+            raise HyperparameterError(
+                f"{type(self).__name__}.update_hparams needs metrics {missing} for its decision but got only "
+                f"{sorted(metrics)}",
+                {"meta_optimizer": self.name, "missing": missing},
+            )
+        return [float(metrics[key]) for key in keys]
+
+    def base_lr(self, metrics: dict[str, Any]) -> float:
+        """``metrics["base_lr"]`` (the wrapper adds it), else the first ``lr`` this meta-optimizer saw."""
+        if metrics.get("base_lr") is not None:
+            return float(metrics["base_lr"])
+        if self.first_lr is None:
+            if metrics.get("lr") is None:
+                raise HyperparameterError(
+                    f"{type(self).__name__}.update_hparams needs metrics 'base_lr' or 'lr' (the first lr seen "
+                    f"stands for base_lr) but got only {sorted(metrics)}",
+                    {"meta_optimizer": self.name, "missing": ["base_lr", "lr"]},
+                )
+            self.first_lr = float(metrics["lr"])
+        return self.first_lr
+
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "update_frequency": self.update_frequency,
+        return {"name": self.name, "update_frequency": self.update_frequency, "first_lr": self.first_lr,
                 "state": {key: copy.deepcopy(getattr(self, key)) for key in self._state_keys}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -69,6 +105,7 @@ class MetaOptimizer(ABC):
         if missing:
             raise ValueError(f"state_dict lacks keys {sorted(missing)} for {self.name!r}")
         self.update_frequency = state_dict["update_frequency"]
+        self.first_lr = state_dict.get("first_lr")  # absent in state dicts saved before it existed
         for key in self._state_keys:
             setattr(self, key, copy.deepcopy(state_dict["state"][key]))
 

@@ -11,7 +11,8 @@ from .base import MetaOptimizer
 class ExpertGateMetaOptimizer(MetaOptimizer):
     """Gate LR = base LR x ``gate_lr_factor`` x ``scale``; ``scale`` shrinks while the gate is confident.
 
-    Reads ``base_lr`` and ``gate_entropy`` (mean normalised entropy of the gate's softmax, in [0, 1];
+    Reads ``base_lr`` (default: the first ``lr`` seen; one of the two is needed) and ``gate_entropy``
+    (mean normalised entropy of the gate's softmax, in [0, 1];
     ``ExpertGraph.routing_stats`` reports it). Each update with ``gate_entropy < entropy_threshold``
     multiplies ``scale`` by ``low_entropy_factor`` (floored at ``min_scale``); an update at or above
     the threshold divides it back (capped at 1). Without ``gate_entropy`` the scale is left alone.
@@ -22,6 +23,8 @@ class ExpertGateMetaOptimizer(MetaOptimizer):
         >>> meta = ExpertGateMetaOptimizer(gate_lr_factor=0.1, entropy_threshold=0.5, low_entropy_factor=0.5)
         >>> meta.update_hparams({"loss": 1.0, "base_lr": 1e-2, "gate_entropy": 0.2}, step=0)
         {'gate_lr': 0.0005}
+        >>> ExpertGateMetaOptimizer(gate_lr_factor=0.1).update_hparams({"gate_entropy": 0.9, "lr": 1e-2}, step=0)
+        {'gate_lr': 0.001}
     """
 
     name = "expert_gate"
@@ -46,4 +49,4 @@ class ExpertGateMetaOptimizer(MetaOptimizer):
                 self.scale = max(self.scale * self.low_entropy_factor, self.min_scale)
             else:
                 self.scale = min(self.scale / self.low_entropy_factor, 1.0)
-        return {"gate_lr": float(metrics["base_lr"]) * self.gate_lr_factor * self.scale}
+        return {"gate_lr": self.base_lr(metrics) * self.gate_lr_factor * self.scale}

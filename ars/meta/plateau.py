@@ -12,16 +12,19 @@ from .base import MetaOptimizer
 class PlateauMetaOptimizer(MetaOptimizer):
     """Reduce-on-plateau as a meta-optimizer.
 
-    Reads ``loss``, ``lr``, ``weight_decay`` and optionally ``grad_norm``. Each update:
+    Needs ``loss`` and ``lr``; reads ``weight_decay`` and ``grad_norm`` when given. Each update:
     a loss below ``best * (1 - threshold)`` becomes the new best; otherwise a bad update is counted.
     After ``patience`` bad updates ``lr <- max(lr * lr_factor, min_lr)`` and the count restarts.
     When ``grad_norm > grad_norm_threshold``, ``weight_decay <- min(weight_decay + weight_decay_step,
-    max_weight_decay)``. Returns ``{"lr", "weight_decay"}``.
+    max_weight_decay)``. Returns ``{"lr", "weight_decay"}``; without ``weight_decay`` in the metrics
+    (called alone, not through ``OptimizerWrapper``) the weight-decay rule is skipped: ``{"lr"}``.
 
     Examples:
         >>> meta = PlateauMetaOptimizer(patience=2, lr_factor=0.5)
         >>> [meta.update_hparams({"loss": 1.0, "lr": 0.1, "weight_decay": 0.0}, s)["lr"] for s in range(3)]
         [0.1, 0.1, 0.05]
+        >>> PlateauMetaOptimizer().update_hparams({"loss": 1.0, "lr": 1e-3}, 1)
+        {'lr': 0.001}
     """
 
     name = "plateau"
@@ -44,7 +47,7 @@ class PlateauMetaOptimizer(MetaOptimizer):
         return {"best_loss": math.inf, "bad_updates": 0}
 
     def update_hparams(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
-        loss, lr, weight_decay = float(metrics["loss"]), float(metrics["lr"]), float(metrics["weight_decay"])
+        loss, lr = self.require(metrics, "loss", "lr")
         if loss < self.best_loss * (1 - self.threshold) or self.best_loss == math.inf:
             self.best_loss, self.bad_updates = loss, 0
         else:
@@ -52,6 +55,9 @@ class PlateauMetaOptimizer(MetaOptimizer):
         if self.bad_updates >= self.patience:
             lr, self.bad_updates = lr * self.lr_factor, 0
         lr = max(lr, self.min_lr)
-        if float(metrics.get("grad_norm", 0.0)) > self.grad_norm_threshold:
+        if metrics.get("weight_decay") is None:
+            return {"lr": lr}
+        weight_decay = float(metrics["weight_decay"])
+        if float(metrics.get("grad_norm") or 0.0) > self.grad_norm_threshold:
             weight_decay = min(weight_decay + self.weight_decay_step, self.max_weight_decay)
         return {"lr": lr, "weight_decay": weight_decay}

@@ -60,6 +60,8 @@ class RLMetaOptimizer(MetaOptimizer):
     it back, never above it); with small ``lr_factors`` near 1 the action set stays conservative.
 
     Reads ``loss``, ``lr``, ``weight_decay`` and optionally ``grad_norm``, ``cost``, ``progress``.
+    Without ``weight_decay`` (called alone, not through ``OptimizerWrapper``) it is observed as 0
+    and only ``{"lr"}`` is returned; a missing ``loss`` or ``lr`` is a HyperparameterError.
     ``reset()`` ends the episode (a learning policy first learns from the rewards left in its
     buffer) and starts a new one, keeping what the policy learned (weights, Adam, baseline);
     set ``learning = False`` to freeze the policy, ``greedy = True`` to take the most likely action.
@@ -134,6 +136,9 @@ class RLMetaOptimizer(MetaOptimizer):
 
     # --- acting -------------------------------------------------------------------------------
     def update_hparams(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
+        self.require(metrics, "loss", "lr")  # a HyperparameterError naming a missing one
+        if metrics.get("weight_decay") is None:  # called alone: weight decay observed as 0, only lr returned
+            return {"lr": self.update_hparams({**metrics, "weight_decay": 0.0}, step)["lr"]}
         loss, cost = float(metrics["loss"]), float(metrics.get("cost", 0.0))
         features = self.observe(metrics)
         if self.reward_mode == "episode":

@@ -12,7 +12,8 @@ from .base import MetaOptimizer
 class SmartExpertGateMetaOptimizer(MetaOptimizer):
     """Gate LR held by entropy and sparsity; expert LR boosted while experts specialise.
 
-    Reads ``base_lr`` and, when given, ``gate_entropy`` (in [0, 1]), ``routing_sparsity`` (in [0, 1])
+    Reads ``base_lr`` (default: the first ``lr`` seen; one of the two is needed) and, when given,
+    ``gate_entropy`` (in [0, 1]), ``routing_sparsity`` (in [0, 1])
     and ``expert_usage`` (fractions of routed slots per expert); ``ExpertGraph.routing_stats``
     reports all three. Each is smoothed, ``s <- ema_decay * s + (1 - ema_decay) * x``, then
 
@@ -79,7 +80,7 @@ class SmartExpertGateMetaOptimizer(MetaOptimizer):
         self.sparsity = self._smooth(self.sparsity, metrics.get("routing_sparsity"))
         usage = metrics.get("expert_usage")
         self.usage = self._smooth(self.usage, None if usage is None else list(usage))
-        base_lr = float(metrics["base_lr"])
+        base_lr = self.base_lr(metrics)
         gate_scale = 1.0
         if self.entropy is not None and self.entropy < self.entropy_threshold:
             gate_scale *= self.low_entropy_factor
