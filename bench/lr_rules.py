@@ -3,7 +3,7 @@
 For each workload: one LR range test (tools.lr_range defaults), the peak LR by each rule (steepest,
 valley, minimum/10), and a grid of LRs spaced by 2x, each trained for the workload's default
 steps on ``--seeds`` seeds. The best grid LR has the lowest mean validation loss. A rule "lands"
-when its LR is within 2x of the best grid LR (DESIGN.md, pitfalls); we also train at each rule's
+when its LR is within 2x of the best grid LR (docs/architecture.md, known pitfalls); we also train at each rule's
 LR and report its val loss against the best grid point's (regret). The winner is the rule that
 lands on most workloads (ties: smallest mean |log2(rule / best)|); it becomes
 tools.lr_scheduler.DEFAULT_RULE.

@@ -23,7 +23,7 @@ from trainopt.tools.workloads import DEFAULT_WORKLOAD, Workload, get_workload
 
 
 class Tool(ABC):
-    """Base class of the probe tools (see DESIGN.md, Contracts: a tool)."""
+    """Base class of the probe tools (docs/architecture.md; a tool is a class with name, description, Input, Output and run)."""
 
     name: ClassVar[str]
     description: ClassVar[str]

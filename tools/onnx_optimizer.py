@@ -216,7 +216,7 @@ def _session_options(threads: int):
     options = _ort().SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see DESIGN pitfalls
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see docs/architecture.md, known pitfalls
     return options
 
 

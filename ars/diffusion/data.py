@@ -21,7 +21,7 @@ TOY_NAMES = ("8gaussians", "moons", "swissroll", "checkerboard")
 # Noise scale of each toy (std of the Gaussian jitter around its noise-free shape).
 TOY_NOISE = {"8gaussians": 0.15, "moons": 0.08, "swissroll": 0.1, "checkerboard": 0.0}
 
-_GAUSSIAN_RADIUS = 2.0  # 8 gaussians: centres on a circle of radius 2 (see DESIGN.md pitfalls)
+_GAUSSIAN_RADIUS = 2.0  # 8 gaussians: centres on a circle of radius 2 (see docs/architecture.md, known pitfalls)
 
 
 def _check_toy(name: str) -> None:

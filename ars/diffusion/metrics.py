@@ -1,7 +1,7 @@
 """Sample-quality distances between two point clouds, and the off-mode fraction of 2-D toys.
 
 Sliced Wasserstein has a floor near 0.12 on 8 gaussians at N = 2000 and hardly separates samplers
-(DESIGN.md, known pitfalls); multi-bandwidth RBF MMD and the energy distance do. Always report the
+(docs/architecture.md, known pitfalls); multi-bandwidth RBF MMD and the energy distance do. Always report the
 data-vs-data floor (``quality_floor``) beside a figure.
 
 Example::
