@@ -23,7 +23,7 @@ from trainopt.tools.workloads import DEFAULT_WORKLOAD, Workload, get_workload
 
 
 class Tool(ABC):
-    """Base class of the probe tools (docs/architecture.md; a tool is a class with name, description, Input, Output and run)."""
+    """Base class of the probe tools: name, description, pydantic Input and Output, run (docs/tools.md)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
