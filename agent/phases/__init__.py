@@ -27,8 +27,10 @@ def execute(state: RunState) -> OptimizationResponse:
     while another_round(state, before) and (proposals := refine(state)):
         before = leader(state)
         race(state, proposals)
+    state.report("refine", 1, 1, f"{state.rounds} round(s)")
     if (extra := search_trials(state)) is not None:
         search(state, extra)
+    state.report("search", 1, 1, "done" if extra is not None else "skipped")
     return respond(state, confirm(state, finals(state)))
 
 

@@ -27,7 +27,7 @@ RUNS = {
     "digits-mlp": dict(constraints={"time_budget_s": 90}, num_candidates=3, refine_rounds=1),
     # multi-objective with latency: exercises the ONNX latency probe and the model.onnx export
     "digits-cnn": dict(
-        constraints={"time_budget_s": 120, "min_accuracy": 0.5, "max_latency_ms": 50},
+        constraints={"step_budget": 2400, "min_accuracy": 0.5, "max_latency_ms": 50},
         num_candidates=3,
         refine_rounds=1,
         objective={"metrics": ["loss", "accuracy", "latency_ms"], "weights": [0.6, 0.2, 0.2]},
@@ -48,7 +48,8 @@ def record(workload: str) -> None:
         print(
             f"{workload}: {len(server.requests)} LM requests, recommended lr={response.recommended.lr:.3g} "
             f"batch={response.recommended.batch_size}, loss reduction "
-            f"{response.gain.relative_loss_reduction * 100:.1f}%"
+            f"{response.gain.relative_loss_reduction:+.1%} (90% interval {response.gain.interval[0]:+.1%} to "
+            f"{response.gain.interval[1]:+.1%}), adopted: {response.gain.adopted}"
         )
 
 

@@ -34,7 +34,7 @@ def test_own_model_example_runs_the_agent(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["optimize_own_model.py", "--step-budget", "100", "--out", str(tmp_path)])
     _load("optimize_own_model").main()
     out = capsys.readouterr().out
-    assert "recommended: " in out and "validation loss over" in out
+    assert "challenger: " in out and "held-out seeds" in out and "90% interval" in out and "decision: " in out
     assert (tmp_path / "report.html").is_file()
 
 
