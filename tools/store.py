@@ -25,7 +25,9 @@ import optuna
 import sqlalchemy
 
 from trainopt.errors import ResourceError
+from trainopt.tools import tracking
 from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trial_params import config_params, intermediate_values
 from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device, run_trial
 from trainopt.tools.workloads import Workload, get_workload
 
@@ -97,12 +99,15 @@ class TrialStore:
         key = trial_key(workload_id, result.config, device_type)
         value = result.final_val_loss if math.isfinite(result.final_val_loss) else math.inf
         text = result.model_dump_json()
+        params, distributions = config_params(result.config)  # what optuna-dashboard shows (tools/trial_params.py)
         self.study.add_trial(optuna.trial.create_trial(
-            value=value, params={}, distributions={},
+            value=value, params=params, distributions=distributions,
+            intermediate_values=intermediate_values(result),
             user_attrs={"key": key, "workload": result.workload, "workload_id": workload_id,
                         "device": device_type, "result": text},
         ))
         self._index[key] = (result.workload, text)
+        tracking.notify(result, key)  # --log tensorboard / mlflow (tools/tracking.py)
 
     def run(self, workload: Workload | str, config: TrialConfig, device: str = "auto",
             report: ReportFn | None = None, progress: ProgressFn | None = None) -> TrialResult:

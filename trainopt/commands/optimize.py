@@ -36,9 +36,14 @@ def optimize(
     max_memory: float = typer.Option(None, help="Reject candidates whose training step needs more MiB."),
     max_latency_ms: float = typer.Option(None, help="Batch-1 inference latency limit (exports model.onnx)."),
     json_output: bool = typer.Option(False, "--json", help="Print the response as JSON on stdout."),
+    log: list[str] = typer.Option(
+        None, "--log", help="Write every trial's curves and configuration: tensorboard[:DIR] or mlflow[:URI] "
+        "(repeatable; needs the extra: pip install 'trainopt[tensorboard]' / 'trainopt[mlflow]')."
+    ),
 ) -> None:
     """Find a training configuration by measuring what the planner proposes; compare it to the baseline."""
     from trainopt.agent import STEPS, OptimizationRequest, TrainingOptimizationAgent
+    from trainopt.tools.tracking import log_trials
 
     constraints = {
         "time_budget_s": budget,
@@ -72,7 +77,8 @@ def optimize(
         agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=progress)
         try:
             # a replay asks what the recording asked (its workload, budget and constraints)
-            response = agent.optimize_training(None if replay else request, record=record, replay=replay)
+            with log_trials(*(log or [])):
+                response = agent.optimize_training(None if replay else request, record=record, replay=replay)
         except OptimizationError as error:
             console.print(f"[red]error[/red] ({error.type}): {error.message}")
             raise typer.Exit(2) from None
