@@ -63,6 +63,7 @@ class ARSReference:
         weight_decay: float = 1e-2,
     ) -> None:
         self.params = list(params)
+        lr = float(lr)  # a one-element tensor lr, as ARSOptimizer accepts
         self.lr, self.theta, self.c, self.jitter, self.m = (
             lr, entropy_threshold, surprise_scale, jitter_scale, min_damping,
         )
@@ -88,7 +89,10 @@ class ARSReference:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, *, loss: float | torch.Tensor | None = None) -> None:
+    def step(self, closure=None, *, loss: float | torch.Tensor | None = None) -> None:
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         if loss is not None:
             s = float(loss)
         else:

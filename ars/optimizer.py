@@ -54,6 +54,7 @@ arithmetic, and an rfft of W numbers every k steps (numpy, on the host).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -165,7 +166,12 @@ class ARSOptimizer(Optimizer):
         seed: int = 0,
         **base_kwargs: Any,
     ) -> None:
-        if not (isinstance(lr, (int, float)) and lr > 0.0):
+        if isinstance(lr, torch.Tensor):  # as torch accepts it (e.g. capturable/fused Adam): one element
+            if lr.numel() != 1:
+                raise ValueError(f"a tensor lr must have one element but got shape {tuple(lr.shape)}")
+            if not float(lr) > 0.0:
+                raise ValueError(f"lr must be > 0 but got lr={float(lr)}")
+        elif not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0.0):
             raise ValueError(f"lr must be > 0 but got {lr=}")
         if base not in _BASES:
             raise ValueError(f"base must be one of {sorted(_BASES)} but got {base=}")
@@ -276,23 +282,34 @@ class ARSOptimizer(Optimizer):
     # ---- the step -------------------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
-        """One step. The signal is ``loss`` (given or returned by ``closure``), else the global grad norm."""
+        """One step. The signal is ``loss`` (given or returned by ``closure``), else the global grad norm.
+
+        A ``closure`` is evaluated once here (its loss is the signal) and forwarded to the base
+        optimizer, which gets that evaluation back on its first call and the real closure after:
+        AdamW costs no extra forward pass, LBFGS re-evaluates as it needs. Returns what the base returns.
+        """
         if closure is not None and loss is not None:
             raise ValueError("pass either closure or loss, not both")
+        forwarded = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+            pending = [loss]
+
+            def forwarded():  # the evaluation above first (gradients already in .grad), then fresh ones
+                return pending.pop() if pending else closure()
+
         signal = _as_float(loss) if loss is not None else self._grad_norm()
         scale = self._observe(signal)
         scheduled = [group["lr"] for group in self.param_groups]
         try:
             for group, lr in zip(self.param_groups, scheduled, strict=True):
-                group["lr"] = lr * scale
-            self.base.step()
+                group["lr"] = lr * scale  # a tensor lr stays a tensor; the scheduled object is restored below
+            returned = self.base.step(forwarded) if forwarded is not None else self.base.step()
         finally:
             for group, lr in zip(self.param_groups, scheduled, strict=True):
                 group["lr"] = lr
-        return loss
+        return returned if forwarded is not None and returned is not None else loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)
@@ -307,7 +324,9 @@ class ARSOptimizer(Optimizer):
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return float("nan")
-        return torch.nn.utils.get_total_norm(grads).item()
+        # ||(||g_1||, ..., ||g_n||)||_2 as torch.nn.utils.get_total_norm (torch >= 2.6) computes it, for torch 2.4+
+        norms = torch._foreach_norm(grads)
+        return torch.stack([n.to(norms[0].device) for n in norms]).norm().item()
 
     def _observe(self, s: float) -> float:
         """Update Ψ, Φ, χ and the statistics from signal s; return the lr factor Φ·(1 + χ)."""
@@ -375,8 +394,19 @@ class ARSOptimizer(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """An ARS state dict restores everything; a base optimizer's plain state dict (switching to ARS
+        mid-training) loads into the base, and the ARS statistics start fresh, with a warning."""
         if "ars" not in state_dict:
-            raise ValueError(f"state_dict has no 'ars' entry (keys: {sorted(state_dict)}); not saved by ARS")
+            self.base.load_state_dict(state_dict)
+            self.param_groups = self.base.param_groups
+            self.state = self.base.state
+            self._reset_ars_state()
+            warnings.warn(
+                f"loaded a plain {type(self.base).__name__} state_dict (no 'ars' entry): its moments and "
+                "param groups are restored, the ARS statistics start fresh (warmup again)",
+                UserWarning, stacklevel=2,
+            )
+            return
         ars = state_dict["ars"]
         self.base.load_state_dict({k: v for k, v in state_dict.items() if k != "ars"})
         self.param_groups = self.base.param_groups  # load_state_dict builds new group dicts
