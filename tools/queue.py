@@ -24,15 +24,18 @@ import contextlib
 import json
 import math
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from trainopt.errors import ResourceError
 from trainopt.tools.trial_config import TrialConfig
 
 try:  # Optuna >= 4.9 renamed the callback and its storage argument
@@ -47,7 +50,9 @@ except ImportError:  # pragma: no cover - older Optuna
 HEARTBEAT_S = 2  # a running trial's worker writes a heartbeat this often (seconds, an integer for Optuna)
 GRACE_S = 6  # a running trial whose last heartbeat is older than this is failed and re-queued
 MAX_RETRY = 2  # a trial re-queued after this many dead workers is given up (and reported)
+RECONNECT_S = 60.0  # how long an unreachable storage (a server restart) is retried before giving up
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
+T = TypeVar("T")
 
 
 def queue_name(study_name: str) -> str:
@@ -209,3 +214,22 @@ def describe(trial: FrozenTrial) -> str:
     config = json.loads(a.get("config", "{}"))
     return (f"{a.get('workload')} lr={config.get('lr')} batch={config.get('batch_size')} "
             f"seed={config.get('seed')} on {a.get('device')}")
+
+
+def retry_unreachable(call: Callable[[], T], reconnect_s: float, url: str) -> T:
+    """``call()``, retried while the storage is unreachable, for at most ``reconnect_s`` seconds."""
+    deadline = time.monotonic() + reconnect_s
+    delay = 0.25
+    while True:
+        try:
+            return call()
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            if time.monotonic() > deadline:
+                where = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+                raise ResourceError(
+                    f"the trial storage {where} stayed unreachable for {reconnect_s:g} s: "
+                    f"{str(getattr(error, 'orig', error)).splitlines()[0]}",
+                    {"storage": where},
+                ) from error
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)

@@ -27,7 +27,16 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError
-from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, MAX_RETRY, PENDING, TrialQueue, describe
+from trainopt.tools.queue import (
+    GRACE_S,
+    HEARTBEAT_S,
+    MAX_RETRY,
+    PENDING,
+    RECONNECT_S,
+    TrialQueue,
+    describe,
+    retry_unreachable,
+)
 from trainopt.tools.store import DEFAULT_OUT_DIR, STUDY_NAME, TrialStore
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device
@@ -45,12 +54,13 @@ class QueueStore:
         workers: local worker processes to start (0: only workers started elsewhere).
         worker_threads: torch threads of each local worker (default: the CPU count / workers).
         timeout_s: give up when no trial finished for this long (None: wait for ever).
+        reconnect_s: how long an unreachable storage (a server restart) is retried before giving up.
     """
 
     def __init__(self, storage: str | None = None, out_dir: str | Path = DEFAULT_OUT_DIR,
                  study_name: str = STUDY_NAME, workers: int = 0, worker_threads: int | None = None,
                  poll_s: float = 0.2, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
-                 max_retry: int = MAX_RETRY, timeout_s: float | None = None):
+                 max_retry: int = MAX_RETRY, timeout_s: float | None = None, reconnect_s: float = RECONNECT_S):
         if workers < 0:
             raise HyperparameterError(f"workers must be >= 0 but got {workers=}", {"workers": workers})
         self.store = TrialStore(storage, out_dir=out_dir, study_name=study_name)
@@ -68,6 +78,7 @@ class QueueStore:
         self.poll_s = poll_s
         self.heartbeat_s, self.grace_s = heartbeat_s, grace_s
         self.timeout_s = timeout_s
+        self.reconnect_s = reconnect_s
         self.processes: list[subprocess.Popen] = []
 
     # -- the TrialStore interface --------------------------------------------------------------
@@ -113,20 +124,10 @@ class QueueStore:
         while todo:
             if progress is not None:
                 progress(len(configs) - len(todo), len(configs))
-            self.queue.fail_stale()
-            trials = self.queue.trials()
-            by_key: dict[str, list] = {}
-            for trial in trials:
-                by_key.setdefault(trial.user_attrs.get("key"), []).append(trial)
-            for i, key in list(todo.items()):
-                mine = by_key.get(key, [])
-                done = any(t.state == TrialState.COMPLETE for t in mine)
-                if not done and any(t.state in PENDING for t in mine):
-                    continue
-                result = self.store.get(built, configs[i], device)
-                if result is None:
-                    raise _failure(mine, first_number, configs[i])
-                results[i] = result
+            finished = retry_unreachable(lambda: self._collect(built, configs, device, todo, first_number),
+                                         self.reconnect_s, self.storage)
+            for i, result in finished.items():  # run now for this call, by a worker: not "from the store"
+                results[i] = result.model_copy(update={"from_store": False})
                 del todo[i]
                 last_change = time.monotonic()
             self._check_workers()
@@ -140,6 +141,25 @@ class QueueStore:
         if progress is not None:
             progress(len(configs), len(configs))
         return results  # type: ignore[return-value]
+
+    def _collect(self, built: Workload, configs: list[TrialConfig], device: str, todo: dict[int, str],
+                 first_number: int) -> dict[int, TrialResult]:
+        """Fail stale trials (re-queueing them), then the results of finished ones among ``todo``."""
+        self.queue.fail_stale()
+        by_key: dict[str, list] = {}
+        for trial in self.queue.trials():
+            by_key.setdefault(trial.user_attrs.get("key"), []).append(trial)
+        finished = {}
+        for i, key in todo.items():
+            mine = by_key.get(key, [])
+            done = any(t.state == TrialState.COMPLETE for t in mine)
+            if not done and any(t.state in PENDING for t in mine):
+                continue
+            result = self.store.get(built, configs[i], device)
+            if result is None:
+                raise _failure(mine, first_number, configs[i])
+            finished[i] = result
+        return finished
 
     # -- local worker processes ----------------------------------------------------------------
     def _start_workers(self) -> None:

@@ -23,19 +23,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-import sqlalchemy
 import torch
 
-from trainopt.errors import HyperparameterError, OptimizationError, ResourceError
-from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, QueuedTrial, TrialQueue
+from trainopt.errors import HyperparameterError, OptimizationError
+from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, RECONNECT_S, QueuedTrial, TrialQueue
+from trainopt.tools.queue import retry_unreachable as _retry
 from trainopt.tools.store import STUDY_NAME, TrialStore
 from trainopt.tools.trials import resolve_device, run_trial
 from trainopt.tools.workloads import get_workload
-
-RECONNECT_S = 60.0  # how long a worker keeps retrying an unreachable storage before it stops
-T = TypeVar("T")
 
 
 @dataclass
@@ -129,22 +125,3 @@ def _check_same_workload(store: TrialStore, workload, item: QueuedTrial) -> None
             f"vs the coordinator's {expected[:12]} (another trainopt or torch version, other data, edited code?)",
             {"workload": item.workload, "worker": own, "coordinator": expected},
         )
-
-
-def _retry(call: Callable[[], T], reconnect_s: float, url: str) -> T:
-    """``call()``, retried while the storage is unreachable, for at most ``reconnect_s`` seconds."""
-    deadline = time.monotonic() + reconnect_s
-    delay = 0.25
-    while True:
-        try:
-            return call()
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
-            if time.monotonic() > deadline:
-                where = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-                raise ResourceError(
-                    f"the trial storage {where} stayed unreachable for {reconnect_s:g} s: "
-                    f"{str(getattr(error, 'orig', error)).splitlines()[0]}",
-                    {"storage": where},
-                ) from error
-            time.sleep(delay)
-            delay = min(2 * delay, 2.0)

@@ -124,6 +124,10 @@ def sweep(
     device: str = DEVICE,
     storage: str = STORAGE,
     out: Path = OUT,
+    workers: int = typer.Option(
+        1, help="1: run the trials in this process. N >= 2: queue them and start N local `trainopt worker`s. "
+        "0: queue them for workers started elsewhere (`trainopt worker --storage URL`; see docs/scale-out.md).",
+    ),
     json_output: bool = JSON,
 ):
     """Run a grid of trials into the trial store, resumably.
@@ -145,6 +149,9 @@ def sweep(
         raise typer.Exit(2) from None
     except OptimizationError as error:
         _fail(error)
+    if workers != 1:
+        _sweep_queued(workload, configs, device, storage, out, workers, json_output)
+        return
     results = []
     store = TrialStore(storage, out_dir=out)
     reused = 0
@@ -162,7 +169,32 @@ def sweep(
                 bar.advance(study)
     except OptimizationError as error:
         _fail(error)
-    results.sort(key=lambda r: r.score)
+    _print_sweep(workload, results, reused, store.storage, json_output)
+
+
+def _sweep_queued(workload, configs, device, storage, out, workers, json_output) -> None:
+    """The grid through the shared queue: N local workers, or (0) workers running elsewhere."""
+    from trainopt.tools.queue_store import QueueStore
+
+    if workers < 0:
+        console.print(f"[red]error[/red]: --workers must be >= 0 but got {workers}")
+        raise typer.Exit(2)
+    try:
+        with QueueStore(storage, out_dir=out, workers=workers) as store:
+            stored = sum(store.get(workload, c, device) is not None for c in configs)
+            if workers == 0:
+                console.print(f"queued for workers on {store.storage}, study {store.study_name!r}")
+            with _progress() as bar:
+                task = bar.add_task(f"{workload} sweep ({workers or 'external'} workers)", total=len(configs))
+                results = store.run_many(workload, configs, device=device,
+                                         progress=lambda done, total: bar.update(task, completed=done))
+    except OptimizationError as error:
+        _fail(error)
+    _print_sweep(workload, results, stored, store.storage, json_output)
+
+
+def _print_sweep(workload, results, reused, storage, json_output) -> None:
+    results = sorted(results, key=lambda r: r.score)
     if json_output:
         typer.echo(json.dumps([json.loads(r.model_dump_json()) for r in results], indent=2))
         return
@@ -176,7 +208,7 @@ def sweep(
         table.add_row(c.optimizer, f"{c.lr:g}", str(c.batch_size), str(c.seed), loss, metric,
                       f"{r.throughput:,.0f}")
     Console().print(table)
-    console.print(f"trial store: {store.storage}")
+    console.print(f"trial store: {storage}")
 
 
 def register(app: typer.Typer) -> None:
