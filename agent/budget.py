@@ -9,7 +9,9 @@ request's step budget as it is, then
                  the winner and the baseline on MIN_CONFIRM_SEEDS held-out seeds (6 runs)
 
 so L = 0.4 T / 12 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
-round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). Whatever
+round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
+too small for finals of at least MIN_FINAL_STEPS drops them (the race's leader is the challenger) and
+gives the confirm runs twice the length: L = 0.4 T / 6. Whatever
 the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
 seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
 resumed run asks for the same trials.
@@ -26,6 +28,7 @@ CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cos
 PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers setup and validation
 FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
+MIN_FINAL_STEPS = 150  # finals shorter than this cannot correct the short-run bias they are for
 
 
 class StepBudget(BaseModel):
@@ -87,6 +90,8 @@ def plan_steps(
     total = total_steps
     final_seeds = min(FINAL_SEEDS, num_seeds)
     runs = (1 + FINALISTS) * final_seeds + 2 * MIN_CONFIRM_SEEDS
+    if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:
+        final_seeds, runs = 0, 2 * MIN_CONFIRM_SEEDS
     confirm = _round(min(max_steps, FINAL_SHARE * total / runs), low=50)
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per

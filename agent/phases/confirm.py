@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from trainopt.agent.budget import FINALISTS
+from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS
 from trainopt.agent.phases.race import pick_finalists
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
@@ -62,6 +62,10 @@ def finals(state: RunState) -> int:
     if not state.finalists:
         state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
         return steps
+    if b.final_seeds == 0 and len(state.finalists) > 1:
+        state.notes.append(f"no finals: the budget of {b.total_steps} steps affords them only below "
+                           f"{MIN_FINAL_STEPS} steps; the race's leader is the challenger")
+        state.finalists = state.finalists[:1]
     if len(state.finalists) == 1:
         state.challenger = state.finalists[0]
         return steps

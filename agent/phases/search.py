@@ -46,4 +46,9 @@ def search(state: RunState, extra_trials: int = 0) -> None:
     state.steps_spent += out.steps_spent_this_run
     best = {k: v for k, v in out.best_config.items() if k not in ("steps", "seed", "eval_every")}
     config = TrialConfig(**{**best, "steps": b.candidate_steps, "seed": state.request.seeds[0]})
+    searched = lambda c: c.model_dump(include=SEARCHED)  # noqa: E731 (the search does not vary the warmup)
+    if any(searched(o.config) == searched(config) for o in state.outcomes):
+        state.notes.append(f"the seeded search's best (lr {config.lr:.3g}, {config.schedule}, batch "
+                           f"{config.batch_size}) is a configuration the race already measured")
+        return
     race(state, [Proposal(config, "search", -1)])

@@ -35,7 +35,7 @@ def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> RunState:
         device=torch.device("cpu"), device_type="cpu", planner=None, budget_s=clock.budget_s, out_dir=tmp_path,
         clock=clock,
     )
-    run.budget = plan_steps(3000, 4, 1, len(seeds), max_steps=10_000, budget_s=clock.budget_s)
+    run.budget = plan_steps(6000, 4, 1, len(seeds), max_steps=10_000, budget_s=clock.budget_s)
     return run
 
 
@@ -83,9 +83,9 @@ def test_finals_drop_a_finalist_then_shorten_when_time_runs_short(tmp_path):
     now.t = left(8 * steps)  # room for the confirm's 6 runs, not the finals' 6 more: one finalist, no finals
     one = final_plan(run, 2, steps)
     assert (one.finalists, one.steps) == (1, steps) and "finals skipped" in one.note
-    now.t = left(6 * 60 + 1)  # room for six runs of 60 steps: the confirm runs get shorter
+    now.t = left(6 * 100 + 1)  # room for six runs of 100 steps: the confirm runs get shorter
     short = final_plan(run, 2, steps)
-    assert (short.finalists, short.steps) == (1, 60) and f"60 steps instead of {steps}" in short.note
+    assert (short.finalists, short.steps) == (1, 100) and f"100 steps instead of {steps}" in short.note
     now.t = 100.0  # nothing left: not below the candidates' length (the confirm must say more than the race)
     assert final_plan(run, 2, steps).steps == run.budget.candidate_steps
 
