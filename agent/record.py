@@ -2,10 +2,11 @@
 
 A recording is a folder:
 
-    cassette.yaml    the LM's HTTP traffic (vcrpy; authorization / api-key / x-api-key filtered;
-                     requests matched on method, host, path and body)
+    cassette.yaml    the LM's HTTP traffic (vcrpy; every provider's credential headers, secret query
+                     values and user:password@ dropped: agent/redact.py; requests matched on method,
+                     host, path and body)
     trials.db        the run's trial store: every trial and every tool output (SQLite)
-    recording.json   what was recorded: workload, device type, LM, request
+    recording.json   what was recorded: workload, device type, LM, request (URLs stripped of credentials)
     result.json      the response of the recorded run
 
 Replay plays the cassette back with record mode ``none`` (an unrecorded request fails instead of
@@ -25,6 +26,7 @@ from typing import Any
 
 import optuna
 
+from trainopt.agent.redact import SECRET_HEADERS, redact_value, scrub_request, scrub_response
 from trainopt.errors import OptimizationError
 from trainopt.tools.store import TrialStore, trial_key
 from trainopt.tools.trial_config import TrialConfig
@@ -32,7 +34,7 @@ from trainopt.tools.trials import TrialResult
 from trainopt.tools.workloads import get_workload
 
 CASSETTE, TRIALS, META, RESULT = "cassette.yaml", "trials.db", "recording.json", "result.json"
-FILTERED_HEADERS = ["authorization", "api-key", "x-api-key"]
+FILTERED_HEADERS = list(SECRET_HEADERS)  # plus any header named like a credential (scrub_request)
 MATCH_ON = ["method", "host", "path", "body"]
 
 
@@ -126,7 +128,8 @@ class Recording:
         return json.loads((self.path / META).read_text())
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        atomic_write(self.path / META, json.dumps(meta, indent=2, sort_keys=True))
+        """recording.json, with credentials stripped from every URL in it (an ``--lm`` api_base included)."""
+        atomic_write(self.path / META, json.dumps(redact_value(meta), indent=2, sort_keys=True))
 
     def write_result(self, text: str) -> None:
         atomic_write(self.path / RESULT, text)
@@ -147,6 +150,8 @@ class Recording:
 
         recorder = vcr.VCR(
             filter_headers=FILTERED_HEADERS,
+            before_record_request=scrub_request,
+            before_record_response=scrub_response,
             match_on=MATCH_ON,
             record_mode="all" if self.mode == "record" else "none",
             decode_compressed_response=True,
