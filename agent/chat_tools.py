@@ -27,9 +27,12 @@ from pydantic import BaseModel
 from trainopt.agent.probe_cache import ProbeCache, output_key
 from trainopt.tools import TOOL_CLASSES, get_tool
 from trainopt.tools.base import parse_input
+from trainopt.tools.cancellation import check_cancelled, run_in_worker
+from trainopt.tools.summaries import summarize, write_full_output
 from trainopt.tools.workloads import get_workload, workload_names
 
 OPTIMIZE = "optimize_training"
+PROBES_DIR = "probes"  # under the session's out_dir: each probe's full Output and figure
 CHAT_TOOLS = (*TOOL_CLASSES, OPTIMIZE)
 
 # progress(tool, done, total); announce(tool, workload, input fields)
@@ -129,23 +132,37 @@ def _probe_tool(ctx: ToolContext, name: str) -> dspy.Tool:
 
         def progress(done: int, total: int) -> None:
             seen.update(done=done, total=total)
+            check_cancelled(done, total)  # an acall whose task was cancelled stops here, at the next step
             if ctx.progress is not None:
                 ctx.progress(name, done, total)
 
-        def compute() -> BaseModel:
-            return cls(workload, device=ctx.device, store=ctx.store, progress=progress).run(input)
-
+        tool = cls(workload, device=ctx.device, store=ctx.store, progress=progress)
         try:
-            output, _ = ctx.cache.run(key, name, cls.Output, compute)
+            output, _ = ctx.cache.run(key, name, cls.Output, lambda: tool.run(input))
         except KeyboardInterrupt:
             return _interrupted(ctx, name, workload, seen)
-        summary = {"tool": name, "workload": workload, **SUMMARIES[name](output)}
+        summary = summarize(name, output, workload=workload, files=_write_files(ctx, tool, output, key))
         ctx.measured.append(summary)
         return summary
 
     schema = _inline_refs(cls.Input.model_json_schema())
     args = {"workload": _workload_arg(), **schema.get("properties", {})}
-    return dspy.Tool(call, name=name, desc=cls.description, args=args, arg_types={k: Any for k in args})
+    return WorkerTool(call, name=name, desc=cls.description, args=args, arg_types={k: Any for k in args})
+
+
+def _write_files(ctx: ToolContext, tool, output: BaseModel, key: str) -> dict[str, str]:
+    """The full Output (JSON) and the figure (PNG) under out_dir/probes; paths relative to out_dir,
+    so a replay's observation is the recorded one wherever its folder is."""
+    files = write_full_output(tool, output, ctx.out_dir / PROBES_DIR, stem=f"{tool.name}-{key[:10]}")
+    return {kind: str(Path(path).relative_to(ctx.out_dir)) for kind, path in files.items()}
+
+
+class WorkerTool(dspy.Tool):
+    """A dspy Tool whose ``acall`` trains in a worker thread, keeping the event loop free; cancelling
+    the awaiting task stops the probe at its next step (``trainopt.tools.cancellation``)."""
+
+    async def acall(self, **kwargs: Any) -> Any:
+        return await run_in_worker(lambda token: self(**kwargs))
 
 
 def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
@@ -174,7 +191,7 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
         "The whole optimization: profile, probe, propose candidates, measure them, refine, and confirm "
         "the winner against the default configuration on the same steps and seeds. Slow: minutes."
     )
-    return dspy.Tool(call, name=OPTIMIZE, desc=desc, args=args, arg_types={k: Any for k in args})
+    return WorkerTool(call, name=OPTIMIZE, desc=desc, args=args, arg_types={k: Any for k in args})
 
 
 def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> OptimizeSummary:
@@ -227,107 +244,8 @@ def _interrupted(ctx: ToolContext, name: str, workload: str, seen: dict) -> dict
     return summary
 
 
-# ---- summaries: the measured numbers an answer needs, rounded (no wall-clock figures) -------------
-
-
 def _sig(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else float(f"{value:.{digits}g}")
-
-
-def _lr_summary(out) -> dict[str, Any]:
-    return {
-        "suggested_lr": _sig(out.suggested_lr),
-        "rule": out.rule,
-        "rule_reason": out.rule_reason,
-        "safe_range": [_sig(v) for v in out.safe_range],
-        "sweep_steps": len(out.sweep.lrs),
-        "sweep_stop": out.sweep.stop_reason,
-        "min_loss_lr": _sig(out.sweep.min_loss_lr),
-        "schedule": out.schedule,
-        "peak_lr": _sig(out.peak_lr),
-        "warmup_steps": out.warmup_steps,
-        "budget_steps": out.budget_steps,
-        "checks": [
-            {"schedule": c.schedule, "steps": c.steps, "val_loss": _sig(c.final_val_loss), "diverged": c.diverged}
-            for c in out.checks
-        ],
-    }
-
-
-def _batch_summary(out) -> dict[str, Any]:
-    return {
-        "recommended_batch_size": out.recommended_batch_size,
-        "recommended_lr": _sig(out.recommended_lr),
-        "lr_scaling_rule": out.lr_scaling_rule,
-        "base": {"lr": _sig(out.base_lr), "batch_size": out.base_batch_size},
-        "max_batch_size": out.max_batch_size,
-        "limited_by": out.limited_by,
-        "max_memory_mb": _sig(out.max_memory_mb),
-        "knee_batch_size": out.knee_batch_size,
-        "critical_batch_size": _sig(out.critical_batch_size, 3),
-        "reason": out.recommendation_reason,
-    }
-
-
-def _gradient_summary(out) -> dict[str, Any]:
-    worst = max(out.layers, key=lambda layer: layer.update_ratio) if out.layers else None
-    noise = out.noise_scale.b_simple if out.noise_scale is not None else None
-    return {
-        "steps_run": out.steps_run,
-        "diverged": out.diverged,
-        "final_loss": _sig(out.final_loss),
-        "clip_threshold": _sig(out.clip_threshold),
-        "clip_percentile": out.clip_percentile,
-        "noise_scale_b_simple": _sig(noise, 3),
-        "largest_update_ratio": None if worst is None else {"layer": worst.name, "ratio": _sig(worst.update_ratio, 3)},
-        "unhealthy_layers": {layer.name: layer.status for layer in out.layers if layer.status != "ok"},
-        "findings": [
-            {"severity": f.severity, "layer": f.layer, "evidence": f.evidence, "fix": f.suggested_fix}
-            for f in sorted(out.findings, key=_severity_rank)
-        ][:6],
-    }
-
-
-def _severity_rank(finding) -> int:
-    return ("critical", "warning", "info").index(finding.severity)
-
-
-def _convergence_summary(out) -> dict[str, Any]:
-    return {
-        "curve": out.curve,
-        "formula": out.formula,
-        "observed_points": out.observed_points,
-        "last_observed_step": out.last_observed_step,
-        "last_observed_loss": _sig(out.last_observed_loss),
-        "predict_step": out.predict_step,
-        "predicted_loss": _sig(out.predicted_loss),
-        "interval": [_sig(v) for v in out.interval],
-        "level": out.level,
-        "verdict": out.verdict,
-        "reason": out.reason,
-    }
-
-
-def _hpo_summary(out) -> dict[str, Any]:
-    keep = ("optimizer", "lr", "batch_size", "schedule", "weight_decay", "steps")
-    return {
-        "best_config": {k: out.best_config.get(k) for k in keep},
-        "best_val_loss": _sig(out.best_value),
-        "trials": len(out.trials),
-        "pruned": sum(t.state == "PRUNED" for t in out.trials),
-        "steps_spent": out.steps_spent,
-        "sampler": out.sampler,
-        "pruner": out.pruner,
-    }
-
-
-SUMMARIES: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "learning_rate_scheduler": _lr_summary,
-    "batch_size_optimizer": _batch_summary,
-    "gradient_analyzer": _gradient_summary,
-    "convergence_predictor": _convergence_summary,
-    "hyperparameter_suggester": _hpo_summary,
-}
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

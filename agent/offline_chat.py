@@ -11,7 +11,8 @@ trajectory so far:
               an answer composed from the last observation's measured numbers only; with no
               observation, what the tools can measure and no number.
 
-Registered with the offline engine (``offline_engine.register_handler``) on import.
+The offline engine lists ``CHAT_HANDLERS`` beside its own; this module imports nothing of the
+engine's, so the two never import each other.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from trainopt.agent.offline_engine import register_handler
 from trainopt.agent.text import short_text
 
 FINISH = "finish"
@@ -287,5 +287,8 @@ def _last_line(error: Any) -> str:
     return f"{lines[0].split(':')[0]}: {lines[-1]}" if len(lines) > 1 else str(error)
 
 
-register_handler({"question", "trajectory"}, {"next_thought", "next_tool_name", "next_tool_args"}, _step)
-register_handler({"question", "trajectory"}, {"reasoning", "answer"}, _extract)
+# (input field names that must be present, output field names, handler), as offline_engine matches them
+CHAT_HANDLERS = [
+    (frozenset({"question", "trajectory"}), frozenset({"next_thought", "next_tool_name", "next_tool_args"}), _step),
+    (frozenset({"question", "trajectory"}), frozenset({"reasoning", "answer"}), _extract),
+]

@@ -6,7 +6,8 @@ deterministic rules in ``trainopt.agent.planner``, and writes the answer in the 
 The local OpenAI-compatible test server serves ``answer_chat`` over HTTP, so a litellm LM and
 the offline engine run one and the same DSPy program.
 
-Other signatures (the chat agent's) plug in with ``register_handler``.
+The chat agent's signatures come from ``trainopt.agent.offline_chat.CHAT_HANDLERS`` (that module
+imports nothing from this one); others plug in with ``register_handler``.
 
 Examples:
     >>> import dspy
@@ -25,6 +26,7 @@ from dspy.lm15 import Message, Response, TextPart, Usage
 
 from trainopt.agent import planner
 from trainopt.agent.digest import MeasuredResult, ProbeDigest
+from trainopt.agent.offline_chat import CHAT_HANDLERS
 
 # handler(inputs: dict of parsed input values) -> dict of output values
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -52,6 +54,7 @@ def _explain(inputs: dict[str, Any]) -> dict[str, Any]:
 
 # (input field names that must be present, output field names) -> handler; first match wins
 _HANDLERS: list[tuple[frozenset[str], frozenset[str], Handler]] = [
+    *CHAT_HANDLERS,  # the chat agent's ReAct signatures (trainopt.agent.offline_chat)
     (frozenset({"evidence", "results"}), frozenset({"candidates", "rationale"}), _refine),
     (frozenset({"evidence"}), frozenset({"candidates", "rationale"}), _propose),
     (frozenset({"evidence", "winner"}), frozenset({"explanation"}), _explain),
@@ -122,16 +125,3 @@ class OfflinePlannerEngine:
     def close(self) -> None:
         pass
 
-
-def _register_chat_handlers() -> None:
-    """The chat agent's ReAct signatures register themselves in trainopt.agent.offline_chat (if present)."""
-    import importlib
-
-    try:
-        importlib.import_module("trainopt.agent.offline_chat")
-    except ModuleNotFoundError as error:
-        if error.name != "trainopt.agent.offline_chat":
-            raise
-
-
-_register_chat_handlers()
