@@ -1,31 +1,43 @@
-"""Diffusion sampling benchmark: every sampler expert at 5..100 steps, the 1000-step DDPM reference,
-and the learned router at several lambda, on 2-D toys. One process, one run, shared seeds.
+"""Diffusion sampling benchmark: every sampler expert at 5..100 steps, the distilled few-step students,
+the 1000-step DDPM reference, and three routers at several lambda, on 2-D toys (plus digits).
 
-For each toy: train the DDPM (cached in a temp dir), measure each (expert, steps) on the same
-seeds (same x_T per seed, same fresh reference data per seed): energy distance (primary), RBF MMD,
-sliced Wasserstein, off-mode fraction, NFE (counted model calls) and wall time; then train one
-router by REINFORCE on all toys and let it pick per request at each lambda.
+One process, one run. Seeds:
+  - development: the routers' training requests draw x_T from a noise pool (generator seed 0);
+    the students are distilled from the DDPM on training data only.
+  - evaluation: seeds 0..S-1 (x_T from generator 1000+s, the reference data from 3000+s). The static
+    table, the oracle ("best static configuration"), every router pick and every target use only these;
+    nothing was trained or selected on them.
 
-Targets:
-  1. some configuration with NFE <= 20 reaches the 1000-step DDPM quality: its mean energy
-     distance is <= the worst (max) of the DDPM-1000 seeds.
-  2. the router's picks lie on or next to the Pareto front: no static configuration has
-     NFE <= the pick's and an energy distance lower by more than the DDPM-1000 seed spread.
+Routers (trained on the same development pool, the same arms: 25 sampler configurations + 4 students):
+  - bandit: contextual bandit over the measured (expert, steps) table (ars/diffusion/bandit.py).
+  - reinforce: REINFORCE with group-normalised advantages, lambda log-uniform over [0.01, 30].
+  - reinforce_batch: the same with batch-normalised advantages (what the first router did: ablation).
 
-    python3 bench/diffusion_sampling.py            # full run (~20-30 min on a busy 2-core box)
+Targets (printed with holds / falls short):
+  1. some configuration with NFE <= 20 reaches the DDPM-1000 quality: mean energy <= the worst
+     (max) of the DDPM-1000 seeds.
+  2. a distilled student reaches the DDPM-1000 seed spread at <= 8 NFE on every toy (stretch: 4 NFE).
+  3. the bandit router's mean reward is within 10% of the best static configuration's at every toy and
+     lambda (regret <= 0.1 |best|), or inside the seed spread (the 90% t-interval of the per-seed
+     reward differences reaches 0).
+  4. its picks change with lambda wherever the best static configuration does.
+  5. strict Pareto: no pick is dominated beyond the seed spread; a configuration at most as expensive
+     (NFE) with lower energy is a domination; its energy gap is the distance to the front, and it
+     "falls short" when the gap exceeds the seed spread (max - min over evaluation seeds) of both.
+
+    python3 bench/diffusion_sampling.py            # full run (~30-40 min on a busy 2-core box)
     python3 bench/diffusion_sampling.py --quick    # smoke run, writes *_quick outputs
-    # re-measure one toy with a longer-trained model, keep the other toys' rows and digits from the JSON
-    python3 bench/diffusion_sampling.py --update --data 8gaussians --toy-train-steps 8gaussians=12000
+    python3 bench/diffusion_sampling.py --rerender # markdown and plot from the saved JSON
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import math
 import statistics
-import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -34,115 +46,70 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trainopt.ars.diffusion import (
     EXPERTS,
-    SAMPLERS,
-    NFECounter,
-    NoisePredictor,
-    NoisePredictorConfig,
     Request,
     Router,
+    TableRouter,
     ToySamplingEnv,
-    load_checkpoint,
     quality_floor,
     request_features,
+    run_expert,
     sample_toy,
-    save_checkpoint,
     toy_quality,
-    train_ddpm,
     train_router,
+    train_table_router,
+)
+from trainopt.ars.diffusion.route import (
+    DISTILL_SETTINGS,
+    ROUTER_LAMS,
+    cached_students,
+    cached_toy_model,
+    settings_key,
+    toy_recipe,
 )
 
 RESULTS = Path(__file__).parent / "results"
+CACHE = Path(__file__).parent / ".cache" / "diffusion"
+ROUTERS = ("bandit", "reinforce", "reinforce_batch")
+DIGITS_DISTILL = {"batch_size": 128, "teacher_substeps": 2, "iterations": 600}
 console = Console()
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (1 toy, small N, short training)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (moons, small N, short training)")
     p.add_argument("--data", nargs="+", default=["moons", "8gaussians"], help="toys to benchmark")
     p.add_argument("--n", type=int, default=2000, help="samples per measurement (and reference size)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (>= 3 for the spread)")
-    p.add_argument("--train-steps", type=int, default=3000, help="DDPM training steps per toy")
-    p.add_argument("--toy-train-steps", nargs="*", default=["8gaussians=12000"], metavar="NAME=STEPS",
-                   help="per-toy override of --train-steps (3000 steps underfit 8 gaussians' modes)")
-    p.add_argument("--toy-ema", nargs="*", default=["8gaussians=0.999"], metavar="NAME=DECAY",
-                   help="sample that toy's model from an EMA of its weights with this decay, e.g. 8gaussians=0.999")
-    p.add_argument("--update", action="store_true",
-                   help="re-measure only the toys in --data; keep the other toys' rows and the digits section "
-                        "from the saved JSON; retrain the router on all toys and re-measure all its picks")
-    p.add_argument("--router-iterations", type=int, default=400, help="REINFORCE iterations (16 requests each)")
+    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds (>= 3 for the spread)")
+    p.add_argument("--reinforce-iterations", type=int, default=300, help="REINFORCE iterations (8 requests x 4 arms)")
     p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.1, 0.5, 2.0, 10.0, 30.0],
-                   help="lambda values at which the router is evaluated")
-    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "trainopt-bench-diffusion",
-                   help="where trained models are cached (outside the repository)")
+                   help="lambda values at which the routers are evaluated")
+    p.add_argument("--cache-dir", type=Path, default=CACHE, help="trained models and students (gitignored)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-digits", action="store_true", help="skip the class-conditional digits section")
-    p.add_argument("--rerender", action="store_true",
-                   help="rewrite the markdown and plot from the saved JSON without measuring anything")
+    p.add_argument("--rerender", action="store_true", help="rewrite markdown and plot from the saved JSON")
     args = p.parse_args()
+    args.distill = dict(DISTILL_SETTINGS)
     if args.quick:
-        args.toy_train_steps, args.toy_ema = [], []
-        args.data, args.n, args.train_steps, args.router_iterations = ["moons"], 400, 400, 20
+        args.data, args.n, args.seeds, args.reinforce_iterations = ["moons"], 400, 3, 20
         args.lams = [0.1, 10.0]
-    if args.seeds < 1 or args.n < 2:
-        raise ValueError(f"need seeds >= 1 and n >= 2 but got {args.seeds=}, {args.n=}")
-    args.toy_train_steps = {k: int(v) for k, v in _name_values(args.toy_train_steps, "--toy-train-steps").items()}
-    args.toy_ema = {k: float(v) for k, v in _name_values(args.toy_ema, "--toy-ema").items()}
-    if any(s <= 0 for s in args.toy_train_steps.values()) or any(not 0 < d < 1 for d in args.toy_ema.values()):
-        raise ValueError(f"need steps > 0 and 0 < decay < 1 but got {args.toy_train_steps=}, {args.toy_ema=}")
+        args.distill.update(iterations=30, start_steps=8, final_steps=4)
+    if args.seeds < 2 or args.n < 2:
+        raise ValueError(f"need seeds >= 2 and n >= 2 but got {args.seeds=}, {args.n=}")
     return args
 
 
-def _name_values(items: list[str], flag: str) -> dict[str, str]:
-    pairs = [item.split("=", 1) for item in items]
-    if any(len(pair) != 2 for pair in pairs):
-        raise ValueError(f"{flag} takes NAME=VALUE items but got {items=}")
-    return dict(pairs)
-
-
-def model_recipe(args, name: str) -> dict:
-    """How toy ``name``'s model is trained: steps and the EMA decay (0 = the raw weights)."""
-    return {"train_steps": args.toy_train_steps.get(name, args.train_steps), "ema_decay": args.toy_ema.get(name, 0.0)}
-
-
-def get_model(name: str, steps: int, cache_dir: Path, ema_decay: float = 0.0) -> NoisePredictor:
-    """Train (or load the cached) DDPM for toy ``name``; with ``ema_decay`` > 0 return the EMA weights
-    w_ema <- decay * w_ema + (1 - decay) * w after every step (the training run itself is the same)."""
-    path = cache_dir / (f"{name}-{steps}.pt" if not ema_decay else f"{name}-{steps}-ema{ema_decay:g}.pt")
-    if path.exists():
-        return load_checkpoint(path)[0]
-    torch.manual_seed(0)
-    model = NoisePredictor(NoisePredictorConfig(data_dim=2))
-    ema = copy.deepcopy(model)
-
-    def update_ema(step: int, loss: float) -> None:
-        with torch.no_grad():
-            for w_ema, w in zip(ema.parameters(), model.parameters(), strict=True):
-                w_ema.lerp_(w, 1 - ema_decay)
-
-    data = sample_toy(name, 50_000, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    train_ddpm(model, data, steps=steps, batch_size=256, seed=0, progress=update_ema if ema_decay else None)
-    console.print(f"trained {name} in {time.perf_counter() - start:.0f} s")
-    if ema_decay:
-        ema.eval()
-        model = ema
-    save_checkpoint(model, path, data=name, steps=steps, ema_decay=ema_decay)
-    return model
-
-
-def measure(model, name: str, expert: str, steps: int, seed: int, n: int) -> dict:
-    """One sampler run on seed ``seed``'s x_T, scored against seed ``seed``'s fresh data."""
+def measure(model, students, name: str, expert: str, steps: int, seed: int, n: int) -> dict:
+    """One arm on evaluation seed ``seed``'s x_T, scored against seed ``seed``'s fresh data."""
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(1000 + seed))
-    counted = NFECounter(model)
     start = time.perf_counter()
-    x = SAMPLERS[expert](counted, x_T, steps, generator=torch.Generator().manual_seed(2000 + seed))
+    x, nfe = run_expert(model, students, expert, steps, x_T, torch.Generator().manual_seed(2000 + seed))
     wall = time.perf_counter() - start
     reference = sample_toy(name, n, generator=torch.Generator().manual_seed(3000 + seed))
-    return {"nfe": counted.calls, "wall_s": wall, **toy_quality(name, x, reference)}
+    return {"nfe": nfe, "wall_s": wall, **toy_quality(name, x, reference)}
 
 
 def summarise(runs: list[dict]) -> dict:
-    out = {"seeds": len(runs)}
+    out = {"seeds": len(runs), "runs": runs}
     for key in ("energy", "mmd", "swd", "off_mode", "nfe", "wall_s"):
         vals = [r[key] for r in runs]
         out[key] = statistics.fmean(vals)
@@ -150,99 +117,196 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def pareto_verdict(point: dict, statics: list[dict], tol: float) -> tuple[str, dict | None]:
-    """'on' if no static config is at least as cheap and better; 'next to' if it is better by < tol."""
-    better = [s for s in statics if s["nfe"] <= point["nfe"] + 1e-9 and s["energy"] < point["energy"]]
-    if not better:
-        return "on", None
-    best = min(better, key=lambda s: s["energy"])
-    return ("next to" if point["energy"] - best["energy"] <= tol else "off"), best
+def reward(run: dict, lam: float) -> float:
+    return -run["energy"] - lam * run["nfe"] / 1000
+
+
+def t_interval(values: list[float], level: float = 0.90) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval over seeds at ``level``."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return float(mean), float(mean - half), float(mean + half)
 
 
 def main() -> None:
     args = parse_args()
+    suffix = "_quick" if args.quick else ""
     if args.rerender:
-        suffix = "_quick" if args.quick else ""
-        write_outputs(json.loads((RESULTS / f"diffusion_sampling{suffix}.json").read_text()), args.quick)
+        write_outputs(json.loads((RESULTS / f"diffusion_sampling{suffix}.json").read_text()), suffix)
         return
     torch.set_num_threads(args.threads)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
     seeds = list(range(args.seeds))
-    results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                     "toys": {}}
-    router_toys = list(args.data)
-    if args.update:  # keep the other toys' measurements (same seeds, same models) and the digits section
-        saved = json.loads((RESULTS / f"diffusion_sampling{'_quick' if args.quick else ''}.json").read_text())
-        results["args"]["updated_toys"] = list(args.data)
-        results["previous_args"] = saved["args"]
-        router_toys = [*saved["toys"], *(n for n in args.data if n not in saved["toys"])]
-        results["toys"] = {n: saved["toys"][n] for n in router_toys if n not in args.data}
-        if "digits" in saved and not args.no_digits:
-            results["digits"] = saved["digits"]
-    recipes = {name: results["toys"].get(name, {}).get("model") or model_recipe(args, name) for name in router_toys}
-    for name, toy in results["toys"].items():
-        toy.setdefault("model", recipes[name])  # runs before per-toy recipes were recorded: the defaults
-    models = {name: get_model(name, recipes[name]["train_steps"], args.cache_dir, recipes[name]["ema_decay"])
-              for name in router_toys}
-    total = len(seeds) * (len(args.data) * (len(EXPERTS) * len(budgets) + 1) + len(router_toys) * len(args.lams))
+    results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                              if k != "cache_dir"}, "eval_seeds": seeds, "toys": {}}
+    models, students, costs = {}, {}, {}
+    for name in args.data:
+        recipe = toy_recipe(name) if not args.quick else {"train_steps": 400, "ema_decay": 0.0}
+        models[name], meta = cached_toy_model(name, args.cache_dir, recipe)
+        console.print(f"{name}: DDPM {recipe} ({meta.get('train_seconds', float('nan')):.0f} s when trained)")
+        students[name], costs[name] = cached_students(name, models[name], args.cache_dir, args.distill,
+                                                      teacher_key=settings_key(recipe))
+        console.print(f"{name}: students {sorted(students[name])}, distillation {costs[name]['iterations']} "
+                      f"iterations, {costs[name]['seconds']:.0f} s")
+        results["toys"][name] = {"model": {**recipe, "train_seconds": meta.get("train_seconds")},
+                                 "distill_cost": costs[name]}
+    arms = [*((e, b) for e in EXPERTS for b in budgets), *(("distilled", n) for n in sorted(students[args.data[0]]))]
+    total = len(seeds) * len(args.data) * (len(arms) + 1)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("static configurations", total=total)
         for name in args.data:
-            model = models[name]
             rows = []
-            for expert in EXPERTS:
-                for steps in budgets:
-                    runs = []
-                    for seed in seeds:
-                        runs.append(measure(model, name, expert, steps, seed, args.n))
-                        bar.advance(task)
-                    rows.append({"expert": expert, "steps": steps, **summarise(runs)})
-            ref_runs = []
-            for seed in seeds:
-                ref_runs.append(measure(model, name, "ddpm", 1000, seed, args.n))
-                bar.advance(task)
-            reference = {"expert": "ddpm", "steps": 1000, **summarise(ref_runs), "runs": ref_runs}
-            results["toys"][name] = {"model": recipes[name], "floor": quality_floor(name, args.n), "static": rows,
-                                     "reference": reference}
-
-        bar.update(task, description="training the router")
-        env = ToySamplingEnv(models, seed=0)
-        router = Router()
-        start = time.perf_counter()
-        history = train_router(router, env.reward, env.sample_request, iterations=args.router_iterations)
-        results["router_training"] = {"iterations": args.router_iterations, "measured_runs": env.measurements,
-                                      "seconds": time.perf_counter() - start,
-                                      "mean_reward_first_10": statistics.fmean(history[:10]),
-                                      "mean_reward_last_10": statistics.fmean(history[-10:])}
-        bar.update(task, description="router picks")
-        for name, model in models.items():
-            picks = []
-            for lam in args.lams:
-                runs, chosen = [], []
+            for expert, steps in [*arms, ("ddpm", 1000)]:
+                runs = []
                 for seed in seeds:
-                    x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(1000 + seed))
-                    with torch.no_grad():
-                        d = router.choose(request_features(Request(name, lam, x_T)))
-                    chosen.append(f"{d.expert}/{d.num_steps}")
-                    runs.append(measure(model, name, d.expert, d.num_steps, seed, args.n))
+                    runs.append(measure(models[name], students[name], name, expert, steps, seed, args.n))
                     bar.advance(task)
-                picks.append({"lam": lam, "choices": chosen, **summarise(runs)})
-            results["toys"][name]["router"] = picks
-    if not args.no_digits and "digits" not in results:
+                rows.append({"expert": expert, "steps": steps, **summarise(runs)})
+            toy = results["toys"][name]
+            toy.update(floor=quality_floor(name, args.n), static=rows[:-1], reference=rows[-1])
+    results["routers"] = train_routers(args, models, students, arms)
+    for name in args.data:
+        results["toys"][name]["router"] = evaluate_routers(results["routers"], results["toys"][name], name, args)
+    if not args.no_digits:
         results["digits"] = digits_section(args)
     evaluate_targets(results)
-    write_outputs(results, args.quick)
+    write_outputs(results, suffix)
+
+
+def train_routers(args, models: dict, students: dict, arms: list) -> dict:
+    """Train the three routers on the development pool; keep them (in memory) with their cost."""
+    out = {}
+    start = time.perf_counter()
+    env = ToySamplingEnv(models, n=args.n, seed=0, students=students)
+    bandit = TableRouter(arms)
+    pulls = train_table_router(bandit, env.measure_pool, list(models), ROUTER_LAMS)
+    out["bandit"] = {"router": bandit, "measured_runs": env.measurements, "pulls": pulls,
+                     "seconds": time.perf_counter() - start}
+    console.print(f"bandit: {pulls} measurements in {out['bandit']['seconds']:.0f} s")
+    for name, normalize in (("reinforce", "group"), ("reinforce_batch", "batch")):
+        start = time.perf_counter()
+        env = ToySamplingEnv(models, n=args.n, seed=0, students=students)
+        torch.manual_seed(0)
+        router = Router(arms=arms)
+        history = train_router(router, env.reward, env.sample_request, iterations=args.reinforce_iterations,
+                               batch_size=8, group_size=4, normalize=normalize, seed=0)
+        out[name] = {"router": router, "measured_runs": env.measurements,
+                     "iterations": args.reinforce_iterations, "rewards_drawn": args.reinforce_iterations * 32,
+                     "seconds": time.perf_counter() - start,
+                     "mean_reward_first_10": statistics.fmean(history[:10]),
+                     "mean_reward_last_10": statistics.fmean(history[-10:])}
+        console.print(f"{name}: {env.measurements} measured runs in {out[name]['seconds']:.0f} s")
+    return out
+
+
+def evaluate_routers(routers: dict, toy: dict, name: str, args) -> dict:
+    """Each router's pick per evaluation seed and lambda; rewards read from the static table's runs."""
+    table = {(r["expert"], r["steps"]): r for r in toy["static"]}
+    out = {}
+    for router_name, entry in routers.items():
+        picks = []
+        for lam in args.lams:
+            chosen = []
+            for seed in range(len(toy["reference"]["runs"])):
+                if router_name == "bandit":
+                    arm = entry["router"].choose(name, lam)
+                else:
+                    x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(1000 + seed))
+                    with torch.no_grad():
+                        d = entry["router"].choose(request_features(Request(name, lam, x_T)))
+                    arm = (d.expert, d.num_steps)
+                chosen.append(arm)
+            runs = [table[arm]["runs"][seed] for seed, arm in enumerate(chosen)]
+            picks.append({"lam": lam, "choices": [f"{e}/{s}" for e, s in chosen], **summarise(runs)})
+        out[router_name] = picks
+    return out
+
+
+def pareto_distance(pick: dict, statics: list[dict]) -> tuple[float, dict | None]:
+    """Energy gap to the best configuration with NFE <= the pick's (0 and None when the pick is on the front)."""
+    cheaper = [s for s in statics if s["nfe"] <= pick["nfe"] + 1e-9 and s["energy"] < pick["energy"]]
+    if not cheaper:
+        return 0.0, None
+    best = min(cheaper, key=lambda s: s["energy"])
+    return pick["energy"] - best["energy"], best
+
+
+def regret_row(pick: dict, toy: dict, lam: float) -> dict:
+    """Regret of a router's pick against the oracle (best mean reward on the evaluation seeds)."""
+    rows = [*toy["static"]]
+    best = max(rows, key=lambda r: statistics.fmean(reward(x, lam) for x in r["runs"]))
+    best_rewards = [reward(x, lam) for x in best["runs"]]
+    pick_rewards = [reward(x, lam) for x in pick["runs"]]
+    diffs = [b - p for b, p in zip(best_rewards, pick_rewards, strict=True)]
+    regret, low, high = t_interval(diffs) if any(d != 0 for d in diffs) else (0.0, 0.0, 0.0)
+    best_reward = statistics.fmean(best_rewards)
+    within = bool(regret <= 0.1 * abs(best_reward) or low <= 0)
+    return {"oracle": f"{best['expert']}/{best['steps']}", "oracle_reward": best_reward,
+            "reward": statistics.fmean(pick_rewards), "regret": regret, "regret_low": low, "regret_high": high,
+            "relative_regret": regret / abs(best_reward), "within": within}
+
+
+def evaluate_targets(results: dict) -> None:
+    holds = dict.fromkeys(("fast", "distilled8", "distilled4", "regret", "follows", "pareto"), True)
+    for toy in results["toys"].values():
+        ref = toy["reference"]
+        fast = [r for r in toy["static"] if r["nfe_max"] <= 20 and r["energy"] <= ref["energy_max"]]
+        toy["fast_matches_reference"] = [f"{r['expert']}/{r['steps']}" for r in fast]
+        holds["fast"] &= bool(fast)
+        distilled = [r for r in toy["static"] if r["expert"] == "distilled" and r["energy"] <= ref["energy_max"]]
+        toy["distilled_matches_reference"] = [f"{r['expert']}/{r['steps']}" for r in distilled]
+        holds["distilled8"] &= any(r["nfe_max"] <= 8 for r in distilled)
+        holds["distilled4"] &= any(r["nfe_max"] <= 4 for r in distilled)
+        for router_name, picks in toy["router"].items():
+            for pick in picks:
+                pick.update(regret_row(pick, toy, pick["lam"]))
+                distance, by = pareto_distance(pick, toy["static"])
+                spread = max(pick["energy_max"] - pick["energy_min"],
+                             (by["energy_max"] - by["energy_min"]) if by else 0.0)
+                pick["pareto_distance"], pick["pareto_spread"] = distance, spread
+                pick["dominated_by"] = f"{by['expert']}/{by['steps']}" if by else None
+                pick["pareto"] = "on" if by is None else ("within spread" if distance <= spread else "dominated")
+            oracle = [p["oracle"] for p in picks]
+            modal = [Counter(p["choices"]).most_common(1)[0][0] for p in picks]
+            changes = [(i, oracle[i] != oracle[i + 1], modal[i] != modal[i + 1]) for i in range(len(picks) - 1)]
+            toy.setdefault("follows_lambda", {})[router_name] = {
+                "oracle_changes": sum(o for _, o, _ in changes),
+                "followed": sum(o and m for _, o, m in changes)}
+            if router_name == "bandit":
+                holds["regret"] &= all(p["within"] for p in picks)
+                holds["follows"] &= all(m for _, o, m in changes if o)
+                holds["pareto"] &= all(p["pareto"] != "dominated" for p in picks)
+    verdict = {k: "holds" if v else "falls short" for k, v in holds.items()}
+    results["targets"] = {
+        "reference quality at <= 20 NFE": verdict["fast"],
+        "distilled student within the DDPM-1000 spread at <= 8 NFE on every toy": verdict["distilled8"],
+        "stretch: distilled student within the DDPM-1000 spread at <= 4 NFE on every toy": verdict["distilled4"],
+        "bandit router's reward within 10% of the best static (or the seed spread) at every lambda":
+            verdict["regret"],
+        "bandit router's picks change with lambda wherever the best static does": verdict["follows"],
+        "no bandit pick dominated beyond the seed spread (strict Pareto)": verdict["pareto"],
+    }
 
 
 def digits_section(args) -> dict:
-    """Class-conditional digits: Fréchet distance in classifier features and class agreement."""
+    """Class-conditional digits: Fréchet distance in classifier features and class agreement; one seed."""
     from trainopt.ars.diffusion import (
+        SAMPLERS,
         ClassConditioned,
+        NFECounter,
+        NoisePredictor,
+        NoisePredictorConfig,
         class_agreement,
         frechet_distance,
+        load_checkpoint,
         load_digits_data,
+        sample_distilled,
+        save_checkpoint,
+        train_ddpm,
         train_digits_classifier,
     )
 
@@ -250,12 +314,18 @@ def digits_section(args) -> dict:
     path = args.cache_dir / f"digits-{steps}.pt"
     x_train, y_train = load_digits_data("train")
     if path.exists():
-        model = load_checkpoint(path)[0]
+        model, meta = load_checkpoint(path)
     else:
         torch.manual_seed(0)
         model = NoisePredictor(NoisePredictorConfig(data_dim=64, hidden=256, num_classes=10))
+        start = time.perf_counter()
         train_ddpm(model, x_train, y_train, steps=steps, batch_size=256, seed=0)
-        save_checkpoint(model, path, data="digits", steps=steps)
+        meta = {"data": "digits", "steps": steps, "train_seconds": time.perf_counter() - start}
+        save_checkpoint(model, path, **meta)
+    # 64-D, hidden 256: a round costs ~10x a toy's, so smaller batches and fewer teacher sub-steps
+    settings = {**args.distill, **({} if args.quick else DIGITS_DISTILL)}
+    students, cost = cached_students("digits", model, args.cache_dir, settings, teacher_key=f"digits-{steps}",
+                                     data=(x_train, y_train))
     clf = train_digits_classifier(epochs=10 if args.quick else 60)
     x_test, y_test = load_digits_data("test")
     n = 100 if args.quick else 500
@@ -263,48 +333,30 @@ def digits_section(args) -> dict:
     test_feats = clf.features(x_test)
     out = {"classifier_test_accuracy": class_agreement(clf, x_test, y_test),
            "floor_fd_train_vs_test": frechet_distance(clf.features(x_train[: len(x_test)]), test_feats),
-           "n": n, "rows": []}
-    configs = [(e, b) for e in EXPERTS for b in ([10] if args.quick else [10, 20, 50])] + [("ddpm", 1000)]
-    for expert, steps in configs:
+           "n": n, "model": {"train_steps": steps, "train_seconds": meta.get("train_seconds")},
+           "distill_cost": cost, "rows": []}
+    configs = [(e, b) for e in EXPERTS for b in ([10] if args.quick else [10, 20, 50])]
+    configs += [("distilled", k) for k in sorted(students)] + [("ddpm", 1000)]
+    for expert, k in configs:
         x_T = torch.randn(n, 64, generator=torch.Generator().manual_seed(1000))
-        counted = NFECounter(ClassConditioned(model, labels))
+        counted = NFECounter(ClassConditioned(students[k] if expert == "distilled" else model, labels))
         start = time.perf_counter()
-        x = SAMPLERS[expert](counted, x_T, steps, generator=torch.Generator().manual_seed(2000))
-        out["rows"].append({"expert": expert, "steps": steps, "nfe": counted.calls,
+        if expert == "distilled":
+            x = sample_distilled(counted, x_T, k)
+        else:
+            x = SAMPLERS[expert](counted, x_T, k, generator=torch.Generator().manual_seed(2000))
+        out["rows"].append({"expert": expert, "steps": k, "nfe": counted.calls,
                             "wall_s": time.perf_counter() - start,
                             "fd": frechet_distance(clf.features(x.clamp(-1, 1)), test_feats),
                             "class_agreement": class_agreement(clf, x.clamp(-1, 1), labels)})
     return out
 
 
-def evaluate_targets(results: dict) -> None:
-    holds_fast, holds_front = True, True
-    for toy in results["toys"].values():
-        ref = toy["reference"]
-        tol = ref["energy_max"] - ref["energy_min"]
-        fast = [r for r in toy["static"] if r["nfe_max"] <= 20 and r["energy"] <= ref["energy_max"]]
-        toy["fast_matches_reference"] = [f"{r['expert']}/{r['steps']}" for r in fast]
-        holds_fast &= bool(fast)
-        for pick in toy["router"]:
-            verdict, beaten_by = pareto_verdict(pick, toy["static"], tol)
-            pick["pareto"] = verdict
-            pick["dominated_by"] = f"{beaten_by['expert']}/{beaten_by['steps']}" if beaten_by else None
-            # reward at this lambda vs the best static configuration's (the oracle)
-            reward = lambda r, lam=pick["lam"]: -r["energy"] - lam * r["nfe"] / 1000  # noqa: E731
-            best = max(toy["static"], key=reward)
-            pick["reward"], pick["oracle"] = reward(pick), f"{best['expert']}/{best['steps']}"
-            pick["oracle_reward"] = reward(best)
-            holds_front &= verdict != "off"
-    results["targets"] = {
-        "reference quality at <= 20 NFE": "holds" if holds_fast else "falls short",
-        "router picks on or next to the Pareto front": "holds" if holds_front else "falls short",
-    }
-
-
-def write_outputs(results: dict, quick: bool) -> None:
-    suffix = "_quick" if quick else ""
+def write_outputs(results: dict, suffix: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"diffusion_sampling{suffix}.json").write_text(json.dumps(results, indent=2))
+    for entry in results.get("routers", {}).values():
+        entry.pop("router", None)  # the trained objects stay in memory only
+    (RESULTS / f"diffusion_sampling{suffix}.json").write_text(json.dumps(results, indent=1, default=_plain))
     md = render_markdown(results)
     (RESULTS / f"diffusion_sampling{suffix}.md").write_text(md)
     plot_pareto(results, RESULTS / f"diffusion_pareto{suffix}.png")
@@ -313,54 +365,84 @@ def write_outputs(results: dict, quick: bool) -> None:
         console.print(f"target '{target}': {verdict}")
 
 
+def _plain(value):
+    """numpy scalars (from scipy) as Python numbers."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _cost(toy: dict, row: dict) -> str:
+    if row["expert"] != "distilled":
+        return "-"
+    c = toy["distill_cost"]
+    return f"{c['iterations']} it, {c['seconds']:.0f} s ({c['rounds']} rounds)"
+
+
 def render_markdown(results: dict) -> str:
-    lines = []
+    seeds = results["eval_seeds"]
+    lines = [f"Evaluation seeds {seeds} (x_T from generator 1000+s, reference data from 3000+s); the routers "
+             f"were trained on a development noise pool (generator seed 0) and the students on training data "
+             f"only: nothing was trained or selected on the evaluation seeds.", ""]
     for name, toy in results["toys"].items():
-        fl, ref = toy["floor"], toy["reference"]
-        recipe = toy.get("model", {"train_steps": results["args"]["train_steps"], "ema_decay": 0.0})
+        fl, ref, recipe = toy["floor"], toy["reference"], toy["model"]
         ema = f", EMA of the weights (decay {recipe['ema_decay']:g})" if recipe["ema_decay"] else ""
-        lines += [f"### {name}", "", f"Model: {recipe['train_steps']} training steps{ema}.", "",
+        dc = toy["distill_cost"]
+        lines += [f"### {name}", "",
+                  f"Model: {recipe['train_steps']} training steps{ema}. Distilled students: progressive distillation "
+                  f"{max(dc['steps'])} -> {min(dc['steps'])} steps, {dc['rounds']} rounds, {dc['iterations']} "
+                  f"iterations (batch {results['args']['distill']['batch_size']}), {dc['seconds']:.0f} s.", "",
                   f"Data-vs-data floor (N = {results['args']['n']}): energy {fl['energy']:.4f}, "
                   f"MMD {fl['mmd']:.4f}, SW {fl['swd']:.4f}, off-mode {fl['off_mode']:.3f}. "
                   f"DDPM 1000 steps over {ref['seeds']} seeds: energy {ref['energy']:.4f} "
                   f"(min {ref['energy_min']:.4f}, max {ref['energy_max']:.4f}).", "",
-                  "| sampler | steps | NFE | energy | MMD | SW | off-mode | wall s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| sampler | steps | NFE | energy (min-max) | MMD | SW | off-mode | wall s | extra training |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---|"]
         for r in [*toy["static"], ref]:
-            lines.append(f"| {r['expert']} | {r['steps']} | {r['nfe']:.0f} | {r['energy']:.4f} | {r['mmd']:.4f} "
-                         f"| {r['swd']:.4f} | {r['off_mode']:.3f} | {r['wall_s']:.2f} |")
+            lines.append(f"| {r['expert']} | {r['steps']} | {r['nfe']:.0f} | {r['energy']:.4f} "
+                         f"({r['energy_min']:.4f}-{r['energy_max']:.4f}) | {r['mmd']:.4f} | {r['swd']:.4f} | "
+                         f"{r['off_mode']:.3f} | {r['wall_s']:.2f} | {_cost(toy, r)} |")
         lines += ["", f"<= 20 NFE configurations within the DDPM-1000 spread: "
-                      f"{', '.join(toy['fast_matches_reference']) or 'none'}", "",
-                  "| router lambda | picks (per seed) | NFE | energy | MMD | wall s | Pareto | reward | "
-                  "best static (reward) |",
-                  "|---:|---|---:|---:|---:|---:|---|---:|---|"]
-        for p in toy["router"]:
-            pareto = p["pareto"] + (f" (beaten by {p['dominated_by']})" if p["dominated_by"] else "")
-            lines.append(f"| {p['lam']} | {', '.join(sorted(set(p['choices'])))} | {p['nfe']:.0f} | "
-                         f"{p['energy']:.4f} | {p['mmd']:.4f} | {p['wall_s']:.2f} | {pareto} | {p['reward']:.4f} | "
-                         f"{p['oracle']} ({p['oracle_reward']:.4f}) |")
-        lines.append("")
+                      f"{', '.join(toy['fast_matches_reference']) or 'none'}; distilled students within it: "
+                      f"{', '.join(toy['distilled_matches_reference']) or 'none'}.", "",
+                  "Router regret per lambda (reward = -energy - lambda NFE / 1000, mean over the evaluation seeds; "
+                  "regret = best static's reward - the router's, with its 90% t-interval over seeds; "
+                  "Pareto distance = energy gap to the best configuration with no more NFE).", "",
+                  "| router | lambda | picks | NFE | energy | reward | best static (reward) | regret [90% CI] | "
+                  "rel. regret | ok | Pareto |",
+                  "|---|---:|---|---:|---:|---:|---|---|---:|---|---|"]
+        for router_name, picks in toy["router"].items():
+            for p in picks:
+                pareto = p["pareto"] if p["dominated_by"] is None else (
+                    f"{p['pareto']}: {p['pareto_distance']:.4f} from {p['dominated_by']} "
+                    f"(spread {p['pareto_spread']:.4f})")
+                picks_text = ", ".join(f"{c} x{k}" if k > 1 else c for c, k in Counter(p["choices"]).items())
+                lines.append(f"| {router_name} | {p['lam']:g} | {picks_text} | {p['nfe']:.0f} | {p['energy']:.4f} | "
+                             f"{p['reward']:.4f} | {p['oracle']} ({p['oracle_reward']:.4f}) | {p['regret']:.4f} "
+                             f"[{p['regret_low']:.4f}, {p['regret_high']:.4f}] | {100 * p['relative_regret']:.0f}% | "
+                             f"{'yes' if p['within'] else 'no'} | {pareto} |")
+        follows = "; ".join(f"{r}: {v['followed']} of {v['oracle_changes']}" for r, v in toy["follows_lambda"].items())
+        lines += ["", f"Picks that change where the best static configuration changes (between neighbouring lambdas): "
+                      f"{follows}.", ""]
+    rt = results["routers"]
+    lines += ["Router training (development pool, all toys together): "
+              f"bandit {rt['bandit']['pulls']} measurements ({rt['bandit']['measured_runs']} distinct runs), "
+              f"{rt['bandit']['seconds']:.0f} s; " + "; ".join(
+                  f"{k} {v['iterations']} iterations x 32 draws, {v['measured_runs']} distinct runs, "
+                  f"{v['seconds']:.0f} s, mean reward {v['mean_reward_first_10']:.4f} (first 10) -> "
+                  f"{v['mean_reward_last_10']:.4f} (last 10)" for k, v in rt.items() if k != "bandit") + ".", ""]
     if "digits" in results:
         dg = results["digits"]
+        dc = dg["distill_cost"]
         lines += ["### digits (class-conditional, 64-D)", "",
                   f"Fréchet distance in the features of an MLP classifier (test accuracy "
                   f"{dg['classifier_test_accuracy']:.3f}) to the test split; floor (train vs test images): "
                   f"{dg['floor_fd_train_vs_test']:.3f}. {dg['n']} samples, {dg['n'] // 10} per class; "
-                  f"samples clamped to the pixel range [-1, 1] before scoring. One seed.", "",
+                  f"samples clamped to the pixel range [-1, 1] before scoring. One seed. Students: "
+                  f"{dc['rounds']} rounds, {dc['iterations']} iterations (batch {dc['settings']['batch_size']}, "
+                  f"{dc['settings']['teacher_substeps']} teacher sub-steps in round 1), {dc['seconds']:.0f} s.", "",
                   "| sampler | steps | NFE | FD | class agreement | wall s |", "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['expert']} | {r['steps']} | {r['nfe']} | {r['fd']:.3f} | {r['class_agreement']:.3f} "
                   f"| {r['wall_s']:.2f} |" for r in dg["rows"]]
         lines.append("")
-    if "updated_toys" in results["args"]:
-        kept = [n for n in results["toys"] if n not in results["args"]["updated_toys"]]
-        lines += [f"Partial rerun (`--update`): {', '.join(results['args']['updated_toys'])} re-measured with the "
-                  f"model above; {', '.join(kept + (['digits'] if 'digits' in results else []))} rows kept from the "
-                  f"previous full run (same models, same seeds); the router was retrained on all toys and all its "
-                  f"picks re-measured.", ""]
-    rt = results["router_training"]
-    lines += [f"Router: REINFORCE, {rt['iterations']} iterations x 16 requests, {rt['measured_runs']} distinct "
-              f"measured runs, {rt['seconds']:.0f} s; mean reward {rt['mean_reward_first_10']:.4f} (first 10) -> "
-              f"{rt['mean_reward_last_10']:.4f} (last 10).", ""]
     lines += [f"- {t}: **{v}**" for t, v in results["targets"].items()]
     return "\n".join(lines) + "\n"
 
@@ -374,14 +456,15 @@ def plot_pareto(results: dict, path: Path) -> None:
     toys = results["toys"]
     fig, axes = plt.subplots(1, len(toys), figsize=(6 * len(toys), 4.5), squeeze=False)
     for ax, (name, toy) in zip(axes[0], toys.items(), strict=True):
-        for expert in EXPERTS:
+        for expert in [*EXPERTS, "distilled"]:
             rows = [r for r in toy["static"] if r["expert"] == expert]
-            ax.plot([r["nfe"] for r in rows], [r["energy"] for r in rows], "o-", label=expert, ms=4)
+            ax.plot([r["nfe"] for r in rows], [r["energy"] for r in rows], "o-", label=expert, ms=4,
+                    lw=2.5 if expert == "distilled" else 1.2)
         ref = toy["reference"]
         ax.axhspan(ref["energy_min"], ref["energy_max"], color="grey", alpha=0.3, label="DDPM 1000 (seed spread)")
         ax.axhline(toy["floor"]["energy"], color="k", ls="--", lw=1, label="data-vs-data floor")
-        points: dict[tuple, list] = {}  # one label per distinct router point: "λ = 0.01, 0.1, 0.5"
-        for p in toy["router"]:
+        points: dict[tuple, list] = {}  # one label per distinct bandit point: "λ = 0.01, 0.1"
+        for p in toy["router"]["bandit"]:
             points.setdefault((p["nfe"], p["energy"]), []).append(f"{p['lam']:g}")
         for (nfe, energy), lams in points.items():
             ax.plot(nfe, energy, "*", color="red", ms=14, mec="k")
@@ -391,7 +474,7 @@ def plot_pareto(results: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("NFE (model calls)")
         ax.set_ylabel("energy distance to fresh data")
-        ax.set_title(f"{name}: quality vs cost (red stars: router)")
+        ax.set_title(f"{name}: quality vs cost (red stars: bandit router)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

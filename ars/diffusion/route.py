@@ -47,7 +47,8 @@ def toy_recipe(name: str) -> dict:
     return dict(TOY_RECIPES.get(name, DEFAULT_RECIPE))
 
 
-def _key(settings: dict) -> str:
+def settings_key(settings: dict) -> str:
+    """A short stable hash of ``settings`` (JSON, sorted keys): the cache key of what they train."""
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -72,30 +73,36 @@ def train_toy_model(name: str, train_steps: int, ema_decay: float = 0.0, seed: i
     return ema.eval() if ema_decay else model
 
 
-def cached_toy_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, recipe: dict | None = None) -> NoisePredictor:
-    """Load ``<cache_dir>/<name>-<steps>[-ema<decay>].pt`` or train and save it."""
+def cached_toy_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR,
+                     recipe: dict | None = None) -> tuple[NoisePredictor, dict]:
+    """Load ``<cache_dir>/<name>-<steps>[-ema<decay>].pt`` or train and save it; returns (model, meta) with
+    meta {"data", "steps", "ema_decay", "train_seconds"}."""
     recipe = recipe or toy_recipe(name)
     steps, decay = recipe["train_steps"], recipe["ema_decay"]
     path = Path(cache_dir) / (f"{name}-{steps}.pt" if not decay else f"{name}-{steps}-ema{decay:g}.pt")
     if path.exists():
-        return load_checkpoint(path)[0]
+        return load_checkpoint(path)
+    start = time.perf_counter()
     model = train_toy_model(name, steps, decay)
-    save_checkpoint(model, path, data=name, steps=steps, ema_decay=decay)
-    return model
+    meta = {"data": name, "steps": steps, "ema_decay": decay, "train_seconds": time.perf_counter() - start}
+    save_checkpoint(model, path, **meta)
+    return model, meta
 
 
 def cached_students(name: str, teacher: torch.nn.Module, cache_dir: Path = DEFAULT_CACHE_DIR,
-                    settings: dict | None = None, teacher_key: str = "") -> tuple[dict[int, VPrediction], dict]:
-    """Load or distil the students of toy ``name``; returns ({steps: student}, cost {"iterations", "seconds"})."""
+                    settings: dict | None = None, teacher_key: str = "",
+                    data: tuple | None = None) -> tuple[dict[int, VPrediction], dict]:
+    """Load or distil the students of ``name`` (a toy, or any name with ``data`` = (x, labels) given);
+    returns ({steps: student}, cost {"rounds", "iterations", "seconds", "final_loss", "steps", "settings"})."""
     settings = {**DISTILL_SETTINGS, **(settings or {})}
-    folder = Path(cache_dir) / f"distilled-{name}-{_key({**settings, 'teacher': teacher_key})}"
+    folder = Path(cache_dir) / f"distilled-{name}-{settings_key({**settings, 'teacher': teacher_key})}"
     meta_path = folder / "cost.json"
     if meta_path.exists():
         cost = json.loads(meta_path.read_text())
         students = {int(n): VPrediction(load_checkpoint(folder / f"student-{n}.pt")[0]) for n in cost["steps"]}
         return students, cost
-    data = sample_toy(name, 50_000, generator=torch.Generator().manual_seed(settings["seed"]))
-    students, cost = progressive_distill(teacher, data, **settings)
+    x, labels = data or (sample_toy(name, 50_000, generator=torch.Generator().manual_seed(settings["seed"])), None)
+    students, cost = progressive_distill(teacher, x, labels, **settings)
     for n, student in students.items():
         save_checkpoint(student.net, folder / f"student-{n}.pt", parameterization="v", steps=n)
     cost = {**cost, "final_loss": {str(k): v for k, v in cost["final_loss"].items()}, "steps": sorted(students),
@@ -112,7 +119,7 @@ def cached_table_router(name: str, model, students: dict, cache_dir: Path = DEFA
                         key: str = "", pool_seed: int = 0) -> TableRouter:
     """Load or measure the bandit's table for toy ``name`` on development noise (pool seed ``pool_seed``)."""
     arms = default_arms(tuple(sorted(students)))
-    path = Path(cache_dir) / f"table-router-{name}-{_key({'arms': arms, 'key': key, 'pool': pool_seed})}.json"
+    path = Path(cache_dir) / f"table-router-{name}-{settings_key({'arms': arms, 'key': key, 'pool': pool_seed})}.json"
     if path.exists():
         return TableRouter.from_dict(json.loads(path.read_text()))
     env = ToySamplingEnv({name: model}, seed=pool_seed, students={name: students})
@@ -140,9 +147,9 @@ def route_and_sample(toy: str, speed_weight: float = 1.0, *, max_nfe: int | None
         raise ValueError(f"max_nfe must be >= 1 but got {max_nfe=}")
     cache_dir = Path(cache_dir)
     recipe = toy_recipe(toy)
-    model = cached_toy_model(toy, cache_dir, recipe)
-    students = cached_students(toy, model, cache_dir, teacher_key=_key(recipe))[0] if distilled else {}
-    router = cached_table_router(toy, model, students, cache_dir, key=_key({**recipe, "distilled": distilled}))
+    model = cached_toy_model(toy, cache_dir, recipe)[0]
+    students = cached_students(toy, model, cache_dir, teacher_key=settings_key(recipe))[0] if distilled else {}
+    router = cached_table_router(toy, model, students, cache_dir, key=settings_key({**recipe, "distilled": distilled}))
     expert, steps = router.choose(toy, speed_weight, max_nfe)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
