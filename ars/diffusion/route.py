@@ -116,13 +116,15 @@ def default_arms(distilled_steps=DISTILLED_STEPS) -> tuple[tuple[str, int], ...]
 
 
 def cached_table_router(name: str, model, students: dict, cache_dir: Path = DEFAULT_CACHE_DIR,
-                        key: str = "", pool_seed: int = 0) -> TableRouter:
-    """Load or measure the bandit's table for toy ``name`` on development noise (pool seed ``pool_seed``)."""
+                        key: str = "", pool_seed: int = 0, pool_n: int = 500) -> TableRouter:
+    """Load or measure the bandit's table for toy ``name`` on development noise (pool seed ``pool_seed``,
+    ``pool_n`` points per measurement)."""
     arms = default_arms(tuple(sorted(students)))
-    path = Path(cache_dir) / f"table-router-{name}-{settings_key({'arms': arms, 'key': key, 'pool': pool_seed})}.json"
+    settings = {"arms": arms, "key": key, "pool": pool_seed, "n": pool_n}
+    path = Path(cache_dir) / f"table-router-{name}-{settings_key(settings)}.json"
     if path.exists():
         return TableRouter.from_dict(json.loads(path.read_text()))
-    env = ToySamplingEnv({name: model}, seed=pool_seed, students={name: students})
+    env = ToySamplingEnv({name: model}, n=pool_n, seed=pool_seed, students={name: students})
     router = TableRouter(arms)
     train_table_router(router, env.measure_pool, [name], ROUTER_LAMS)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +133,11 @@ def cached_table_router(name: str, model, students: dict, cache_dir: Path = DEFA
 
 
 def route_and_sample(toy: str, speed_weight: float = 1.0, *, max_nfe: int | None = None, n: int = 2000,
-                     seed: int = 0, cache_dir: str | Path = DEFAULT_CACHE_DIR, distilled: bool = True) -> dict:
+                     seed: int = 0, cache_dir: str | Path = DEFAULT_CACHE_DIR, distilled: bool = True,
+                     pool_n: int = 500) -> dict:
     """Pick (expert, steps) for toy ``toy`` at lambda = ``speed_weight`` (reward -energy - lambda NFE / 1000;
     large = fast) within ``max_nfe`` model calls, sample ``n`` points from noise seed ``seed`` and score them.
+    ``distilled=False`` leaves the distilled students out; ``pool_n`` is the size of the table's measurements.
 
     Returns {"toy", "expert", "num_steps", "nfe", "seconds", "energy", "mmd", "off_mode", "floor_energy",
     "expected": the table's mean energy and NFE of the pick, "alternatives": the next best arms,
@@ -149,7 +153,8 @@ def route_and_sample(toy: str, speed_weight: float = 1.0, *, max_nfe: int | None
     recipe = toy_recipe(toy)
     model = cached_toy_model(toy, cache_dir, recipe)[0]
     students = cached_students(toy, model, cache_dir, teacher_key=settings_key(recipe))[0] if distilled else {}
-    router = cached_table_router(toy, model, students, cache_dir, key=settings_key({**recipe, "distilled": distilled}))
+    router = cached_table_router(toy, model, students, cache_dir, key=settings_key({**recipe, "distilled": distilled}),
+                                 pool_n=pool_n)
     expert, steps = router.choose(toy, speed_weight, max_nfe)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
