@@ -24,7 +24,7 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Response, TextPart, Usage
 
-from trainopt.agent import planner
+from trainopt.agent import explanation, planner
 from trainopt.agent.digest import MeasuredResult, ProbeDigest
 from trainopt.agent.offline_chat import CHAT_HANDLERS
 
@@ -49,7 +49,10 @@ def _refine(inputs: dict[str, Any]) -> dict[str, Any]:
 def _explain(inputs: dict[str, Any]) -> dict[str, Any]:
     digest = ProbeDigest.model_validate(inputs["evidence"])
     winner = MeasuredResult.model_validate(inputs["winner"])
-    return {"explanation": planner.explain(digest, winner, inputs["comparison"])}
+    comparison = inputs["comparison"]
+    if "challenger_val_loss" not in comparison:  # an older comparison without the held-out figures
+        return {"explanation": planner.explain(digest, winner, comparison)}
+    return {"explanation": explanation.explain(digest, winner, comparison)}
 
 
 # (input field names that must be present, output field names) -> handler; first match wins

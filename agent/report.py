@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from trainopt.agent.explanation import ALWAYS_SHOWN, FIELDS, config_changes, format_value
 from trainopt.agent.record import atomic_write
 from trainopt.agent.schemas import OptimizationResponse
 
@@ -113,68 +115,133 @@ def plot_convergence(run: OptimizationRun, response: OptimizationResponse) -> st
     return _png(fig)
 
 
-def _row(*cells) -> str:
-    return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+def _row(*cells, cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f"<tr{attr}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _head(*cells) -> str:
+    return "<tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cells) + "</tr>"
+
+
+def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return not config_changes(a, b)
+
+
+def _varied(configs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (field, label) columns a table of these configurations needs: the usual four, plus every
+    field whose value is not the same in all of them (weight decay, warmup, clipping, ...)."""
+    return [(f, label) for f, label in FIELDS if f in ALWAYS_SHOWN
+            or len({json.dumps(c.get(f), sort_keys=True) for c in configs}) > 1]
+
+
+def _origin(outcome) -> str:
+    if outcome.source == "baseline":
+        return "baseline (the workload's default)"
+    if outcome.source == "search":
+        return "search (best of the Optuna TPE trials below)"
+    return f"{outcome.source}: " + ("first proposal" if outcome.round == 0 else f"refine round {outcome.round}")
+
+
+def summary_table(response: OptimizationResponse) -> str:
+    """Baseline against the challenger: the usual four fields and every other field that differs."""
+    g = response.gain
+    shown = response.challenger or response.recommended
+    base, other = response.baseline.model_dump(mode="json"), shown.model_dump(mode="json")
+    changed = {label for label, _, _ in config_changes(base, other)}
+    acc = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
+    rows = [_head("", "baseline", "recommended (challenger)" if g.adopted else "challenger (not adopted)")]
+    for field, label in FIELDS:
+        if field in ALWAYS_SHOWN or label in changed:
+            rows.append(_row(label, format_value(field, base.get(field)), format_value(field, other.get(field)),
+                             cls="diff" if label in changed else ""))
+    rows += [
+        _row(f"mean val loss ({g.steps} steps, {len(g.seeds)} held-out seeds)", f"{g.baseline.loss:.4g}",
+             f"{g.challenger.loss:.4g}"),
+        _row("mean val metric", acc(g.baseline), acc(g.challenger)),
+        _row("peak step memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}"),
+    ]
+    return "".join(rows)
+
+
+def candidates_table(response: OptimizationResponse) -> str:
+    """Every raced configuration with its origin and every field that varied among them."""
+    configs = [o.config.model_dump(mode="json") for o in response.candidates]
+    challenger = response.challenger.model_dump(mode="json") if response.challenger else None
+    columns = _varied(configs + [response.baseline.model_dump(mode="json")])
+    rows = [_head("origin", *(label for _, label in columns), "selection seeds", "mean val loss", "metric",
+                  "score", "race", "rejected / clamped")]
+    for o, config in zip(response.candidates, configs, strict=True):
+        mark = challenger is not None and _same_setting(config, challenger)
+        rows.append(_row(
+            _origin(o) + (" (challenger)" if mark else ""),
+            *(format_value(f, config.get(f)) for f, _ in columns),
+            len(o.seed_losses) or 1, f"{o.val_loss:.4g}", "" if o.val_metric is None else f"{o.val_metric:.4f}",
+            f"{o.score:.4g}", o.stopped or ("finalist" if o.final_score is not None else ""),
+            "; ".join(filter(None, [o.rejected, *o.clamped])), cls="challenger" if mark else ""))
+    return "".join(rows)
+
+
+def search_table(run: OptimizationRun) -> str:
+    """The seeded Optuna search's trials: origin (an enqueued race candidate or TPE's sample), the
+    configuration, how far it ran and why it stopped."""
+    out = run.tools.get("hyperparameter_suggester")
+    if out is None or not getattr(out, "trials", None):
+        return ""
+    columns = _varied([t.config for t in out.trials])
+    rows = [_head("trial", "origin", *(label for _, label in columns), "steps", "val loss", "state")]
+    for t in out.trials:
+        origin = "enqueued race candidate" if t.source == "candidate" else "TPE sample"
+        value = t.value if t.value is not None else t.last_val_loss
+        state = t.state.lower() + (f" ({t.pruned_by})" if t.pruned_by else "")
+        rows.append(_row(t.number, origin, *(format_value(f, t.config.get(f)) for f, _ in columns), t.steps,
+                         "" if value is None else f"{value:.4g}", state,
+                         cls="best" if t.number == out.best_trial else ""))
+    return (f"<h2>Search trials</h2><p>Optuna TPE with {html.escape(out.pruner)} pruning, warm-started with the "
+            f"race's best candidates; its best joined the race (origin 'search' above).</p>"
+            f"<div class=\"wide\"><table>{''.join(rows)}</table></div>")
+
+
+def finding_text(finding) -> str:
+    """A gradient finding as a sentence: 'Whole model (warning): evidence. Suggested: fix.'"""
+    where = "Whole model" if not finding.layer else f"Layer {finding.layer}"
+    evidence = finding.evidence.rstrip(".")
+    fix = finding.suggested_fix.rstrip(".")
+    return f"{where} ({finding.severity}): {evidence}. Suggested: {fix}."
+
+
+def findings_list(run: OptimizationRun) -> str:
+    out = run.tools.get("gradient_analyzer")
+    if out is not None and getattr(out, "findings", None) is not None:
+        items = [finding_text(f) for f in out.findings]
+    else:
+        items = list(run.digest.grad_findings) if run.digest else []
+    return "".join(f"<li>{html.escape(text)}</li>" for text in items) or "<li>none</li>"
+
+
+def choice_text(response: OptimizationResponse) -> str:
+    """The planner's explanation of the choice (the rationale's last 'Choice:' part)."""
+    parts = [p for p in response.rationale.split("\n\n") if p.startswith("Choice: ")]
+    return parts[-1].removeprefix("Choice: ") if parts else ""
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;box-sizing:border-box}
+table{border-collapse:collapse;max-width:100%}td,th{padding:2px 8px;border-bottom:1px solid #ddd;font-size:13px;
+text-align:left;vertical-align:top}th{background:#f4f4f4}tr.diff td,tr.challenger td{font-weight:bold}
+tr.best td{background:#eef7ee}.wide{max-width:100%;overflow-x:auto}.plots{display:flex;flex-wrap:wrap;gap:1%}
+.plots img{width:49%;height:auto}pre{white-space:pre-wrap;overflow-wrap:anywhere}p.choice{background:#f6f8ff;
+padding:.6em}"""
 
 
 def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path, plots: bool = True) -> Path:
     """report.html; ``plots=False`` leaves the figures out (a spent time budget) and says so."""
     g = response.gain
-    shown = response.challenger or response.recommended
-    acc = lambda m: "n/a" if m.accuracy is None else f"{m.accuracy:.4f}"  # noqa: E731
-    summary = "".join(
-        [
-            _row("", "baseline", "recommended" if g.adopted else "challenger (not adopted)"),
-            _row(
-                "optimizer / lr",
-                f"{response.baseline.optimizer} {response.baseline.lr:.3g}",
-                f"{shown.optimizer} {shown.lr:.3g}",
-            ),
-            _row(
-                "batch / schedule",
-                f"{response.baseline.batch_size} {response.baseline.schedule}",
-                f"{shown.batch_size} {shown.schedule}",
-            ),
-            _row(
-                f"mean val loss ({g.steps} steps, held-out seeds {g.seeds})",
-                f"{g.baseline.loss:.4g}",
-                f"{g.challenger.loss:.4g}",
-            ),
-            _row("val metric", acc(g.baseline), acc(g.challenger)),
-            _row("peak memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}"),
-        ]
-    )
-    candidates = _row(
-        "source",
-        "round",
-        "optimizer",
-        "lr",
-        "batch",
-        "schedule",
-        "val loss",
-        "metric",
-        "score",
-        "rejected / clamped",
-    )
-    for o in response.candidates:
-        candidates += _row(
-            o.source,
-            o.round,
-            o.config.optimizer,
-            f"{o.config.lr:.3g}",
-            o.config.batch_size,
-            o.config.schedule,
-            f"{o.val_loss:.4g}",
-            "" if o.val_metric is None else f"{o.val_metric:.4f}",
-            f"{o.score:.4g}",
-            "; ".join(filter(None, [o.rejected, *o.clamped])),
-        )
     figures = (
         [*(plot_tool(run, name) for name in TOOL_PLOTS), plot_candidates(run), plot_convergence(run, response)]
         if plots
         else []
     )
-    images = "".join(f'<img src="data:image/png;base64,{p}">' for p in figures if p)
+    images = "".join(f'<img class="plot" alt="plot" src="data:image/png;base64,{p}">' for p in figures if p)
     images = images or ("" if plots else "<p>Left out: the time budget was spent (see the notes).</p>")
     prediction = ""
     if response.prediction is not None:
@@ -185,11 +252,10 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
             f" against measured {p.measured_loss:.4g}: {p.abs_pct_error:.1f}% error.</p>"
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*response.notes, *response.lm.fallbacks])
-    findings = "".join(f"<li>{html.escape(f)}</li>" for f in run.digest.grad_findings) if run.digest else ""
+    choice = choice_text(response)
     title = f"trainopt: {html.escape(response.workload)}"
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td{{padding:2px 8px;border-bottom:1px solid #ddd;
-font-size:13px}}img{{max-width:49%}}pre{{white-space:pre-wrap}}</style></head><body>
+<meta name="viewport" content="width=device-width"><style>{STYLE}</style></head><body>
 <h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
 <p>Held-out validation-loss reduction of the challenger against the baseline:
 <b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%};
@@ -197,11 +263,14 @@ better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each).
 {html.escape(g.reason[0].upper() + g.reason[1:])}.
 LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>
-<table>{summary}</table>{prediction}
+<div class="wide"><table id="summary">{summary_table(response)}</table></div>
+{f'<p class="choice">{html.escape(choice)}</p>' if choice else ""}{prediction}
+<h2>Candidates</h2><p>Raced on the selection seeds (successive halving); the challenger then met the baseline on
+the held-out seeds above.</p><div class="wide"><table id="candidates">{candidates_table(response)}</table></div>
+{search_table(run)}
+<h2>Gradient findings</h2><ul>{findings_list(run)}</ul>
+<h2>Plots</h2><div class="plots">{images}</div>
 <h2>Rationale</h2><pre>{html.escape(response.rationale)}</pre>
-<h2>Candidates</h2><table>{candidates}</table>
-<h2>Gradient findings</h2><ul>{findings or "<li>none</li>"}</ul>
-<h2>Plots</h2>{images}
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul></body></html>"""
     atomic_write(path, text)
     return path
