@@ -1,13 +1,16 @@
 """A LangChain tool-calling agent over the trainopt tools: the setup to copy.
 
     # offline, no API key: a scripted chat model plays the LLM (same tool calls every run)
-    python3 examples/langchain_agent.py --offline
+    python3 examples/langchain_agent.py --offline                  # langchain.agents.create_agent
+    python3 examples/langchain_agent.py --offline --loop           # the hand-written tool-calling loop
 
-    # a real tool-calling chat model (needs `pip install langchain langchain-openai` and a key)
+    # a real tool-calling chat model (needs `pip install "trainopt[langchain]" langchain-openai` and a key)
     OPENAI_API_KEY=... python3 examples/langchain_agent.py --model openai:gpt-4o-mini
 
-The model sees each trainopt tool's pydantic Input as its argument schema, calls the tools,
-and reads their Output back as JSON. Every number it can quote comes from a real probe run.
+The model sees each trainopt tool's pydantic Input as its argument schema, calls the tools, and
+reads back a compact summary (the decision, the key numbers, the paths of the full Output and
+figure). Every number it can quote comes from a real probe run. ``create_agent`` is LangChain's
+standard agent (a LangGraph graph); ``run_tool_calling_loop`` is the same loop written out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from langchain_core.messages import AIMessage
 
 from trainopt.tools.langchain import as_langchain_tools, run_tool_calling_loop
 
+SYSTEM = "You help tune PyTorch training runs. Quote only numbers the tools measured."
 PROMPT = ("Train digits-mlp for 60 steps at lr 3e-3, observe the first 30, and tell me the validation "
           "loss to expect at step 60 and whether the run should go on.")
 
@@ -56,12 +60,20 @@ def main() -> None:
     parser.add_argument("--model", default="openai:gpt-4o-mini", help="provider:model for init_chat_model")
     parser.add_argument("--workload", default="digits-mlp")
     parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("--loop", action="store_true", help="the hand-written loop instead of create_agent")
     args = parser.parse_args()
 
     tools = as_langchain_tools(workload=args.workload, device="auto")
     print("tools:", ", ".join(t.name for t in tools))
     model = scripted_model() if args.offline else real_model(args.model)
-    for message in run_tool_calling_loop(model, tools, args.prompt):
+    if args.loop:
+        messages = run_tool_calling_loop(model, tools, args.prompt)
+    else:
+        from langchain.agents import create_agent  # pip install "trainopt[langchain]"
+
+        agent = create_agent(model, tools, system_prompt=SYSTEM)
+        messages = agent.invoke({"messages": [{"role": "user", "content": args.prompt}]})["messages"]
+    for message in messages:
         kind = type(message).__name__
         if getattr(message, "tool_calls", None):
             for call in message.tool_calls:

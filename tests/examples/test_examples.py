@@ -38,8 +38,11 @@ def test_own_model_example_runs_the_agent(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "report.html").is_file()
 
 
-def test_langchain_example_runs_offline(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["langchain_agent.py", "--offline"])
+@pytest.mark.parametrize("loop", [[], ["--loop"]], ids=["create_agent", "hand-written loop"])
+def test_langchain_example_runs_offline(monkeypatch, capsys, tmp_path, loop):
+    monkeypatch.chdir(tmp_path)  # the tools write their full outputs under ./trainopt-out
+    monkeypatch.setattr(sys, "argv", ["langchain_agent.py", "--offline", *loop])
     _load("langchain_agent").main()
     out = capsys.readouterr().out
-    assert "calls convergence_predictor" in out and "predicted_loss" in out
+    # the agent called the tool, read its summary back and answered
+    assert "calls convergence_predictor" in out and "predicted_loss" in out and "[AIMessage] The forecast" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -100,3 +101,19 @@ def test_compact_false_returns_the_whole_output(tmp_path):
     # every field of ConvergenceOutput, and no file written
     assert {"holdout_errors", "ensemble_weights", "interval_method"} <= set(result)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_create_agent_calls_a_tool_and_answers(tools, run):
+    from langchain.agents import create_agent
+
+    call = {"name": "convergence_predictor", "id": "call-0",
+            "args": {"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5}}
+    model = ScriptedChatModel(messages=iter([AIMessage(content="", tool_calls=[call]), AIMessage(content="done")]))
+    agent = create_agent(model, list(tools.values()), system_prompt="Quote only measured numbers.")
+    request = {"messages": [{"role": "user", "content": "how low will this loss go by step 400?"}]}
+    messages = (agent.invoke(request) if run == "invoke" else asyncio.run(agent.ainvoke(request)))["messages"]
+    # LangChain's standard agent ran the tool (through ainvoke too) and the model answered after reading it
+    result = next(m for m in messages if isinstance(m, ToolMessage))
+    assert json.loads(result.content)["predicted_loss"] == pytest.approx(0.2, rel=1e-3)
+    assert messages[-1].content == "done"
