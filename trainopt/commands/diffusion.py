@@ -114,6 +114,12 @@ def sample(
     data: str = typer.Option("moons", help=f"Which toy to sample: {', '.join(TOYS)}."),
     lam: float = typer.Option(0.5, help="Price of speed, lambda > 0: the router maximises "
                               "-(energy distance) - lambda * NFE / 1000. Larger = fewer steps."),
+    router: str = typer.Option("bandit", help="bandit: the contextual bandit over the measured (expert, steps) "
+                               "table, distilled students included (measured best); reinforce: the policy network "
+                               "<out-dir>/router-<data>.pt."),
+    max_nfe: int | None = typer.Option(None, min=1, help="At most this many model calls (bandit router only)."),
+    distilled: bool = typer.Option(True, help="Let the bandit pick the distilled few-step students."),
+    pool_n: int = typer.Option(500, min=2, help="Points per measurement of the bandit's table."),
     out: Path = typer.Option(Path("samples.png"), help="Scatter plot of the samples (PNG)."),
     n: int = typer.Option(2000, min=2, help="Number of samples."),
     seed: int = typer.Option(0, help="Seed of the initial noise x_T."),
@@ -123,16 +129,23 @@ def sample(
 ) -> None:
     """Sample through the learned router: it picks the expert and the step budget for this request.
 
-    If the DDPM checkpoint (<out-dir>/<data>.pt) or the router (<out-dir>/router-<data>.pt) is missing, \
-this command trains it first with a progress bar (the DDPM with the defaults of `trainopt diffusion train`, \
-then the router by REINFORCE; each takes a few minutes on a busy 2-core machine).
+    With --router bandit, what is missing under <out-dir> is trained first and cached: the DDPM \
+(<data>-<steps>.pt, the benchmark's recipe), the distilled students and the bandit's table (minutes on a \
+busy 2-core machine). With --router reinforce, if the DDPM checkpoint (<out-dir>/<data>.pt) or the router \
+(<out-dir>/router-<data>.pt) is missing, this command trains it first with a progress bar (the DDPM with the \
+defaults of `trainopt diffusion train`, then the router by REINFORCE).
     """
     import torch
 
     _check_data(data, TOYS)
     if lam <= 0:
         raise typer.BadParameter(f"--lam must be > 0 but got {lam}")
+    if router not in ("bandit", "reinforce"):
+        raise typer.BadParameter(f"--router must be bandit or reinforce but got {router!r}")
     torch.set_num_threads(threads)
+    if router == "bandit":
+        _sample_bandit(data, lam, max_nfe, distilled, pool_n, out, n, seed, out_dir)
+        return
     from trainopt.ars.diffusion import (
         SAMPLERS,
         NFECounter,
@@ -153,11 +166,11 @@ then the router by REINFORCE; each takes a few minutes on a busy 2-core machine)
         console.print(f"no router {out_dir / f'router-{data}.pt'}: training one now")
         train_router_for(data, out_dir, router_iterations, 0)
     model, _ = load_checkpoint(out_dir / f"{data}.pt")
-    router, _ = load_router(out_dir / f"router-{data}.pt")
+    policy, _ = load_router(out_dir / f"router-{data}.pt")
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     features = request_features(Request(data, lam, x_T))
     with torch.no_grad():
-        decision = router.choose(features)
+        decision = policy.choose(features)
     counted = NFECounter(model)
     start = time.perf_counter()
     x = SAMPLERS[decision.expert](counted, x_T, decision.num_steps,
@@ -171,6 +184,26 @@ then the router by REINFORCE; each takes a few minutes on a busy 2-core machine)
                   f"MMD {quality['mmd']:.4f} (floor {floor['mmd']:.4f}), "
                   f"off-mode fraction {off_mode_fraction(data, x):.3f} (floor {floor['off_mode']:.3f})")
     _scatter(x, reference, out, f"{data}: {decision.expert}, {decision.num_steps} steps, NFE {counted.calls}")
+    console.print(f"saved {out}")
+
+
+def _sample_bandit(data: str, lam: float, max_nfe: int | None, distilled: bool, pool_n: int, out: Path, n: int,
+                   seed: int, out_dir: Path) -> None:
+    """route_and_sample (trains and caches what is missing), then print the pick and its measured quality."""
+    import torch
+
+    from trainopt.ars.diffusion import route_and_sample, sample_toy
+
+    with console.status("routing (the first call on a toy trains its model, students and table: minutes)"):
+        o = route_and_sample(data, lam, max_nfe=max_nfe, n=n, seed=seed, cache_dir=out_dir, distilled=distilled,
+                             pool_n=pool_n)
+    console.print(f"router chose expert [bold]{o['expert']}[/bold] with [bold]{o['num_steps']}[/bold] steps "
+                  f"at lambda={lam}: {o['nfe']} model calls (NFE), {o['seconds']:.2f} s")
+    console.print(f"energy distance {o['energy']:.4f} (data-vs-data floor {o['floor_energy']:.4f}; the table "
+                  f"expected {o['expected']['energy']:.4f}), MMD {o['mmd']:.4f}, off-mode fraction "
+                  f"{o['off_mode']:.3f}")
+    reference = sample_toy(data, n, generator=torch.Generator().manual_seed(seed + 2))
+    _scatter(o["samples"], reference, out, f"{data}: {o['expert']}, {o['num_steps']} steps, NFE {o['nfe']}")
     console.print(f"saved {out}")
 
 
