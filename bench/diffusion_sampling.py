@@ -78,7 +78,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (moons, small N, short training)")
     p.add_argument("--data", nargs="+", default=["moons", "8gaussians"], help="toys to benchmark")
-    p.add_argument("--n", type=int, default=2000, help="samples per measurement (and reference size)")
+    p.add_argument("--n", type=int, default=1000, help="samples per measurement (and reference size)")
+    p.add_argument("--router-n", type=int, default=500, help="samples per measurement while routers train")
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds (>= 3 for the spread)")
     p.add_argument("--reinforce-iterations", type=int, default=300, help="REINFORCE iterations (8 requests x 4 arms)")
     p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.1, 0.5, 2.0, 10.0, 30.0],
@@ -90,7 +91,7 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     args.distill = dict(DISTILL_SETTINGS)
     if args.quick:
-        args.data, args.n, args.seeds, args.reinforce_iterations = ["moons"], 400, 3, 20
+        args.data, args.n, args.router_n, args.seeds, args.reinforce_iterations = ["moons"], 400, 200, 3, 20
         args.lams = [0.1, 10.0]
         args.distill.update(iterations=30, start_steps=8, final_steps=4)
     if args.seeds < 2 or args.n < 2:
@@ -138,7 +139,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
+    budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50]  # 100 steps never beat 50 (earlier runs)
     seeds = list(range(args.seeds))
     results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                               if k != "cache_dir"}, "eval_seeds": seeds, "toys": {}}
@@ -181,7 +182,7 @@ def train_routers(args, models: dict, students: dict, arms: list) -> dict:
     """Train the three routers on the development pool; keep them (in memory) with their cost."""
     out = {}
     start = time.perf_counter()
-    env = ToySamplingEnv(models, n=args.n, seed=0, students=students)
+    env = ToySamplingEnv(models, n=args.router_n, seed=0, students=students)
     bandit = TableRouter(arms)
     pulls = train_table_router(bandit, env.measure_pool, list(models), ROUTER_LAMS)
     out["bandit"] = {"router": bandit, "measured_runs": env.measurements, "pulls": pulls,
@@ -189,7 +190,7 @@ def train_routers(args, models: dict, students: dict, arms: list) -> dict:
     console.print(f"bandit: {pulls} measurements in {out['bandit']['seconds']:.0f} s")
     for name, normalize in (("reinforce", "group"), ("reinforce_batch", "batch")):
         start = time.perf_counter()
-        env = ToySamplingEnv(models, n=args.n, seed=0, students=students)
+        env = ToySamplingEnv(models, n=args.router_n, seed=0, students=students)
         torch.manual_seed(0)
         router = Router(arms=arms)
         history = train_router(router, env.reward, env.sample_request, iterations=args.reinforce_iterations,
