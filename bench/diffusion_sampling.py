@@ -423,6 +423,18 @@ def render_markdown(results: dict) -> str:
         follows = "; ".join(f"{r}: {v['followed']} of {v['oracle_changes']}" for r, v in toy["follows_lambda"].items())
         lines += ["", f"Picks that change where the best static configuration changes (between neighbouring lambdas): "
                       f"{follows}.", ""]
+    lines += ["### Which router, and why", "", "| router | toy | lambdas within 10% (or the seed spread) | "
+              "worst relative regret | mean relative regret | distinct picks | measured runs to train | "
+              "training s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for router_name, entry in results["routers"].items():
+        for name, toy in results["toys"].items():
+            picks = toy["router"][router_name]
+            rel = [p["relative_regret"] for p in picks]
+            distinct = len({c for p in picks for c in p["choices"]})
+            lines.append(f"| {router_name} | {name} | {sum(p['within'] for p in picks)} of {len(picks)} | "
+                         f"{100 * max(rel):.0f}% | {100 * statistics.fmean(rel):.0f}% | {distinct} | "
+                         f"{entry['measured_runs']} | {entry['seconds']:.0f} |")
+    lines.append("")
     rt = results["routers"]
     lines += ["Router training (development pool, all toys together): "
               f"bandit {rt['bandit']['pulls']} measurements ({rt['bandit']['measured_runs']} distinct runs), "
