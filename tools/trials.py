@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError, WorkloadError
+from trainopt.tools.cancellation import check_cancelled
 from trainopt.tools.memory import measure_step_memory
 from trainopt.tools.optim_factory import build_meta_optimizer, build_optimizer, build_scheduler
 from trainopt.tools.trial_config import TrialConfig
@@ -239,6 +240,7 @@ def _train(workload, config, device, report, progress, on_trained=None, phase=No
         if progress is not None:
             phase.name = "progress callback"
             progress(step + 1, config.steps)
+        check_cancelled(step + 1, config.steps)  # an async caller that was cancelled stops here (tools/cancellation.py)
 
         if not math.isfinite(value) or value > EXPLODE_FACTOR * max(first_loss, 1e-12):
             diverged_at = step

@@ -80,3 +80,25 @@ def test_run_in_worker_returns_the_work_result():
 
     # the work's return value comes back to the awaiting task
     assert asyncio.run(main()) == 42
+
+
+def test_a_bare_trial_in_a_cancelled_worker_stops_at_its_next_step():
+    from trainopt.tools.trial_config import TrialConfig
+    from trainopt.tools.trials import run_trial
+
+    done: list[int] = []
+
+    async def main():
+        task = asyncio.create_task(run_in_worker(lambda token: run_trial(
+            "digits-mlp", TrialConfig(steps=100_000), device="cpu", progress=lambda d, t: done.append(d))))
+        while len(done) < 10:
+            await asyncio.sleep(0.01)
+        at_cancel = done[-1]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return at_cancel
+
+    at_cancel = asyncio.run(main())
+    # no token was passed down: run_trial reads the worker thread's and stops within a few steps
+    assert done[-1] <= at_cancel + 3 < 100_000
