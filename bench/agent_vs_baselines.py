@@ -8,8 +8,7 @@ every seed any contender used, paired with the workload's default configuration 
 Contenders (all on the same S; steps are counted, see StepCounter):
     default        the workload's default configuration (AdamW 1e-3, constant LR, unless the workload says
                    otherwise); no search.
-    random         Optuna RandomSampler, the default enqueued first; trials of L steps on seed 0 until S
-                   steps are spent.
+    random         Optuna RandomSampler, the default enqueued first; S // L trials of L steps on seed 0.
     tpe, tpe-4x    the HyperparameterSuggester (Optuna TPESampler + successive halving), the default
                    enqueued first, trials of at most L steps on seed 0, S and 4 S steps.
     lr-finder      the default configuration at the LR the LR range test suggests (the LearningRateScheduler
@@ -66,8 +65,8 @@ BENCH_VERSION = 1  # bump when a contender's procedure here changes (part of eve
 
 BUILTIN = ["char-gpt", "digits-cnn", "digits-mlp", "moe-digits"]
 # S per workload: training steps each contender may spend choosing (slowest first: they start first)
-FULL = {"char-gpt": 600, "digits-cnn": 1200, "moe-digits": 1200, "waveform-conv1d": 1200, "digits-mlp": 1500,
-        "diabetes-mlp": 2000, "wine-small": 2000, "cancer-high-lr": 2000}
+FULL = {"char-gpt": 500, "digits-cnn": 1500, "waveform-conv1d": 1500, "digits-mlp": 1500, "moe-digits": 1500,
+        "diabetes-mlp": 3000, "wine-small": 3000, "cancer-high-lr": 3000}
 QUICK = {"digits-mlp": 400, "wine-small": 400}
 EVAL_SEED_START, DEV_SEED_START = 10_000, 500
 EVAL_SEEDS, QUICK_EVAL_SEEDS = 5, 3
@@ -280,7 +279,10 @@ def choose_lr_finder(workload) -> dict:
 
 
 def choose_random(workload, budget: int, trial_steps: int) -> dict:
-    """Optuna RandomSampler, default enqueued first; trials of ``trial_steps`` until ``budget`` steps are spent."""
+    """Optuna RandomSampler, default enqueued first; trials of ``trial_steps`` while a whole one fits in ``budget``.
+
+    Each trial validates once, at its end (nothing is pruned), so its cost is its training steps.
+    """
     import optuna
 
     from trainopt.tools.trial_config import TrialConfig
@@ -289,8 +291,8 @@ def choose_random(workload, budget: int, trial_steps: int) -> dict:
     base = default_config(workload)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=SEARCH_SEED))
     study.enqueue_trial({k: base[k] for k in ("lr", "weight_decay", "batch_size", "optimizer", "schedule")})
-    spent, best, best_loss, trials = 0, None, math.inf, 0
-    while spent < budget:
+    best, best_loss = None, math.inf
+    for _ in range(max(1, budget // trial_steps)):
         trial = study.ask()
         config = TrialConfig(
             lr=trial.suggest_float("lr", *LR_RANGE, log=True),
@@ -298,20 +300,14 @@ def choose_random(workload, budget: int, trial_steps: int) -> dict:
             batch_size=trial.suggest_categorical("batch_size", batch_sizes(workload)),
             optimizer=trial.suggest_categorical("optimizer", OPTIMIZERS),
             schedule=trial.suggest_categorical("schedule", SCHEDULES),
-            steps=trial_steps, seed=SEARCH_SEED,
+            steps=trial_steps, seed=SEARCH_SEED, eval_every=trial_steps,
         )
-        left = budget - spent
-        result = run_trial(workload, config, device="cpu", report=lambda step, _loss, left=left: step >= left)
-        spent += result.steps_run
-        trials += 1
-        if result.pruned and result.steps_run < trial_steps:  # cut by the budget: not a finished evaluation
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            continue
-        study.tell(trial, result.score if math.isfinite(result.score) else float("inf"))
+        result = run_trial(workload, config, device="cpu")
+        study.tell(trial, result.score)
         if result.score < best_loss:
             best, best_loss = result.config, result.score
     chosen = best.model_dump(mode="json") if best is not None else {**base, "steps": trial_steps}
-    return {"config": config_fields(chosen), "trials": trials, "best_search_loss": best_loss}
+    return {"config": config_fields(chosen), "trials": len(study.trials), "best_search_loss": best_loss}
 
 
 def choose_tpe(workload, budget: int, trial_steps: int) -> dict:
@@ -434,7 +430,7 @@ class InlinePool:
         future.set_result(fn(*args))
         return future
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
 
 
@@ -504,8 +500,10 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
                         submit(workload, "choose", {"contender": search, "budget": rec["budget"],
                                                     "trial_steps": rec["eval_steps"]})
                 submit_evals(workload)
-    finally:
-        pool.shutdown()
+    except BaseException:  # Ctrl-C: drop what has not started (running tasks finish, their results are cached)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return records
 
 
@@ -605,6 +603,7 @@ def agent_claim(choice: dict, default: dict, evals: dict) -> dict:
         "confirm_seeds": gain["seeds"],
         "confirm_steps": steps,
         "selection_seeds": choice.get("selection_seeds"),
+        "baseline_is_default": choice.get("baseline") == default,
         "realized": None if realized is None else realized["mean"],
         "realized_interval": None if realized is None else realized["interval"],
         "inside_interval": within(gain.get("interval")),
@@ -788,30 +787,46 @@ def markdown(result: dict) -> str:
 
 DOC_HEAD = """# Agent against seeded baselines, on evaluation seeds
 
-What it measures: each contender chooses one training configuration per workload with the same
-budget of S training steps and its own selection seeds; every chosen configuration is then trained
-at one evaluation length (the agent's confirm length) on evaluation seeds that no contender used,
-paired with the workload's default configuration on the same seeds. A figure is the mean relative
-validation-loss reduction against the default, (b - c) / b per seed, with a 90% paired t interval
-over the evaluation seeds; "n.s." (no significant difference) when the interval contains zero.
+**What it measures.** Each contender chooses one training configuration per workload with the same
+budget of S training steps (counted: optimizer steps after a training forward pass) and its own
+selection seeds. Every chosen configuration is then trained at one evaluation length, the agent's
+confirm length (`response.gain.steps`), on evaluation seeds that no contender used, paired with
+the workload's default configuration on the same seeds. A figure is the mean over evaluation
+seeds of the relative validation-loss reduction against the default, r = (b - c) / b, with a 90%
+paired t interval (scipy.stats.t); "n.s." (no significant difference) when the interval contains
+zero. A diverged run counts as r = -1 (a diverged default as r = +1 for a run that did not).
 
-Workloads: the four built-ins and four defined only through `Workload.from_callables`
-(bench/public_workloads.py): diabetes-mlp (regression), wine-small (128 training examples),
-waveform-conv1d (1-D CNN on generated sequences), cancer-high-lr (default AdamW lr 0.3).
+**Workloads.** The four built-ins (digits-mlp, digits-cnn, moe-digits, char-gpt) and four defined
+only through `Workload.from_callables` in bench/public_workloads.py: diabetes-mlp (regression,
+MSE of a standardised target), wine-small (128 training examples: seed noise dominates),
+waveform-conv1d (a 1-D CNN on generated noisy waveforms) and cancer-high-lr (default AdamW lr 0.3).
 
-Contenders: default; random search and seeded TPE (default enqueued first) at S, TPE also at 4 S;
-the LR range test's suggestion on the default; schedule-free AdamW at its defaults; the agent
-(offline planner) with its proposals from the planner (agent), uniform draws inside the probed
-safe ranges (agent-random) or none (agent-none). Steps are counted, not planned.
+**Contenders.** default (no search); random search (Optuna RandomSampler) and seeded TPE (the
+HyperparameterSuggester: TPESampler + successive halving), both with the default enqueued first
+and trials of at most the evaluation length, at S steps, TPE also at 4 S (tpe-4x); lr-finder (the
+LR range test's suggestion, the LearningRateScheduler tool's rule, on the default); schedulefree
+(schedule-free AdamW at its own defaults); the agent with the offline planner and
+`constraints={"step_budget": S}`, with its candidates proposed by the planner (agent), drawn
+uniformly inside the probed safe ranges (agent-random) or not proposed at all, the seeded search
+alone (agent-none).
 
-Seeds, never mixed: searches select on seed 0; the agent races on its selection seeds 0, 1, 2 and
-confirms on held-out seeds 1000 and up; the evaluation seeds are 10000 and up. Development of
-trainopt's own rules uses the development seeds 500 and up (`--dev`), never the evaluation seeds.
+**Seeds, never mixed.** Searches and the LR range test select on seed 0; the agent races on its
+selection seeds 0, 1, 2 and confirms on held-out seeds 1000 and up; the evaluation seeds are 10000
+and up, checked disjoint from all of these. Tuning trainopt's own rules (the planner, its
+defaults) uses the development seeds 500 and up (`--dev`, results in agent_vs_baselines_dev.*),
+never the evaluation seeds.
 
-    python3 bench/agent_vs_baselines.py --jobs 2            # this page's run
-    python3 bench/agent_vs_baselines.py --quick             # smoke run
+**Calibration.** The agent's response carries a 90% interval for its gain from the held-out
+confirm seeds, and a wider one for the mean a user will see over 5 fresh seeds. The realized gain
+of the agent's challenger (the race winner the claim is about) over the default on the 5
+evaluation seeds, at the claim's length, should fall in the second on at least 90% of the
+(workload, run) pairs; a claimed significant gain whose realized mean is below zero is a reversal.
 
-The figures below are the run's bench/results/agent_vs_baselines.md, pasted by the script.
+    python3 bench/agent_vs_baselines.py --jobs 2            # this page's run (results cached in bench/.cache)
+    python3 bench/agent_vs_baselines.py --quick             # smoke run: 2 workloads, small S, 3 seeds
+    python3 bench/agent_vs_baselines.py --jobs 14 --out DIR # elsewhere; then --render DIR/agent_vs_baselines.json
+
+Everything below is the run's bench/results/agent_vs_baselines.md, written by the script.
 
 ## Results
 """
