@@ -20,7 +20,8 @@ Targets (printed with holds / falls short):
   3. the bandit router's mean reward is within 10% of the best static configuration's at every toy and
      lambda (regret <= 0.1 |best|), or inside the seed spread (the 90% t-interval of the per-seed
      reward differences reaches 0).
-  4. its picks change with lambda wherever the best static configuration does.
+  4. its picks change with lambda wherever the best static configuration does and the change matters
+     (keeping the previous lambda's best would miss target 3); every change is counted too.
   5. strict Pareto: no pick is dominated beyond the seed spread; a configuration at most as expensive
      (NFE) with lower energy is a domination; its energy gap is the distance to the front, and it
      "falls short" when the gap exceeds the seed spread (max - min over evaluation seeds) of both.
