@@ -694,8 +694,9 @@ def main_table(rows: list[dict]) -> str:
         tpe = r["contenders"]["tpe"]["val_loss"]
         for contender, c in r["contenders"].items():
             metric = "n/a" if c["val_metric"] is None else f"{c['val_metric']:.4f}"
+            gain = "(the baseline)" if contender == "default" else gain_cell(c["gain"])
             lines.append(
-                f"| {r['workload']} | {contender} | {gain_cell(c['gain'])} | {c['gain']['wins']}/{c['gain']['losses']} "
+                f"| {r['workload']} | {contender} | {gain} | {c['gain']['wins']}/{c['gain']['losses']} "
                 f"| {c['val_loss']:.4f} | {metric} | {c['val_loss'] / tpe:.3f} | {c['search_steps']} "
                 f"| {c['search_wall_s']:.0f} | {short(c['config'])} |")
     return "\n".join(lines)
