@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainopt.tools.summaries import fit
+from trainopt.tools.summaries import cut, fit
 
 CONFIG_FIELDS = ("optimizer", "lr", "batch_size", "schedule", "warmup_steps", "weight_decay", "grad_clip", "steps")
 
@@ -52,9 +52,9 @@ def summarize_response(response) -> dict[str, Any]:
             "losses": getattr(g, "losses", None),
             "significant": getattr(g, "significant", None),
         },
-        "reason": getattr(g, "reason", None),
+        "reason": cut(getattr(g, "reason", None)),
         "candidates_measured": len(response.candidates),
-        "notes": list(response.notes),
+        "notes": [cut(note) for note in response.notes],
         "files": {k: v for k, v in (("report_html", response.artifacts.report_html),
                                     ("result_json", response.artifacts.result_json)) if v},
     }

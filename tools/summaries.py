@@ -40,8 +40,8 @@ def summarize(name: str, output: BaseModel, *, workload: str | None = None,
 
 
 def summary_chars(summary: Any) -> int:
-    """Characters the model reads: the summary as compact JSON."""
-    return len(json.dumps(summary, separators=(",", ":")))
+    """Characters the model reads: the summary as JSON, formatted as LangChain and the MCP server send it."""
+    return len(json.dumps(summary))
 
 
 def fit(summary: dict[str, Any], limit: int = MAX_CHARS) -> dict[str, Any]:
@@ -87,7 +87,8 @@ def _sig(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else float(f"{value:.{digits}g}")
 
 
-def _cut(text: str | None, limit: int = _TEXT_CHARS) -> str | None:
+def cut(text: str | None, limit: int = _TEXT_CHARS) -> str | None:
+    """``text`` shortened to ``limit`` characters, ending in '...' when cut."""
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 3].rstrip() + "..."
@@ -102,7 +103,7 @@ def _lr(out) -> dict[str, Any]:
                     f"of {out.budget_steps})",
         "suggested_lr": _sig(out.suggested_lr),
         "rule": out.rule,
-        "rule_reason": _cut(out.rule_reason),
+        "rule_reason": cut(out.rule_reason),
         "safe_range": [_sig(v) for v in out.safe_range],
         "sweep_steps": len(out.sweep.lrs),
         "sweep_stop": out.sweep.stop_reason,
@@ -131,7 +132,7 @@ def _batch(out) -> dict[str, Any]:
         "max_memory_mb": _sig(out.max_memory_mb),
         "knee_batch_size": out.knee_batch_size,
         "critical_batch_size": _sig(out.critical_batch_size, 3),
-        "reason": _cut(out.recommendation_reason),
+        "reason": cut(out.recommendation_reason),
     }
 
 
@@ -157,7 +158,7 @@ def _gradients(out) -> dict[str, Any]:
         "largest_update_ratio": None if worst is None else {"layer": worst.name, "ratio": _sig(worst.update_ratio, 3)},
         "unhealthy_layers": unhealthy,
         "findings": [
-            {"severity": f.severity, "layer": f.layer, "evidence": _cut(f.evidence), "fix": _cut(f.suggested_fix)}
+            {"severity": f.severity, "layer": f.layer, "evidence": cut(f.evidence), "fix": cut(f.suggested_fix)}
             for f in sorted(out.findings, key=_severity_rank)
         ][:6],
     }
@@ -167,7 +168,7 @@ def _convergence(out) -> dict[str, Any]:
     return {
         "decision": f"{out.verdict}: loss {out.predicted_loss:.4g} predicted at step {out.predict_step:g}",
         "curve": out.curve,
-        "formula": _cut(out.formula),
+        "formula": cut(out.formula),
         "observed_points": out.observed_points,
         "last_observed_step": out.last_observed_step,
         "last_observed_loss": _sig(out.last_observed_loss),
@@ -178,7 +179,7 @@ def _convergence(out) -> dict[str, Any]:
         "target_loss": _sig(out.target_loss),
         "steps_to_target": out.steps_to_target,
         "verdict": out.verdict,
-        "reason": _cut(out.reason),
+        "reason": cut(out.reason),
     }
 
 

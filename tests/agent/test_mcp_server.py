@@ -48,6 +48,14 @@ def session_log(tmp_path_factory):
                 "convergence_predictor", {"steps": STEPS, "losses": POWER_LAW, "predict_step": 400, "n_bootstrap": 5})
             log["errors"] = [await session.call_tool(name, args) for name, args, _ in BAD_ARGUMENTS]
             log["probe"] = await session.call_tool("learning_rate_scheduler", PROBE, progress_callback=on_progress)
+            log["optimize_progress"] = []
+
+            async def on_optimize(progress, total, message):
+                log["optimize_progress"].append((progress, message))
+
+            log["optimize"] = await session.call_tool(
+                "optimize", {"workload": "digits-mlp", "constraints": {"step_budget": 300}},
+                progress_callback=on_optimize)
 
     anyio.run(main)
     return log
@@ -93,3 +101,16 @@ def test_progress_notifications_arrive_while_a_probe_trains(session_log):
     progress = [p for p, _ in seen]
     assert len(seen) >= 2 and progress == sorted(set(progress))
     assert seen[-1][0] == seen[-1][1] == PROBE["range_steps"] + PROBE["check_steps"]
+
+
+def test_optimize_reports_progress_per_phase_and_returns_the_held_out_gain(session_log):
+    result, seen = session_log["optimize"], session_log["optimize_progress"]
+    assert not result.is_error, result.content[0].text
+    summary = json.loads(result.content[0].text)
+    # the long-running tool notified progress through several phases, increasing
+    progress = [p for p, _ in seen]
+    assert progress == sorted(set(progress)) and len({m.split(":")[0] for _, m in seen}) >= 3
+    # the answer is compact: the decision, the held-out comparison with its interval, the report's path
+    assert len(result.content[0].text) <= 1500
+    assert len(summary["held_out"]["interval"]) == 2 and summary["held_out"]["seeds"]
+    assert Path(summary["files"]["report_html"]).is_file()
