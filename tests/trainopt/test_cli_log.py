@@ -28,3 +28,14 @@ def test_optimize_writes_every_trial_to_tensorboard(tmp_path):
     # one TensorBoard run per trial the agent stored, each with event files
     assert len(runs) == len(stored) > 0
     assert all(any(p.name.startswith("events.out.tfevents") for p in run.iterdir()) for run in runs)
+
+
+def test_trial_log_writes_its_curves_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    result = CliRunner().invoke(app, ["trial", "--workload", "digits-mlp", "--steps", "20", "--device", "cpu",
+                                      "--out", str(tmp_path), "--log", f"tensorboard:{tmp_path / 'tb'}"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "tb" / "digits-mlp").iterdir()
+    # the run folder names the configuration and holds an event file
+    assert run.name.startswith("adamw-lr0.001-b64-constant-s0-")
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())

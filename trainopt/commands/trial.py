@@ -24,6 +24,8 @@ STORAGE = typer.Option(
 )
 OUT = typer.Option(Path("trainopt-out"), help="Output folder (holds the default trial store).")
 JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+LOG = typer.Option(None, "--log", help="Also write each trial's curves and configuration: tensorboard[:DIR] or "
+                   "mlflow[:URI] (repeatable; docs/integrations.md).")
 
 
 def _progress() -> Progress:
@@ -63,6 +65,7 @@ def trial(
     storage: str = STORAGE,
     out: Path = OUT,
     json_output: bool = JSON,
+    log: list[str] = LOG,
 ):
     """Run one measured training trial and print what it measured.
 
@@ -70,6 +73,7 @@ def trial(
     store (same workload, configuration, seed and device) is read back instead of run again.
     """
     from trainopt.tools.store import TrialStore
+    from trainopt.tools.tracking import log_trials
 
     given = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, steps=steps,
                  schedule=schedule, warmup_steps=warmup_steps, grad_clip=grad_clip,
@@ -77,7 +81,7 @@ def trial(
     try:
         config = _config(workload, given)
         store = TrialStore(storage, out_dir=out)
-        with _progress() as bar:
+        with log_trials(*(log or [])), _progress() as bar:
             task = bar.add_task(f"{workload} trial", total=config.steps)
             result = store.run(workload, config, device=device,
                                progress=lambda done, total: bar.update(task, completed=done))
@@ -129,6 +133,7 @@ def sweep(
         "0: queue them for workers started elsewhere (`trainopt worker --storage URL`; see docs/scale-out.md).",
     ),
     json_output: bool = JSON,
+    log: list[str] = LOG,
 ):
     """Run a grid of trials into the trial store, resumably.
 
@@ -136,6 +141,7 @@ def sweep(
     (Ctrl-C, a crash, a killed machine) and finished trials are read back, not re-run.
     """
     from trainopt.tools.store import TrialStore
+    from trainopt.tools.tracking import log_trials
 
     try:
         grid = list(itertools.product(
@@ -150,13 +156,16 @@ def sweep(
     except OptimizationError as error:
         _fail(error)
     if workers != 1:
+        if log:
+            console.print("[yellow]note[/yellow]: --log writes trials run in this process; queued trials are run "
+                          "by workers and not logged")
         _sweep_queued(workload, configs, device, storage, out, workers, json_output)
         return
     results = []
     store = TrialStore(storage, out_dir=out)
     reused = 0
     try:
-        with _progress() as bar:
+        with log_trials(*(log or [])), _progress() as bar:
             study = bar.add_task(f"{workload} sweep", total=len(configs))
             for config in configs:
                 task = bar.add_task(f"lr={config.lr:g} batch={config.batch_size} seed={config.seed}",
