@@ -7,8 +7,14 @@ import pytest
 from trainopt.agent.digest import MeasuredResult
 from trainopt.agent.offline_engine import answer_chat
 from trainopt.agent.planning import Planner
+from trainopt.agent.schemas import CandidateProposal
 
 OBJECTIVE, CONSTRAINTS = '{"loss": 1.0}', "{}"
+
+
+def _proposals(prediction) -> list[CandidateProposal]:
+    """The planner answers candidates as plain objects (each is validated on its own, agent/proposals.py)."""
+    return [CandidateProposal.model_validate(c) for c in prediction.candidates]
 
 
 def _measured(candidates, losses):
@@ -25,30 +31,31 @@ def test_offline_propose_anchors_on_the_range_test(digest):
     # the batch is the probe's pick, capped at the critical batch (noise scale 40 -> 32); the constant
     # candidate runs at the range test's suggestion carried from its batch (64) to 32 by the sqrt rule,
     # and the warmup-cosine one at twice that peak: the same mean LR over the run
-    first, constant = prediction.candidates[:2]
+    candidates = _proposals(prediction)
+    first, constant = candidates[:2]
     lr0 = digest.lr_suggested * (32 / 64) ** 0.5
     assert first.batch_size == constant.batch_size == 32 < digest.batch_recommended
     assert constant.schedule == "constant" and constant.lr == pytest.approx(lr0, rel=1e-2)
     assert first.schedule == "warmup_cosine" and first.lr == pytest.approx(2 * lr0, rel=1e-2)
     # all lie in the probed safe range
-    assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in prediction.candidates)
-    assert len({(c.lr, c.batch_size, c.schedule) for c in prediction.candidates}) == 4
+    assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in candidates)
+    assert len({(c.lr, c.batch_size, c.schedule) for c in candidates}) == 4
 
 
 def test_offline_refine_never_repeats_a_measured_candidate(digest):
     planner = Planner("offline")
-    first = planner.ask(
+    first = _proposals(planner.ask(
         "propose", evidence=digest, objective=OBJECTIVE, constraints=CONSTRAINTS, num_candidates=4
-    ).candidates
+    ))
     results = _measured(first, [0.30, 0.35, 0.40, 0.45])
-    again = planner.ask(
+    again = _proposals(planner.ask(
         "refine",
         evidence=digest,
         objective=OBJECTIVE,
         constraints=CONSTRAINTS,
         results=results,
         num_candidates=3,
-    ).candidates
+    ))
     measured = {(r.lr, r.batch_size, r.schedule, r.weight_decay) for r in results}
     # every refined candidate is new
     assert again and all((c.lr, c.batch_size, c.schedule, c.weight_decay) not in measured for c in again)

@@ -72,9 +72,11 @@ def test_cli_optimize_replay_prints_the_table_and_report(tmp_path, blocked_netwo
         app, ["optimize", "--workload", "digits-mlp", "--replay", str(CASSETTES / "digits-mlp"), "--out", str(tmp_path)]
     )
     output = result.stdout + (result.stderr or "")
-    # exit 0, the measured comparison table, and the report's path
+    # exit 0, the held-out comparison table with its interval and decision, and the report's path
     assert result.exit_code == 0, output
-    assert "baseline vs recommended" in output and f"{recorded['gain']['baseline']['loss']:.4f}" in output
+    gain = recorded["gain"]
+    assert "baseline vs challenger" in output and f"{gain['baseline']['loss']:.4f}" in output
+    assert f"90% interval {gain['interval'][0]:+.1%}" in output and gain["reason"][:40] in output.replace("\n", " ")
     assert str(tmp_path / "report.html") in output.replace("\n", "")
 
 

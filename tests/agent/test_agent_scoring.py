@@ -63,10 +63,14 @@ def test_diverged_run_scores_infinite():
 
 
 def test_budget_splits_measured_steps():
-    budget = plan_budget(60, 0.002, num_candidates=4, refine_rounds=1, num_seeds=1, max_steps=10_000)
-    # 70% of 60 s at 2 ms a step; confirm gets 35% over two finalists and the baseline
-    assert budget.total_steps == 21_000
-    assert budget.confirm_steps == 2440 and budget.candidate_steps <= budget.confirm_steps // 2
+    budget = plan_budget(60, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
+    # 70% of 60 s at 2 ms a step; 40% for the finals (two finalists and the baseline on two selection
+    # seeds) and the confirm (challenger and baseline on three held-out seeds): 12 runs of L steps
+    assert budget.total_steps == 21_000 and budget.final_seeds == 2
+    assert budget.confirm_steps == 700 and budget.candidate_steps <= budget.confirm_steps // 2
+    # a budget too small for finals of 150 steps drops them and doubles the confirm runs' length
+    small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
+    assert small.final_seeds == 0 and small.confirm_steps == 130  # 0.4 x 2099 / 6, rounded down to 10s
     assert marginal_step_seconds(10, 0.05, 50, 0.02) == pytest.approx((50 * 0.02 - 10 * 0.05) / 40)
 
 
