@@ -18,6 +18,7 @@ same recommendation, evidence and rationale.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -168,12 +169,23 @@ class Recording:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path`` (atomic
+    on POSIX): a reader, a crash or a full disk leaves the old file or the new one, never half of one.
+    On failure the temporary file is removed and the error raised."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; results are meant to be shared
-    tmp.replace(path)
+    tmp: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+        ) as handle:
+            tmp = Path(handle.name)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; results are meant to be shared
+        tmp.replace(path)
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise

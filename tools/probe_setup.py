@@ -38,8 +38,13 @@ def build_training(
 
 
 def scalar_loss(workload: Workload, model: nn.Module, batch) -> torch.Tensor:
-    """``workload.loss`` checked to be a scalar tensor."""
-    loss = workload.loss(model, batch)
+    """``workload.loss`` checked to be a scalar tensor; a bug in it is a WorkloadError (phase forward/loss)."""
+    try:
+        loss = workload.loss(model, batch)
+    except (OptimizationError, torch.cuda.OutOfMemoryError, MemoryError):
+        raise  # typed already, or out of memory: training_errors makes it a ResourceError
+    except Exception as error:
+        raise WorkloadError.from_exception(workload.name, "forward/loss", error) from error
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ConvergenceError(f"the loss of {workload.name!r} must be a scalar tensor but got {shape}",

@@ -9,7 +9,23 @@ import typer
 
 import trainopt
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The typer app, with one boundary for every command: an OptimizationError that a command did not
+    handle itself (a damaged trial store opened before its own ``try``, say) is printed as one line with
+    its type and exit code 2, never as a traceback. Any other exception is a bug and keeps its traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from trainopt.errors import OptimizationError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except OptimizationError as error:
+            typer.echo(f"error ({error.type}): {error.message}", err=True)
+            raise SystemExit(2) from None
+
+
+app = _App(
     name="trainopt",
     help="Measure, don't guess: probe-verified training settings for PyTorch models.",
     no_args_is_help=True,

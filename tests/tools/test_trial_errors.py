@@ -98,3 +98,18 @@ def test_a_model_without_trainable_parameters_is_a_workload_error():
 def test_a_bad_setting_stays_a_hyperparameter_error():
     with pytest.raises(HyperparameterError, match="batch_size=128"):
         run_trial(regression(), TrialConfig(steps=5, batch_size=128))
+
+
+@pytest.mark.parametrize("tool", ["lr", "gradients"])
+def test_a_probe_tool_names_the_loss_phase_of_a_bug(tool):
+    from trainopt.tools import GradientAnalyzer, LearningRateScheduler
+
+    def loss(model, batch):
+        raise KeyError("labels")
+
+    workload = regression(loss_fn=loss)
+    call = (lambda: LearningRateScheduler(workload, device="cpu")(range_steps=10, budget_steps=20, check_steps=10)) \
+        if tool == "lr" else (lambda: GradientAnalyzer(workload, device="cpu")(steps=10))
+    with pytest.raises(WorkloadError) as error:
+        call()
+    assert error.value.phase == "forward/loss" and error.value.workload == "reg"
