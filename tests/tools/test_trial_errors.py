@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainopt.errors import HyperparameterError, WorkloadError
+from trainopt.errors import HyperparameterError, OptimizationError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import run_trial
 from trainopt.tools.workloads import Workload
@@ -113,3 +113,17 @@ def test_a_probe_tool_names_the_loss_phase_of_a_bug(tool):
     with pytest.raises(WorkloadError) as error:
         call()
     assert error.value.phase == "forward/loss" and error.value.workload == "reg"
+
+
+@pytest.mark.parametrize("tool", ["lr", "gradients", "batch"])
+def test_a_probe_tool_on_an_empty_training_set_stops_with_a_workload_error(tool):
+    from trainopt.tools import BatchSizeOptimizer, GradientAnalyzer, LearningRateScheduler
+
+    empty = Workload.from_callables(lambda: nn.Linear(4, 1), (torch.zeros(0, 4), torch.zeros(0, 1)),
+                                    (torch.zeros(4, 4), torch.zeros(4, 1)), lambda m, b: m(b[0]).sum(), name="empty")
+    calls = {"lr": lambda: LearningRateScheduler(empty, device="cpu")(range_steps=10, budget_steps=20, check_steps=10),
+             "gradients": lambda: GradientAnalyzer(empty, device="cpu")(steps=10),
+             "batch": lambda: BatchSizeOptimizer(empty, device="cpu")(noise_draws=2)}
+    # not an endless wait for a first batch that never comes
+    with pytest.raises(OptimizationError, match="no training examples|0 training examples"):
+        calls[tool]()

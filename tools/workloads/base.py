@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from trainopt.errors import HyperparameterError, WorkloadError
+
 # A batch is whatever the loss function takes: a tuple of tensors for built-in workloads.
 Batch = Any
 # Data is either a tuple of tensors indexed along dim 0 (fast path) or a torch Dataset.
@@ -124,8 +126,18 @@ class Workload:
     def train_batches(
         self, batch_size: int, generator: torch.Generator, device: torch.device
     ) -> Iterator[Batch]:
-        """Endless shuffled training batches; reshuffled every epoch with ``generator``."""
+        """Endless shuffled training batches; reshuffled every epoch with ``generator``.
+
+        Fewer examples than ``batch_size`` (no full batch: the stream would never yield) is an error:
+        a WorkloadError for an empty set, a HyperparameterError for a batch larger than the set."""
         data = self.train_data
+        n = self.num_train
+        if n == 0:
+            raise WorkloadError(f"workload {self.name!r} has no training examples: nothing to train",
+                                {"workload": self.name, "phase": "data"})
+        if batch_size > n:
+            raise HyperparameterError(f"batch_size={batch_size} exceeds the {n} training examples of {self.name!r}",
+                                      {"batch_size": batch_size})
         if _is_tensor_tuple(data):
             tensors = [t.to(device) for t in data]
             n = len(tensors[0])
