@@ -1,0 +1,44 @@
+"""bench/faults.py: the in-process scenarios, and the counting its table rests on."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
+
+
+@pytest.fixture(scope="module")
+def faults():
+    spec = importlib.util.spec_from_file_location("faults", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_failing_writes_leave_whole_files_and_clear_errors(faults, tmp_path):
+    row = faults.failing_writes(tmp_path)
+    # six cases (write, flush, rename; with and without an old file): nothing half-written, OSError each time
+    assert row["runs"] == 6 and row["wrong_results"] == 0 and row["unclear_errors"] == 0, row["notes"]
+
+
+def test_the_table_totals_and_says_whether_each_target_holds(faults):
+    rows = [faults.row("a", 2, 0, 0, 0, []), faults.row("b", 3, 1, 0, 0, [])]
+    assert "| **all** | 5 | 1 | 0 | 0 |" in faults.table(rows)
+    assert faults.verdicts(rows) == ["target 0 trials lost: 1 -> falls short",
+                                     "target 0 wrong results: 0 -> holds", "target 0 unclear errors: 0 -> holds"]
+
+
+def test_a_rich_or_plain_traceback_counts_as_unclear(faults):
+    assert faults.traceback_shown("Traceback (most recent call last):\n  ...")
+    assert faults.traceback_shown("│ ❱ 150 │ raise ResourceError(\nResourceError: [resource] cannot open")
+    assert not faults.traceback_shown("error (resource): cannot open the trial store /x/trials.db: file is not a db")
+
+
+def test_files_whole_spots_a_half_written_result(faults, tmp_path):
+    (tmp_path / "result.json").write_text('{"recommended": {"lr": 0.0')
+    assert not faults.files_whole(tmp_path)
+    (tmp_path / "result.json").write_text('{"recommended": {}}')
+    assert faults.files_whole(tmp_path)
