@@ -79,13 +79,22 @@ def queue_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE
     """An RDB storage with heartbeats, a grace period and re-queueing of trials whose worker died."""
     sqlite = url.startswith("sqlite")
     engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
-    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-            **{_RETRY_ARGUMENT: _Retry(max_retry=max_retry)},
-        )
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                    **{_RETRY_ARGUMENT: _Retry(max_retry=max_retry)},
+                )
+            break
+        except sqlalchemy.exc.SQLAlchemyError:
+            # two processes creating Optuna's tables in a new database at once ("already exists",
+            # a unique violation): the loser retries and finds the tables made
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
     if sqlite:
         _serialize_sqlite(storage.engine)
     return storage
@@ -223,7 +232,9 @@ def retry_unreachable(call: Callable[[], T], reconnect_s: float, url: str) -> T:
     while True:
         try:
             return call()
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+        except (*_UNREACHABLE, optuna.exceptions.StorageInternalError) as error:
+            if not _unreachable(error):
+                raise
             if time.monotonic() > deadline:
                 where = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
                 raise ResourceError(
@@ -233,3 +244,11 @@ def retry_unreachable(call: Callable[[], T], reconnect_s: float, url: str) -> T:
                 ) from error
             time.sleep(delay)
             delay = min(2 * delay, 2.0)
+
+
+_UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """A lost connection, raised by SQLAlchemy or wrapped by Optuna (a failed commit)."""
+    return isinstance(error, _UNREACHABLE) or isinstance(error.__cause__, _UNREACHABLE)

@@ -37,7 +37,7 @@ from trainopt.tools.queue import (
     describe,
     retry_unreachable,
 )
-from trainopt.tools.store import DEFAULT_OUT_DIR, STUDY_NAME, TrialStore
+from trainopt.tools.store import DEFAULT_OUT_DIR, STUDY_NAME, TrialStore, default_storage
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device
 from trainopt.tools.workloads import Workload, factory_spec, get_workload, workload_names
@@ -63,8 +63,7 @@ class QueueStore:
                  max_retry: int = MAX_RETRY, timeout_s: float | None = None, reconnect_s: float = RECONNECT_S):
         if workers < 0:
             raise HyperparameterError(f"workers must be >= 0 but got {workers=}", {"workers": workers})
-        self.store = TrialStore(storage, out_dir=out_dir, study_name=study_name)
-        self.storage = self.store.storage
+        self.storage = storage or default_storage(out_dir)
         if ":memory:" in self.storage or self.storage == "sqlite://":
             raise HyperparameterError(
                 f"workers cannot share an in-memory store: give a file or server URL, not {self.storage!r}",
@@ -72,7 +71,9 @@ class QueueStore:
             )
         self.study_name = study_name
         self.out_dir = Path(out_dir)
+        # the queue first: it creates Optuna's tables in a new database even when another process races it
         self.queue = TrialQueue(self.storage, study_name, heartbeat_s, grace_s, max_retry)
+        self.store = TrialStore(self.storage, out_dir=out_dir, study_name=study_name)
         self.workers = workers
         self.worker_threads = worker_threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
         self.poll_s = poll_s

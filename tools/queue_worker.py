@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,8 +52,12 @@ def worker_name() -> str:
 def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_s: float = 0.25,
           idle_exit_s: float | None = None, max_trials: int | None = None, parent_pid: int | None = None,
           heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S, reconnect_s: float = RECONNECT_S,
-          log: Callable[[str], None] | None = None) -> WorkerStats:
-    """Run queued trials until stopped, idle for ``idle_exit_s``, ``max_trials`` done or the parent gone."""
+          log: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+          busy: threading.Event | None = None) -> WorkerStats:
+    """Run queued trials until ``stop`` is set, idle for ``idle_exit_s``, ``max_trials`` done or the parent gone.
+
+    ``busy`` is set while a trial is in hand (a signal handler stops an idle worker with ``stop``
+    and interrupts a busy one)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stats = WorkerStats()
     queue = _retry(lambda: TrialQueue(url, study_name, heartbeat_s, grace_s), reconnect_s, url)
@@ -60,7 +65,7 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
     devices = _served(device)
     log(f"worker {worker_name()}: serving {', '.join(devices)} trials of study {study_name!r}")
     idle_since = time.monotonic()
-    while max_trials is None or stats.ran + stats.reused + stats.failed < max_trials:
+    while (max_trials is None or stats.ran + stats.reused + stats.failed < max_trials) and not (stop and stop.is_set()):
         if parent_pid is not None and os.getppid() != parent_pid:
             log(f"worker {worker_name()}: the coordinator (pid {parent_pid}) is gone; stopping")
             break
@@ -70,7 +75,13 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
                 break
             time.sleep(poll_s)
             continue
-        _run_one(queue, store, item, device, stats, reconnect_s, url, log)
+        if busy is not None:
+            busy.set()
+        try:
+            _run_one(queue, store, item, device, stats, reconnect_s, url, log)
+        finally:
+            if busy is not None:
+                busy.clear()
         idle_since = time.monotonic()
     return stats
 

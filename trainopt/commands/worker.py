@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import typer
 from rich.console import Console
@@ -40,10 +41,17 @@ def worker(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    signal.signal(signal.SIGTERM, _stop)
+    stop, busy = threading.Event(), threading.Event()
+
+    def on_sigterm(signum, frame) -> None:
+        stop.set()  # an idle worker stops at its next look at the queue
+        if busy.is_set():
+            raise KeyboardInterrupt  # a busy one unwinds run_trial; serve gives the trial back
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         stats = serve(storage, study, device, idle_exit_s=idle_exit, max_trials=max_trials,
-                      parent_pid=parent, heartbeat_s=heartbeat, grace_s=grace)
+                      parent_pid=parent, heartbeat_s=heartbeat, grace_s=grace, stop=stop, busy=busy)
     except OptimizationError as error:
         console.print(f"[red]error[/red] ({error.type}): {error.message}")
         raise typer.Exit(2) from None
@@ -51,10 +59,6 @@ def worker(
         console.print(f"worker {os.getpid()}: stopped; the trial in hand (if any) is back in the queue")
         raise typer.Exit(130) from None
     console.print(f"worker {os.getpid()}: {stats.ran} trial(s) run, {stats.reused} read back, {stats.failed} failed")
-
-
-def _stop(signum, frame) -> None:
-    raise KeyboardInterrupt  # unwinds run_trial; serve gives the trial back
 
 
 def register(app: typer.Typer) -> None:
