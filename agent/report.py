@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from trainopt.agent.explanation import ALWAYS_SHOWN, FIELDS, config_changes, format_value
 from trainopt.agent.record import atomic_write
 from trainopt.agent.schemas import OptimizationResponse
+from trainopt.tools.summaries import PLOT_LOCK
 
 if TYPE_CHECKING:
     from trainopt.agent.phases.state import RunState as OptimizationRun
@@ -236,11 +237,12 @@ padding:.6em}"""
 def write_report(response: OptimizationResponse, run: OptimizationRun, path: Path, plots: bool = True) -> Path:
     """report.html; ``plots=False`` leaves the figures out (a spent time budget) and says so."""
     g = response.gain
-    figures = (
-        [*(plot_tool(run, name) for name in TOOL_PLOTS), plot_candidates(run), plot_convergence(run, response)]
-        if plots
-        else []
-    )
+    with PLOT_LOCK:  # pyplot's global state: two runs in flight (aoptimize_training) draw one at a time
+        figures = (
+            [*(plot_tool(run, name) for name in TOOL_PLOTS), plot_candidates(run), plot_convergence(run, response)]
+            if plots
+            else []
+        )
     images = "".join(f'<img class="plot" alt="plot" src="data:image/png;base64,{p}">' for p in figures if p)
     images = images or ("" if plots else "<p>Left out: the time budget was spent (see the notes).</p>")
     prediction = ""

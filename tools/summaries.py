@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 MAX_CHARS = 1500  # JSON characters of one summary, files included (bench/tool_summaries.py measures them)
 _TEXT_CHARS = 220  # a free-text field (a reason, a finding's evidence) is cut to this
-_PLOT_LOCK = threading.Lock()
+PLOT_LOCK = threading.Lock()
 
 
 def summarize(name: str, output: BaseModel, *, workload: str | None = None,
@@ -81,7 +81,7 @@ def write_full_output(tool: Any, output: BaseModel, out_dir: str | Path, stem: s
     Path(files["json"]).write_text(text)
     if plot and hasattr(tool, "plot"):
         files["png"] = str(out_dir / f"{stem}.png")
-        with _PLOT_LOCK:  # pyplot keeps global state: async calls in worker threads draw one at a time
+        with PLOT_LOCK:  # pyplot keeps global state: async calls in worker threads draw one at a time
             tool.plot(output, files["png"])
     return files
 
