@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import optuna
@@ -34,6 +35,8 @@ from trainopt.tools.workloads import Workload, get_workload
 DEFAULT_OUT_DIR = Path("trainopt-out")
 STUDY_NAME = "trainopt-trials"
 SCHEMA_VERSION = 2  # 1: keys by workload name (no attribute); 2: keys by Workload.fingerprint()
+SQLITE_BUSY_TIMEOUT_S = 60.0  # a SQLite writer waits this long for another process's lock
+OPEN_ATTEMPTS = 5  # opening a store that another process is creating right now
 
 
 def default_storage(out_dir: str | Path = DEFAULT_OUT_DIR) -> str:
@@ -140,18 +143,44 @@ class TrialStore:
 
 
 def open_study(storage: str, study_name: str) -> optuna.Study:
-    """The named study of ``storage`` (created if missing); a file that is not a usable database is a
-    ResourceError naming the file, not a traceback."""
-    try:
-        return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True)
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        where = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else _redact(storage)
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise ResourceError(
-            f"cannot open the trial store {where}: {reason}. If the file is damaged, move it away "
-            "(finished trials in it are lost) and run again",
-            {"storage": where, "error": reason},
-        ) from error
+    """The named study of ``storage`` (created if missing).
+
+    SQLite: a writer waits up to ``SQLITE_BUSY_TIMEOUT_S`` for another process's lock instead of failing
+    with "database is locked", and two processes creating the tables of a new file at once retry
+    (``OPEN_ATTEMPTS``, backing off). A file that is not a usable database is a ResourceError naming
+    the file, not a traceback."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.create_study(storage=_rdb(storage), study_name=study_name, load_if_exists=True)
+        except sqlalchemy.exc.OperationalError as error:
+            if attempt + 1 < OPEN_ATTEMPTS and _transient(error):
+                time.sleep(0.2 * 2**attempt)
+                continue
+            raise _unusable(storage, error) from error
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            raise _unusable(storage, error) from error
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _rdb(storage: str) -> optuna.storages.BaseStorage | str:
+    if storage.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}})
+    return storage
+
+
+def _transient(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in ("locked", "busy", "already exists"))
+
+
+def _unusable(storage: str, error: Exception) -> ResourceError:
+    where = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else _redact(storage)
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return ResourceError(
+        f"cannot open the trial store {where}: {reason}. If the file is damaged, move it away "
+        "(finished trials in it are lost) and run again",
+        {"storage": where, "error": reason},
+    )
 
 
 def _check_schema(study: optuna.Study, storage: str) -> None:

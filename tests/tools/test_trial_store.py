@@ -154,3 +154,37 @@ def test_cli_trial_json_and_bad_input_leaves_no_file(tmp_path):
     assert bad.exit_code == 2
     assert "lr=-1.0" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+
+def test_a_locked_or_half_created_store_is_retried_then_opened(tmp_path, monkeypatch):
+    import sqlalchemy
+
+    from trainopt.tools import store as store_module
+
+    real = optuna.create_study
+    failures = [sqlalchemy.exc.OperationalError("create table studies", {}, Exception("database is locked")),
+                sqlalchemy.exc.OperationalError("create table", {}, Exception("table studies already exists"))]
+
+    def flaky(**kwargs):
+        if failures:
+            raise failures.pop(0)
+        return real(**kwargs)
+
+    monkeypatch.setattr(store_module.optuna, "create_study", flaky)
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+    # another process holding the lock, or creating the tables right now: waited out, not an error
+    study = store_module.open_study(f"sqlite:///{tmp_path / 'trials.db'}", "trainopt-trials")
+    assert study.study_name == "trainopt-trials" and not failures
+
+
+def test_sqlite_writers_wait_for_each_others_locks(tmp_path):
+    from trainopt.tools.store import SQLITE_BUSY_TIMEOUT_S
+
+    store = TrialStore(f"sqlite:///{tmp_path / 'trials.db'}")
+    # the engine's busy timeout, not sqlite's 5 s default: "database is locked" is waited out
+    engine = store.study._storage.engine if hasattr(store.study._storage, "engine") else \
+        store.study._storage._backend.engine
+    with engine.connect() as connection:
+        timeout = connection.exec_driver_sql("pragma busy_timeout").scalar()
+    assert timeout == SQLITE_BUSY_TIMEOUT_S * 1000
