@@ -26,7 +26,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError
+from trainopt.errors import ConvergenceError, HyperparameterError, OptimizationError, ResourceError, WorkloadError
 from trainopt.tools.queue import (
     GRACE_S,
     HEARTBEAT_S,
@@ -42,7 +42,8 @@ from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device
 from trainopt.tools.workloads import Workload, factory_spec, get_workload, workload_names
 
-_ERRORS = {"hyperparameter": HyperparameterError, "resource": ResourceError, "convergence": ConvergenceError}
+_ERRORS = {"hyperparameter": HyperparameterError, "resource": ResourceError, "convergence": ConvergenceError,
+           "workload": WorkloadError}
 
 
 class QueueStore:
