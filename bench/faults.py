@@ -551,7 +551,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: optimize,sweep,sigint,shared,corrupt,writes,"
                         "workloads,agent")
     parser.add_argument("--no-write", action="store_true", help="print only (tests)")
+    parser.add_argument("--part", default=None, help="write bench/results/faults-PART.json only (run parts in "
+                        "parallel, then --merge)")
+    parser.add_argument("--merge", default=None, help="comma-separated PARTs: join their rows into faults.json/.md")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads((RESULTS / f"faults-{p}.json").read_text()) for p in args.merge.split(",")]
+        rows = [r for part in parts for r in part["rows"]]
+        meta = {"command": " ; ".join(part["meta"]["command"] for part in parts), "torch": parts[0]["meta"]["torch"],
+                "moments": "; ".join(part["meta"]["moments"] for part in parts),
+                "wall_s": sum(part["meta"]["wall_s"] for part in parts), "parts": args.merge}
+        print(table(rows))
+        for verdict in verdicts(rows):
+            print(verdict)
+        write(rows, meta)
+        return
     torch.set_num_threads(1)
     if args.quick:
         args.kills_optimize, args.kills_sweep, args.sigints, args.shared = 2, 2, 1, 1
@@ -596,13 +610,17 @@ def main() -> None:
     print(table(rows))
     for verdict in verdicts(rows):
         print(verdict)
-    moments = (f"{args.kills_optimize} kill moments of optimize (--step-budget {args.step_budget}), "
-               f"{args.kills_sweep} of sweep, {args.sigints} Ctrl-C each, {args.shared} shared-store runs")
-    command = "python bench/faults.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only
-                                                                                else "")
+    moments = ", ".join(text for key, text in (
+        ("optimize", f"{args.kills_optimize} kill moments of optimize (--step-budget {args.step_budget})"),
+        ("sweep", f"{args.kills_sweep} of sweep"), ("sigint", f"{args.sigints} Ctrl-C each of optimize and sweep"),
+        ("shared", f"{args.shared} shared-store runs")) if key in only) or "no kill moments"
+    command = " ".join(["python bench/faults.py", *sys.argv[1:]])
     meta = {"command": command, "torch": torch.__version__, "moments": moments, "seed": args.seed,
             "wall_s": round(time.monotonic() - started, 1)}
-    if not args.no_write:
+    if args.part:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"faults-{args.part}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    elif not args.no_write:
         write(rows, meta)
 
 
