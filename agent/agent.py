@@ -53,6 +53,9 @@ class TrainingOptimizationAgent:
         out_dir: where report.html, result.json and model.onnx go.
         device: "auto", "cpu", "cuda", ...
         progress: called as ``progress(step, done, total, message)`` while the agent works.
+        workers: 1 (default) runs every trial in this process; N >= 2 queues the race, search and
+            confirm trials in the store's shared study and starts N local ``trainopt worker``s; 0 queues
+            them for workers started elsewhere (``trainopt worker --storage URL``; docs/scale-out.md).
     """
 
     def __init__(
@@ -63,7 +66,9 @@ class TrainingOptimizationAgent:
         out_dir: str | Path = DEFAULT_OUT_DIR,
         device: str = "auto",
         progress: ProgressCallback | None = None,
+        workers: int = 1,
     ):
+        self.workers = workers
         self.config = config or TrainingConfig()
         self.lm = lm
         self.storage = storage
@@ -98,6 +103,7 @@ class TrainingOptimizationAgent:
             if replay is not None
             else (Recording(record, "record") if record is not None else None)
         )
+        queued = None  # a QueueStore (workers != 1), closed at the end
         try:
             if replay is not None:
                 meta = recording.meta
@@ -114,7 +120,8 @@ class TrainingOptimizationAgent:
                 storage = recording.storage() if recording else (self.storage or default_storage(self.out_dir))
                 local_device = resolve_device(self.device)
                 device_type = local_device.type
-                store, cache = TrialStore(storage), ProbeCache(storage)
+                store, cache = self._store(storage), ProbeCache(storage)
+                queued = store if self.workers != 1 else None
                 lm_spec = self.lm if self.lm is not None else resolve_lm_spec()
             if record is not None:
                 recording.write_meta(
@@ -151,6 +158,8 @@ class TrainingOptimizationAgent:
         finally:
             if recording is not None:
                 recording.close()
+            if queued is not None:
+                queued.close()  # its local workers stop
 
     def _write_artifacts(self, run: RunState, response: OptimizationResponse) -> Artifacts:
         from trainopt.agent.report import write_report
@@ -203,6 +212,14 @@ class TrainingOptimizationAgent:
             return agent.optimize_training(request, record=record, replay=replay)
 
         return await run_in_worker(work)
+
+    def _store(self, storage: str):
+        """The trial store: trials run here (workers=1) or by workers sharing the storage's queue."""
+        if self.workers == 1:
+            return TrialStore(storage)
+        from trainopt.tools.queue_store import QueueStore
+
+        return QueueStore(storage, out_dir=self.out_dir, workers=self.workers)
 
 
 def _time_budget(request: OptimizationRequest) -> float | None:

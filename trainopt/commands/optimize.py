@@ -17,12 +17,19 @@ console = Console(stderr=True)
 
 
 def optimize(
-    workload: str = typer.Option("digits-mlp", "--workload", "-w", help="A name from `trainopt workloads`."),
+    workload: str = typer.Option(
+        "digits-mlp", "--workload", "-w",
+        help="A name from `trainopt workloads`, or 'module:function' returning your own Workload.",
+    ),
     budget: float = typer.Option(None, "--budget", help="Time budget in seconds (default 90)."),
     step_budget: int = typer.Option(
         None, "--step-budget", help="Plan with this many training steps instead (no time limit without --budget)."
     ),
     storage: str = typer.Option(None, help="Optuna storage URL of the trial store (default: SQLite in --out)."),
+    workers: int = typer.Option(
+        1, help="1: trials run in this process. N >= 2: N local `trainopt worker`s run the race, search and "
+        "confirm trials. 0: workers started elsewhere on --storage do (docs/scale-out.md).",
+    ),
     lm: str = typer.Option(
         None,
         help="offline (default, or $TRAINOPT_LM), a litellm model string, or an "
@@ -74,7 +81,11 @@ def optimize(
             bars.start_task(task)
             bars.update(task, completed=done, total=max(total, 1), note=message[:48])
 
-        agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=progress)
+        if workers < 0:
+            console.print(f"[red]error[/red]: --workers must be >= 0 but got {workers}")
+            raise typer.Exit(2)
+        agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=progress,
+                                          workers=workers)
         try:
             # a replay asks what the recording asked (its workload, budget and constraints)
             with log_trials(*(log or [])):
