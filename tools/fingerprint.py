@@ -5,8 +5,9 @@ only ever read back for the workload that produced it. It covers:
 
 - the model: ``repr`` of the module tree, every parameter's and buffer's name, shape and dtype,
   a hash of the initial parameter values (built under ``torch.manual_seed(0)``, so an edited
-  initialisation counts), and the source of ``forward`` of every module class outside torch
-  (so an edited ``forward`` counts even when no shape changed);
+  initialisation counts; models above ``MAX_VALUE_HASH_PARAMS`` parameters are fingerprinted
+  without their values, from a build on the meta device), and the source of ``forward`` of every
+  module class outside torch (so an edited ``forward`` counts even when no shape changed);
 - the data: for a tuple of tensors, each tensor's dtype, shape and bytes (tensors above
   ``FULL_HASH_BYTES`` are hashed on ``SAMPLED_ROWS`` evenly spaced rows); for a ``Dataset``, its
   class, its length and ``SAMPLED_ITEMS`` evenly spaced items (first and last included);
@@ -41,6 +42,7 @@ FULL_HASH_BYTES = 256 * 2**20  # tensors up to this size are hashed whole
 SAMPLED_ROWS = 4096  # rows hashed of a larger tensor (evenly spaced, first and last included)
 SAMPLED_ITEMS = 16  # items hashed of a Dataset
 MAX_DEPTH = 3  # nested functions followed through closures
+MAX_VALUE_HASH_PARAMS = 50_000_000  # models up to this size are fingerprinted with their initial values
 
 
 def trainopt_version() -> str:
@@ -140,13 +142,26 @@ def callable_digest(fn: Callable | None, depth: int = 0) -> str:
 
 
 def model_digest(make_model: Callable[[], nn.Module]) -> str:
-    """Structure, shapes, initial values and the ``forward`` code of the model ``make_model`` builds."""
-    with _seeded():
-        model = make_model()
+    """Structure, shapes, initial values and the ``forward`` code of the model ``make_model`` builds.
+
+    The model is first built on the meta device (no memory); above ``MAX_VALUE_HASH_PARAMS`` parameters
+    that build is used and initial values are left out, so fingerprinting a large model never holds a
+    second copy of it in host memory. A model that cannot be built on the meta device is built for real."""
+    model, values = None, True
+    try:
+        with _seeded(), torch.device("meta"):
+            model = make_model()
+        values = sum(p.numel() for p in model.parameters()) <= MAX_VALUE_HASH_PARAMS
+    except Exception:  # noqa: BLE001 - a factory that needs real tensors: build it for real below
+        model = None
+    if model is None or values:
+        with _seeded():
+            model = make_model()
     digest = hashlib.sha256(repr(model).encode())
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{tensor.requires_grad}|".encode())
-        digest.update(tensor_digest(tensor).encode())
+        if values:
+            digest.update(tensor_digest(tensor).encode())
     for cls in sorted({type(m) for m in model.modules()}, key=_qualname):
         if not cls.__module__.startswith("torch."):
             digest.update(f"{_qualname(cls)}:{callable_digest(cls.forward)}".encode())

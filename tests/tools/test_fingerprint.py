@@ -117,3 +117,20 @@ def test_fingerprinting_leaves_the_callers_rng_alone():
     torch.manual_seed(5)
     workload.fingerprint()
     assert torch.rand(1) == expected
+
+
+def test_a_large_model_is_fingerprinted_without_building_it_for_real(monkeypatch):
+    from trainopt.tools import fingerprint
+
+    built_on = []
+
+    def make():
+        model = nn.Linear(3, 1)
+        built_on.append(model.weight.device.type)
+        return model
+
+    monkeypatch.setattr(fingerprint, "MAX_VALUE_HASH_PARAMS", 2)  # "large": more than 2 parameters
+    first = fingerprint.model_digest(make)
+    # built once, on the meta device (no host memory); the shapes still tell models apart
+    assert built_on == ["meta"]
+    assert first != fingerprint.model_digest(lambda: nn.Linear(4, 1))
