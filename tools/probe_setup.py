@@ -17,6 +17,7 @@ from torch import nn
 from trainopt.errors import ConvergenceError, OptimizationError, ResourceError, WorkloadError
 from trainopt.tools.optim_factory import build_optimizer
 from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import is_out_of_memory
 from trainopt.tools.workloads import Workload
 
 
@@ -41,9 +42,11 @@ def scalar_loss(workload: Workload, model: nn.Module, batch) -> torch.Tensor:
     """``workload.loss`` checked to be a scalar tensor; a bug in it is a WorkloadError (phase forward/loss)."""
     try:
         loss = workload.loss(model, batch)
-    except (OptimizationError, torch.cuda.OutOfMemoryError, MemoryError):
-        raise  # typed already, or out of memory: training_errors makes it a ResourceError
+    except OptimizationError:
+        raise
     except Exception as error:
+        if is_out_of_memory(error):
+            raise  # training_errors makes it a ResourceError
         raise WorkloadError.from_exception(workload.name, "forward/loss", error) from error
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
@@ -71,10 +74,10 @@ def training_errors(workload: Workload, device: torch.device, phase: str = "prob
         yield
     except OptimizationError:
         raise
-    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+    except Exception as error:
+        if not is_out_of_memory(error):  # a bug in the workload (or trainopt), not a measurement
+            raise WorkloadError.from_exception(workload.name, phase, error) from error
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise ResourceError(f"out of memory on {device} ({context}): {error}",
                             {"device": str(device), **context}) from error
-    except Exception as error:  # a bug in the workload (or trainopt), not a measurement
-        raise WorkloadError.from_exception(workload.name, phase, error) from error

@@ -128,15 +128,26 @@ def run_trial(
             return _train(workload, config, device, report, progress, on_trained, phase)
         except OptimizationError:
             raise
-        except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        except Exception as error:
+            if not is_out_of_memory(error):  # not an expected outcome: a bug, raised as one
+                raise WorkloadError.from_exception(workload.name, phase.name, error) from error
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             raise ResourceError(
                 f"out of memory on {device} at batch_size={config.batch_size}: {error}",
                 {"batch_size": config.batch_size, "device": str(device)},
             ) from error
-        except Exception as error:  # not an expected outcome: a bug, raised as one
-            raise WorkloadError.from_exception(workload.name, phase.name, error) from error
+
+
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, and the RuntimeError that the CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory") or MPS ("MPS backend out of memory") raise."""
+    if isinstance(error, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
 
 
 class _Phase:

@@ -127,3 +127,16 @@ def test_a_probe_tool_on_an_empty_training_set_stops_with_a_workload_error(tool)
     # not an endless wait for a first batch that never comes
     with pytest.raises(OptimizationError, match="no training examples|0 training examples"):
         calls[tool]()
+
+
+@pytest.mark.parametrize("message", ["[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory",
+                                     "MPS backend out of memory (MPS allocated: 1.2 GB)"], ids=["cpu", "mps"])
+def test_an_allocator_running_out_of_memory_is_a_resource_error(message):
+    from trainopt.errors import ResourceError
+
+    def loss(model, batch):
+        raise RuntimeError(message)
+
+    # out of memory is an expected outcome of a setting, not a bug in the workload
+    with pytest.raises(ResourceError, match="out of memory"):
+        run_trial(regression(loss_fn=loss), CONFIG)
