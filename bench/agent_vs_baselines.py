@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
+import itertools
 import json
 import math
 import os
@@ -451,11 +453,19 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
     records = {w: {"budget": s, "choices": {}, "evals": {}, "eval_steps": None, "errors": []}
                for w, s in plan.items()}
     pending: dict[Future, tuple[str, str, dict]] = {}
+    ready: list[tuple[float, int, str, str, dict]] = []  # (-estimated seconds, order, workload, kind, task)
+    order = itertools.count()
 
     def submit(workload: str, kind: str, task: dict) -> None:
+        """Queue a task; the longest ones start first (longest processing time first keeps the run short)."""
         task = {"kind": kind, "workload": workload, **task}
-        pending[pool.submit(run_task, {**task, "cache": str(cache)})] = (workload, kind, task)
+        heapq.heappush(ready, (-estimated_seconds(task, records[workload]), next(order), workload, kind, task))
         log.add_task()
+
+    def start_ready() -> None:
+        while ready and (len(pending) < jobs or jobs == 1):
+            _, _, workload, kind, task = heapq.heappop(ready)
+            pending[pool.submit(run_task, {**task, "cache": str(cache)})] = (workload, kind, task)
 
     def submit_evals(workload: str) -> None:
         """Evaluate what is chosen and not yet submitted: every choice (and the default) at the evaluation
@@ -478,6 +488,7 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
         for contender in [c for c in contenders if c in AGENT_VARIANTS or c == "lr-finder"]:
             submit(name, "choose", {"contender": contender, "budget": budget})
     try:
+        start_ready()
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
@@ -500,11 +511,29 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
                         submit(workload, "choose", {"contender": search, "budget": rec["budget"],
                                                     "trial_steps": rec["eval_steps"]})
                 submit_evals(workload)
+            start_ready()
     except BaseException:  # Ctrl-C: drop what has not started (running tasks finish, their results are cached)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
     return records
+
+
+# rough seconds per training step on one unloaded core (only to start the longest tasks first)
+STEP_SECONDS = {"char-gpt": 0.06, "digits-cnn": 0.007, "waveform-conv1d": 0.007, "digits-mlp": 0.004,
+                "moe-digits": 0.004, "diabetes-mlp": 0.0015, "wine-small": 0.001, "cancer-high-lr": 0.001}
+
+
+def estimated_seconds(task: dict, rec: dict) -> float:
+    """A task's rough cost: its training steps times the workload's step time (plus the agent's fixed costs)."""
+    per_step = STEP_SECONDS.get(task["workload"], 0.005)
+    if task["kind"] == "eval":
+        return len(task["seeds"]) * task["steps"] * per_step
+    if task["contender"] in AGENT_VARIANTS:
+        return rec["budget"] * per_step + 10.0
+    if task["contender"] in SEARCHES:
+        return SEARCHES[task["contender"]] * rec["budget"] * per_step
+    return 100 * per_step + 1.0
 
 
 def eval_ident(config: dict, steps: int) -> str:
