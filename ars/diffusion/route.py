@@ -153,8 +153,8 @@ def route_and_sample(toy: str, speed_weight: float = 1.0, *, max_nfe: int | None
     recipe = toy_recipe(toy)
     model = cached_toy_model(toy, cache_dir, recipe)[0]
     students = cached_students(toy, model, cache_dir, teacher_key=settings_key(recipe))[0] if distilled else {}
-    router = cached_table_router(toy, model, students, cache_dir, key=settings_key({**recipe, "distilled": distilled}),
-                                 pool_n=pool_n)
+    table_key = settings_key({**recipe, "distilled": distilled and DISTILL_SETTINGS})
+    router = cached_table_router(toy, model, students, cache_dir, key=table_key, pool_n=pool_n)
     expert, steps = router.choose(toy, speed_weight, max_nfe)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
