@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainopt.agent.explanation import ALWAYS_SHOWN, FIELDS, config_changes, format_value
+from trainopt.agent.explanation import ALWAYS_SHOWN, FIELDS, config_changes, describe_changes, format_value
 from trainopt.agent.record import atomic_write
 from trainopt.agent.schemas import OptimizationResponse
 from trainopt.tools.summaries import PLOT_LOCK
@@ -220,6 +220,19 @@ def findings_list(run: OptimizationRun) -> str:
     return "".join(f"<li>{html.escape(text)}</li>" for text in items) or "<li>none</li>"
 
 
+def changes_text(response: OptimizationResponse) -> str:
+    """What the table shows, in words: the fields the challenger changes and the decision (no LM involved)."""
+    g = response.gain
+    if response.challenger is None:
+        return "No candidate was raced to the held-out seeds: the baseline is recommended."
+    changes = config_changes(response.baseline.model_dump(mode="json"), response.challenger.model_dump(mode="json"))
+    if not changes:
+        return "The race winner is the baseline configuration itself: the baseline is recommended."
+    verdict = "adopted: it is the recommendation" if g.adopted else "not adopted: the baseline is recommended"
+    return (f"The challenger differs from the baseline in {len(changes)} field(s): {describe_changes(changes)}. "
+            f"It was {verdict} ({g.reason}).")
+
+
 def choice_text(response: OptimizationResponse) -> str:
     """The planner's explanation of the choice (the rationale's last 'Choice:' part)."""
     parts = [p for p in response.rationale.split("\n\n") if p.startswith("Choice: ")]
@@ -266,7 +279,8 @@ better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each).
 LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>
 <div class="wide"><table id="summary">{summary_table(response)}</table></div>
-{f'<p class="choice">{html.escape(choice)}</p>' if choice else ""}{prediction}
+<p class="changes">{html.escape(changes_text(response))}</p>
+{f'<p class="choice">Planner: {html.escape(choice)}</p>' if choice else ""}{prediction}
 <h2>Candidates</h2><p>Raced on the selection seeds (successive halving); the challenger then met the baseline on
 the held-out seeds above.</p><div class="wide"><table id="candidates">{candidates_table(response)}</table></div>
 {search_table(run)}

@@ -99,9 +99,12 @@ def report(tmp_path_factory):
 def test_the_table_and_the_explanation_agree(report):
     response, page = report
     changed = re.findall(r'<tr class="diff"><td>([^<]+)</td>', page)
-    choice = html.unescape(re.search(r'<p class="choice">(.*?)</p>', page, re.S).group(1))
-    # every field the table marks as changed is named in the explanation, and the decision matches
-    assert all(label in choice for label in changed)
+    changes = html.unescape(re.search(r'<p class="changes">(.*?)</p>', page, re.S).group(1))
+    choice = html.unescape(re.search(r'<p class="choice">Planner: (.*?)</p>', page, re.S).group(1))
+    # every field the table marks as changed is named in the report's own sentence and in the offline
+    # planner's explanation, and both state the decision the response made
+    assert all(label in changes and label in choice for label in changed)
+    assert ("not adopted" in changes) != response.gain.adopted
     assert ("is kept" in choice or choice.startswith("The baseline")) != response.gain.adopted
     # the search's trials are listed with their origin
     if "hyperparameter_suggester" in response.evidence["tools"]:
