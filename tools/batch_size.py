@@ -118,7 +118,9 @@ class BatchSizeOptimizer(Tool):
             noise = self._noise_scale(input, config, largest)
         if self.progress is not None:
             self.progress(expected, expected)
-        curve = [timed[b] for b in sorted(timed)]
+        # a batch can fit the binary search and still fail its timing run (a CUDA OOM from fragmentation, seen on
+        # an H200): it stays out of the throughput curve
+        curve = [timed[b] for b in sorted(timed) if timed[b].samples_per_s is not None]
         best_rate = max(p.samples_per_s for p in curve)
         knee = next(p.batch_size for p in curve if p.samples_per_s >= input.knee_fraction * best_rate)
         b_simple = noise.b_simple if noise is not None else None

@@ -103,3 +103,16 @@ def test_replay_store_answers_for_the_recorded_device(tmp_path):
     assert replayed.final_val_loss == measured.final_val_loss
     with pytest.raises(OptimizationError, match="no recorded trial"):
         ReplayStore(storage, "cuda").run("digits-mlp", TrialConfig(steps=6))
+
+
+def test_a_run_recorded_on_a_gpu_replays_on_this_cpu(tmp_path, blocked_network):
+    # tests/cassettes/digits-cnn-cuda was recorded on an NVIDIA H200 (bench/gpu_check.py, torch 2.11):
+    # its trials are keyed by the CUDA device type and that machine's workload fingerprint
+    folder = CASSETTES / "digits-cnn-cuda"
+    recorded = json.loads((folder / "result.json").read_text())
+    response = TrainingOptimizationAgent(out_dir=tmp_path).optimize_training(replay=folder)
+    replayed = _json(response)
+    assert recorded["device"] == response.device == "cuda"
+    for key in ("recommended", "evidence", "rationale", "candidates", "gain"):
+        assert replayed[key] == recorded[key], key
+    assert {t["device"] for t in replayed["evidence"]["trials"]} == {"cuda"}

@@ -106,3 +106,20 @@ def test_when_only_batch_one_fits_the_knee_is_recommended_without_a_noise_scale(
     # B_simple needs two batch sizes: it is left out and the recommendation says why.
     assert out.max_batch_size == out.recommended_batch_size == 1
     assert out.noise_scale is None and "no usable noise scale" in out.recommendation_reason
+
+
+def test_a_batch_that_fits_the_search_but_not_its_timing_stays_off_the_curve(monkeypatch):
+    # Seen on an H200 (bench/gpu_check.py): the binary search found the largest fitting batch by memory alone,
+    # then its timing run hit a CUDA OOM. The probe must report the rest of the curve, not crash on it.
+    import trainopt.tools.batch_size as batch_size
+
+    real = batch_size.measure_batch
+
+    def timing_fails(workload, config, batch, *args, **kwargs):
+        point = real(workload, config, batch, *args, **kwargs)
+        return point.model_copy(update={"samples_per_s": None})
+
+    monkeypatch.setattr(batch_size, "measure_batch", timing_fails)
+    out = BatchSizeOptimizer("digits-mlp")(max_memory_mb=0.8, **FAST)
+    assert all(p.samples_per_s is not None for p in out.throughput)
+    assert out.max_batch_size not in {p.batch_size for p in out.throughput}
