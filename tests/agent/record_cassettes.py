@@ -41,10 +41,15 @@ def record(workload: str) -> None:
     from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
 
     torch.set_num_threads(1)
+    here = Path.cwd()
     with PlannerServer() as server, tempfile.TemporaryDirectory() as out:
-        agent = TrainingOptimizationAgent(lm=f"openai/trainopt-planner@{server.url}", out_dir=out)
+        os.chdir(out)  # a relative output folder: the recording names no path of this machine
+        agent = TrainingOptimizationAgent(lm=f"openai/trainopt-planner@{server.url}", out_dir="trainopt-out")
         request = OptimizationRequest(workload=workload, **RUNS[workload])
-        response = agent.optimize_training(request, record=CASSETTES / workload)
+        try:
+            response = agent.optimize_training(request, record=CASSETTES / workload)
+        finally:
+            os.chdir(here)
         print(
             f"{workload}: {len(server.requests)} LM requests, recommended lr={response.recommended.lr:.3g} "
             f"batch={response.recommended.batch_size}, loss reduction "

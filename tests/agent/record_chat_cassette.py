@@ -32,19 +32,24 @@ def record() -> None:
     from trainopt.agent.chat import ChatSession
 
     torch.set_num_threads(1)
+    here = Path.cwd()
     with PlannerServer() as server, tempfile.TemporaryDirectory() as out:
+        os.chdir(out)  # a relative output folder: the recording names no path of this machine
         session = ChatSession(
             "digits-mlp",
             lm=f"openai/trainopt-planner@{server.url}",
             probe_steps=PROBE_STEPS,
             device="cpu",
-            out_dir=out,
+            out_dir="trainopt-out",
             record=CASSETTE,
         )
-        with session:
-            for question in QUESTIONS:
-                turn = session.ask(question)
-                print(f"Q: {question}\nA: {turn.answer}\n   tools={turn.tools} answered_by={turn.answered_by}")
+        try:
+            with session:
+                for question in QUESTIONS:
+                    turn = session.ask(question)
+                    print(f"Q: {question}\nA: {turn.answer}\n   tools={turn.tools} answered_by={turn.answered_by}")
+        finally:
+            os.chdir(here)
         print(f"{len(server.requests)} LM requests recorded in {CASSETTE}")
 
 
