@@ -1,5 +1,5 @@
-"""``trainopt optimize``: the agent's six steps with a progress bar each, a measured comparison
-table (baseline against recommended), and the report's path."""
+"""``trainopt optimize``: the agent's phases with a progress bar each, the held-out comparison table
+(baseline against the challenger, with the 90% interval and the decision), and the report's path."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ def optimize(
     min_accuracy: float = typer.Option(None, help="Reject candidates below this validation accuracy."),
     max_memory: float = typer.Option(None, help="Reject candidates whose training step needs more MiB."),
     max_latency_ms: float = typer.Option(None, help="Batch-1 inference latency limit (exports model.onnx)."),
+    min_gain: float = typer.Option(
+        0.0, help="Recommend a change only when the 90% interval of its held-out relative gain lies above this."),
+    seeds: str = typer.Option("0,1,2", help="Selection seeds, comma-separated: the race runs on these."),
+    confirm_seeds: str = typer.Option(
+        None, help="Held-out seeds of the confirm runs, comma-separated (default 1000, 1001, ... as the budget "
+        "allows); never a selection seed."),
+    proposals: str = typer.Option(
+        "planner", help="Where candidates come from: planner, random (draws in the probed ranges) or none."),
     json_output: bool = typer.Option(False, "--json", help="Print the response as JSON on stdout."),
     log: list[str] = typer.Option(
         None, "--log", help="Write every trial's curves and configuration: tensorboard[:DIR] or mlflow[:URI] "
@@ -61,10 +69,12 @@ def optimize(
     }
     try:
         request = OptimizationRequest(
-            workload=workload, constraints={k: v for k, v in constraints.items() if v is not None}
+            workload=workload, constraints={k: v for k, v in constraints.items() if v is not None},
+            min_gain=min_gain, seeds=_seeds(seeds), proposals=proposals,
+            confirm_seeds=None if confirm_seeds is None else _seeds(confirm_seeds),
         )
     except ValueError as error:
-        console.print(f"[red]error[/red]: {error}")
+        console.print(f"[red]error[/red]: {_message(error)}")
         raise typer.Exit(2) from None
     with Progress(
         TextColumn("[bold]{task.description:<8}"),
@@ -111,6 +121,23 @@ def optimize(
             f"{limits.step_budget} steps")
         console.print(f"took {response.wall_time_s:g} s (budget {budget_text})")
     console.print(f"report: {response.artifacts.report_html}")
+
+
+def _message(error: ValueError) -> str:
+    """A pydantic error as 'field: reason (got value)', one per line; any other error as it is."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
+                     + ("" if not e["loc"] else f" (got {e['input']!r})") for e in error.errors())
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"seeds must be comma-separated integers but got {text!r}") from None
 
 
 def summary_table(response) -> Table:
