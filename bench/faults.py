@@ -413,7 +413,8 @@ def broken_workloads(work: Path, with_agent: bool) -> list[dict]:
     expected = {  # factory -> (documented outcome, how to recognise it)
         "nan_mid_run": ("a measured divergence (diverged=True)", None),
         "raises_at_step_7": ("WorkloadError, phase forward/loss", ("forward/loss", "IndexError")),
-        "empty_training_set": ("WorkloadError: no training examples", ("no training examples",)),
+        "empty_training_set": ("WorkloadError: no training examples (when the workload is built)",
+                               ("no training examples",)),
         "no_trainable_parameters": ("WorkloadError: no trainable parameters", ("no trainable parameters",)),
     }
     rows = []
@@ -428,7 +429,7 @@ def broken_workloads(work: Path, with_agent: bool) -> list[dict]:
         }
         for entry, call in entry_points.items():
             runs += 1
-            outcome = _call(call, globals()[factory]())
+            outcome = _call(call, globals()[factory])
             if marks is None:  # NaN: a measurement (a diverged result or the tools' own reading), never a crash
                 if isinstance(outcome, BaseException) and not _is_documented_nan(outcome):
                     unclear += 1
@@ -455,7 +456,7 @@ def broken_workloads(work: Path, with_agent: bool) -> list[dict]:
             notes.append(f"CLI: exit {rc}, traceback {traceback_shown(text)}: {text.strip()[-300:]!r}")
         if with_agent and marks is not None:
             runs += 1
-            outcome = _agent(globals()[factory](), work / f"agent-{factory}")
+            outcome = _agent(globals()[factory], work / f"agent-{factory}")
             if not isinstance(outcome, WorkloadError):
                 if isinstance(outcome, BaseException):
                     unclear += 1
@@ -465,7 +466,7 @@ def broken_workloads(work: Path, with_agent: bool) -> list[dict]:
         print(f"  {factory}: {runs} entry points, wrong {wrong}, unclear {unclear}", flush=True)
         rows.append(row(factory.replace("_", " "), runs, 0, wrong, unclear, notes))
     runs, unclear, notes = 1, 0, ["expected: ResourceError naming max_memory_mb"]
-    outcome = _call(lambda w: BatchSizeOptimizer(w, device="cpu")(max_memory_mb=1.0, noise_draws=2), large_model())
+    outcome = _call(lambda w: BatchSizeOptimizer(w, device="cpu")(max_memory_mb=1.0, noise_draws=2), large_model)
     if not isinstance(outcome, ResourceError) or "max_memory_mb" not in str(outcome):
         unclear += 1
         notes.append(f"batch-size tool: got {type(outcome).__name__}: {str(outcome)[:200]}")
@@ -480,19 +481,20 @@ def _is_documented_nan(error: BaseException) -> bool:
     return isinstance(error, ConvergenceError)
 
 
-def _call(call, workload):
+def _call(call, factory):
+    """``call(factory())``, or what it raised: building the workload is part of the measurement."""
     try:
-        return call(workload)
+        return call(factory())
     except Exception as error:  # noqa: BLE001 - the exception is the measurement
         return error
 
 
-def _agent(workload, out: Path):
+def _agent(factory, out: Path):
     from trainopt.agent import TrainingOptimizationAgent
     from trainopt.agent.schemas import OptimizationRequest
 
     try:
-        request = OptimizationRequest(workload=workload, constraints={"step_budget": 300})
+        request = OptimizationRequest(workload=factory(), constraints={"step_budget": 300})
         return TrainingOptimizationAgent(device="cpu", out_dir=out).optimize_training(request)
     except Exception as error:  # noqa: BLE001
         return error

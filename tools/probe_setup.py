@@ -33,6 +33,9 @@ def build_training(
     """A freshly seeded model on ``device``, its optimizer and an endless shuffled batch stream."""
     torch.manual_seed(config.seed)
     model = workload.make_model().to(device)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise WorkloadError(f"the model of {workload.name!r} has no trainable parameters (requires_grad=True)",
+                            {"workload": workload.name, "phase": "build model"})
     optimizer = build_optimizer(model, workload, config)
     batches = workload.train_batches(config.batch_size, torch.Generator().manual_seed(config.seed), device)
     return model, optimizer, batches

@@ -78,11 +78,13 @@ def test_a_bug_in_the_metric_is_raised_in_the_validation_phase():
     assert error.value.phase == "validation"
 
 
-def test_an_empty_training_set_is_a_workload_error():
-    empty = Workload.from_callables(lambda: nn.Linear(4, 1), (torch.zeros(0, 4), torch.zeros(0, 1)),
-                                    (torch.zeros(4, 4), torch.zeros(4, 1)), lambda m, b: m(b[0]).sum(), name="empty")
-    with pytest.raises(WorkloadError, match="no training examples"):
-        run_trial(empty, CONFIG)
+@pytest.mark.parametrize("split", ["training", "validation"])
+def test_a_workload_without_examples_is_refused_when_it_is_built(split):
+    full, empty = (torch.zeros(4, 4), torch.zeros(4, 1)), (torch.zeros(0, 4), torch.zeros(0, 1))
+    train, val = (empty, full) if split == "training" else (full, empty)
+    # at the boundary, naming the split, not as an odd batch size deep inside a run
+    with pytest.raises(WorkloadError, match=f"no {split} examples"):
+        Workload.from_callables(lambda: nn.Linear(4, 1), train, val, lambda m, b: m(b[0]).sum(), name="empty")
 
 
 def test_a_model_without_trainable_parameters_is_a_workload_error():
@@ -116,17 +118,34 @@ def test_a_probe_tool_names_the_loss_phase_of_a_bug(tool):
 
 
 @pytest.mark.parametrize("tool", ["lr", "gradients", "batch"])
-def test_a_probe_tool_on_an_empty_training_set_stops_with_a_workload_error(tool):
+def test_a_probe_tool_on_data_emptied_after_building_stops_with_an_error(tool):
     from trainopt.tools import BatchSizeOptimizer, GradientAnalyzer, LearningRateScheduler
 
-    empty = Workload.from_callables(lambda: nn.Linear(4, 1), (torch.zeros(0, 4), torch.zeros(0, 1)),
-                                    (torch.zeros(4, 4), torch.zeros(4, 1)), lambda m, b: m(b[0]).sum(), name="empty")
-    calls = {"lr": lambda: LearningRateScheduler(empty, device="cpu")(range_steps=10, budget_steps=20, check_steps=10),
-             "gradients": lambda: GradientAnalyzer(empty, device="cpu")(steps=10),
-             "batch": lambda: BatchSizeOptimizer(empty, device="cpu")(noise_draws=2)}
+    workload = regression()
+    workload.train_data = (torch.zeros(0, 4), torch.zeros(0, 1))  # emptied after the checks at construction
+    calls = {"lr": lambda: LearningRateScheduler(workload, device="cpu")(range_steps=10, budget_steps=20,
+                                                                           check_steps=10),
+             "gradients": lambda: GradientAnalyzer(workload, device="cpu")(steps=10),
+             "batch": lambda: BatchSizeOptimizer(workload, device="cpu")(noise_draws=2)}
     # not an endless wait for a first batch that never comes
     with pytest.raises(OptimizationError, match="no training examples|0 training examples"):
         calls[tool]()
+
+
+@pytest.mark.parametrize("tool", ["lr", "gradients"])
+def test_a_probe_tool_on_a_frozen_model_names_the_problem(tool):
+    from trainopt.tools import GradientAnalyzer, LearningRateScheduler
+
+    def frozen():
+        model = nn.Linear(4, 1)
+        model.requires_grad_(False)
+        return model
+
+    workload = regression(model_fn=frozen)
+    call = (lambda: LearningRateScheduler(workload, device="cpu")(range_steps=10, budget_steps=20, check_steps=10)) \
+        if tool == "lr" else (lambda: GradientAnalyzer(workload, device="cpu")(steps=10))
+    with pytest.raises(WorkloadError, match="no trainable parameters"):
+        call()
 
 
 @pytest.mark.parametrize("message", ["[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory",

@@ -45,6 +45,12 @@ class Workload:
     param_groups: Callable[[nn.Module, float, float], list[dict]] | None = None
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        for split, data in (("training", self.train_data), ("validation", self.val_data)):
+            if _length(data) == 0:  # found here, at the boundary, not as an odd batch size deep in a run
+                raise WorkloadError(f"workload {self.name!r} has no {split} examples: nothing to train or measure",
+                                    {"workload": self.name, "phase": "data"})
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name != "_fingerprint":  # a changed field is a changed workload
             object.__setattr__(self, "_fingerprint", None)
