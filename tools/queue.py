@@ -141,8 +141,9 @@ class TrialQueue:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
 
-    def pop(self, devices: tuple[str, ...] = ("cpu",)) -> QueuedTrial | None:
-        """Take the oldest waiting trial for one of ``devices`` (WAITING -> RUNNING), or None."""
+    def pop(self, devices: tuple[str, ...] = ("cpu",), worker: str | None = None) -> QueuedTrial | None:
+        """Take the oldest waiting trial for one of ``devices`` (WAITING -> RUNNING), or None;
+        ``worker`` (host:pid) is written beside it, for whoever looks at the queue."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if trial.user_attrs.get("device") not in devices:
                 continue
@@ -154,6 +155,8 @@ class TrialQueue:
                     continue  # another worker took it
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
+            if worker is not None:
+                self.storage.set_trial_system_attr(trial._trial_id, "worker", worker)
             a = trial.user_attrs
             return QueuedTrial(trial._trial_id, trial.number, a["workload"], a.get("factory"),
                                TrialConfig.model_validate_json(a["config"]), a["device"], a["key"],

@@ -69,7 +69,7 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
         if parent_pid is not None and os.getppid() != parent_pid:
             log(f"worker {worker_name()}: the coordinator (pid {parent_pid}) is gone; stopping")
             break
-        item = _retry(lambda: (queue.fail_stale(), queue.pop(devices))[1], reconnect_s, url)
+        item = _retry(lambda: (queue.fail_stale(), queue.pop(devices, worker_name()))[1], reconnect_s, url)
         if item is None:
             if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                 break
