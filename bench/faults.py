@@ -235,6 +235,7 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
     notes = [f"reference run {wall:.0f} s; a second uninterrupted run "
              f"{'gives the same answer' if answer(again_out) == expected else 'DIFFERS (comparison void)'}"]
     lost = wrong = unclear = 0
+    kept_at_kill = []
     for i in range(moments):
         out = work / f"{name}-{i}"
         delay = rng.uniform(0.05, 0.95) * wall
@@ -247,6 +248,7 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
             process.send_signal(sig)
         stdout, stderr = process.communicate(timeout=300)
         before = Counter(stored_keys(out / "trials.db"))
+        kept_at_kill.append(sum(before.values()))
         # Ctrl-C: a short message, no traceback, not exit 0
         if sig == signal.SIGINT and not finished_first and (process.returncode == 0
                                                              or traceback_shown(stderr + stdout)):
@@ -268,7 +270,7 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
             notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s answered differently")
         print(f"  {name} #{i}: signal at {delay:5.1f} s, {sum(before.values())} finished trials kept, "
               f"{rerun} re-run, rerun exit {rc}", flush=True)
-    notes.append(f"{moments} moments")
+    notes.append(f"{moments} moments; finished trials in the store at each signal: {kept_at_kill}")
     return row(name, moments, lost, wrong, unclear, notes)
 
 
@@ -559,7 +561,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.merge:
         parts = [json.loads((RESULTS / f"faults-{p}.json").read_text()) for p in args.merge.split(",")]
-        rows = [r for part in parts for r in part["rows"]]
+        by_scenario: dict[str, dict] = {}  # a later part's row replaces an earlier one of the same scenario
+        for part in parts:
+            by_scenario.update({r["scenario"]: r for r in part["rows"]})
+        rows = list(by_scenario.values())
         meta = {"command": " ; ".join(part["meta"]["command"] for part in parts), "torch": parts[0]["meta"]["torch"],
                 "moments": "; ".join(part["meta"]["moments"] for part in parts),
                 "wall_s": sum(part["meta"]["wall_s"] for part in parts), "parts": args.merge}
