@@ -9,8 +9,9 @@ Design, in one process and one run:
   (each has run a trial) before the 16 trials are timed. Figures per round: the wall-time ratio
   1 worker / 2 workers (target >= 1.7x) and the store's overhead per trial, (sweep wall - sum of
   the trials' own wall times) / 16, in ms. Mean and a 90% t interval over the rounds.
-- crash run (per storage): 2 workers; every ``--kill-every`` s, one that holds a running trial is
-  killed with SIGKILL (mid-trial) and a new one started; trials lost (no result: given up after
+- crash run (per storage): 2 workers; every ``--kill-every`` s, one that holds a running trial (and
+  has finished one before: a worker still warming up is spared) is killed with SIGKILL mid-trial and
+  a new one started; trials lost (no result: given up after
   ``CRASH_MAX_RETRY`` kills) and duplicated (stored more than once), target 0 and 0, and how many
   runs were cut by a kill and re-run.
 - the load average (os.getloadavg) before and after every measurement: other jobs share these 2
@@ -104,17 +105,26 @@ def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "trainopt.cli", "worker", "--storage", url, "--threads", "1",
-               "--heartbeat", "1", "--grace", "3"]
-    log = (out / "crash-workers.log").open("ab")
-    workers = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env) for _ in range(2)]
+               "--heartbeat", "1", "--grace", "3", "--parent", str(os.getpid())]
+    started_workers = [0]
+
+    def start() -> tuple[subprocess.Popen, Path]:
+        path = out / f"crash-worker-{started_workers[0]}.log"
+        started_workers[0] += 1
+        with path.open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), path
+
+    workers = [start() for _ in range(2)]
     store = QueueStore(url, out_dir=out, workers=0, poll_s=0.05, heartbeat_s=1, grace_s=3, timeout_s=600,
                        max_retry=CRASH_MAX_RETRY)
     done = threading.Event()
     kills = []
 
     def busy_worker() -> int | None:
-        """Index of one of our workers holding a running trial (its pid is beside the trial), or None."""
-        pids = {w.pid: i for i, w in enumerate(workers)}
+        """Index of a warm worker (it has finished a trial: imports and first-step costs paid) holding a
+        running trial (its pid is beside the trial), or None. A worker still warming up is spared, or on a
+        loaded machine every kill would land before any trial could finish."""
+        pids = {w.pid: i for i, (w, log) in enumerate(workers) if " ran trial" in log.read_text()}
         running = [int(t.system_attrs["worker"].rsplit(":", 1)[1]) for t in store.queue.trials()
                    if t.state == TrialState.RUNNING and "worker" in t.system_attrs]
         mine = [pids[p] for p in running if p in pids]
@@ -125,10 +135,10 @@ def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path
             while (victim := busy_worker()) is None:  # kill mid-trial, not a worker still starting
                 if done.wait(0.1):
                     return
-            workers[victim].send_signal(signal.SIGKILL)
-            workers[victim].wait()
+            workers[victim][0].send_signal(signal.SIGKILL)
+            workers[victim][0].wait()
             kills.append(time.perf_counter())
-            workers[victim] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            workers[victim] = start()
 
     thread = threading.Thread(target=killer, daemon=True)
     started = time.perf_counter()
@@ -141,10 +151,9 @@ def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path
     wall = time.perf_counter() - started
     done.set()
     thread.join()
-    for worker in workers:
+    for worker, _ in workers:
         worker.terminate()
         worker.wait()
-    log.close()
     stored = optuna.load_study(storage=url, study_name=STUDY_NAME).get_trials(states=(TrialState.COMPLETE,))
     keys = [t.user_attrs["key"] for t in stored]
     queued = store.queue.trials()
@@ -177,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.trials, args.steps = 1, 6, 60
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: workers and the server stop
     configs = sweep_configs(args.trials, args.steps)
     work = Path(tempfile.mkdtemp(prefix="scale-out-"))
     rows: list[dict] = []

@@ -39,8 +39,9 @@ RESULT_BYTES = 10_000  # a stored trial's JSON (digits-mlp, 300 steps: about thi
 SATURATED = 0.8  # throughput below this share of the ideal
 
 
-def worker_main(url: str, seed: int, trial_s: float, stop_at: float, out: str) -> None:
-    """One light worker: the real storage calls, with a sleep for the training."""
+def worker_main(url: str, seed: int, trial_s: float, go: str, out: str) -> None:
+    """One light worker: the real storage calls, with a sleep for the training. It connects, says it is
+    ready, and starts when the ``go`` file (holding the stop time) appears: the window has no start-up in it."""
     import optuna
 
     from trainopt.tools.queue import TrialQueue
@@ -49,7 +50,12 @@ def worker_main(url: str, seed: int, trial_s: float, stop_at: float, out: str) -
     rng = random.Random(seed)
     queue = TrialQueue(url, STUDY, heartbeat_s=1, grace_s=10)
     store = optuna.load_study(storage=url, study_name=STUDY)
+    store.get_trials(deepcopy=False)
     name = f"sim:{os.getpid()}"
+    Path(out + ".ready").touch()
+    while not Path(go).exists():
+        time.sleep(0.05)
+    stop_at = float(Path(go).read_text())
     rows = []
     while time.time() < stop_at:
         t0 = time.time()
@@ -75,13 +81,14 @@ def level(url: str, workers: int, trial_s: float, warm_s: float, window_s: float
     from trainopt.tools.trial_config import TrialConfig
 
     queue = TrialQueue(url, STUDY, heartbeat_s=1, grace_s=10)
-    started = time.time()
-    startup_s = max(10.0, 0.5 * workers)  # processes still starting (imports) when the first trials finish
-    stop_at = started + startup_s + warm_s + window_s  # the window is cut from the completions below
     outs = [work / f"w{workers}-{i}.json" for i in range(workers)]
+    go = work / f"go-{workers}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([sys.executable, __file__, "--worker", url, str(i), str(trial_s), str(stop_at),
+    processes = [subprocess.Popen([sys.executable, __file__, "--worker", url, str(i), str(trial_s), str(go),
                                    str(out)], env=env) for i, out in enumerate(outs)]
+    deadline = time.time() + 600
+    while not all(Path(str(out) + ".ready").exists() for out in outs) and time.time() < deadline:
+        time.sleep(0.2)
     counter = [0]
     done = threading.Event()
 
@@ -94,13 +101,15 @@ def level(url: str, workers: int, trial_s: float, warm_s: float, window_s: float
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
+    time.sleep(1.0)  # the first trials waiting
+    started = time.time()
+    go.write_text(str(started + warm_s + window_s))
     for process in processes:
         process.wait()
     done.set()
     feeder.join()
     rows = [r for out in outs if out.exists() for r in json.loads(out.read_text())]
-    first = min((r["done"] for r in rows), default=started)
-    window = [r for r in rows if first + warm_s <= r["done"] < first + warm_s + window_s]
+    window = [r for r in rows if started + warm_s <= r["done"] < started + warm_s + window_s]
     mean_trial = trial_s * math.exp(0.5**2 / 2)  # mean of the log-normal
     ideal = workers / mean_trial
     rate = len(window) / window_s
@@ -206,7 +215,7 @@ def page(meta: dict, rows: list[dict], table: str) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _, _, url, seed, trial_s, stop_at, out = sys.argv
-        worker_main(url, int(seed), float(trial_s), float(stop_at), out)
+        _, _, url, seed, trial_s, go, out = sys.argv
+        worker_main(url, int(seed), float(trial_s), go, out)
     else:
         sys.exit(main())

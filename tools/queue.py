@@ -125,6 +125,7 @@ class TrialQueue:
         self.storage = queue_storage(url, heartbeat_s, grace_s, max_retry)
         self.study = optuna.create_study(storage=self.storage, study_name=queue_name(study_name),
                                          load_if_exists=True)
+        self._last_stale_check = -math.inf
 
     def trials(self) -> list[FrozenTrial]:
         """Every queued trial, any state, oldest first (finished ones are cached by Optuna)."""
@@ -213,8 +214,13 @@ class TrialQueue:
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
 
-    def fail_stale(self) -> None:
-        """Fail (and re-queue) running trials whose worker stopped beating."""
+    def fail_stale(self, every_s: float = 0.0) -> None:
+        """Fail (and re-queue) running trials whose worker stopped beating; with ``every_s``, at most
+        that often (a poll loop calls it on every look; the check reads every running trial)."""
+        now = time.monotonic()
+        if now - self._last_stale_check < every_s:
+            return
+        self._last_stale_check = now
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)

@@ -147,7 +147,7 @@ class QueueStore:
     def _collect(self, built: Workload, configs: list[TrialConfig], device: str, todo: dict[int, str],
                  first_number: int) -> dict[int, TrialResult]:
         """Fail stale trials (re-queueing them), then the results of finished ones among ``todo``."""
-        self.queue.fail_stale()
+        self.queue.fail_stale(every_s=self.heartbeat_s)
         by_key: dict[str, list] = {}
         for trial in self.queue.trials():
             by_key.setdefault(trial.user_attrs.get("key"), []).append(trial)

@@ -69,7 +69,7 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
         if parent_pid is not None and os.getppid() != parent_pid:
             log(f"worker {worker_name()}: the coordinator (pid {parent_pid}) is gone; stopping")
             break
-        item = _retry(lambda: (queue.fail_stale(), queue.pop(devices, worker_name()))[1], reconnect_s, url)
+        item = _retry(lambda: _look(queue, devices, heartbeat_s), reconnect_s, url)
         if item is None:
             if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                 break
@@ -84,6 +84,12 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
                 busy.clear()
         idle_since = time.monotonic()
     return stats
+
+
+def _look(queue: TrialQueue, devices: tuple[str, ...], heartbeat_s: int) -> QueuedTrial | None:
+    """Re-queue dead workers' trials (at most once per heartbeat interval), then take one."""
+    queue.fail_stale(every_s=heartbeat_s)
+    return queue.pop(devices, worker_name())
 
 
 def _served(device: str) -> tuple[str, ...]:
