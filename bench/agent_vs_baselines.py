@@ -129,6 +129,20 @@ def code_version(folders: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+def git_commit() -> str | None:
+    """HEAD of the repository, with "+changes" when agent/, tools/ or ars/ differ from it (None outside git)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "agent", "tools", "ars", "prompts"],
+                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
 AGENT_CODE = ("agent", "tools", "ars", "prompts")
 BASELINE_CODE = ("tools", "ars")
 
@@ -377,10 +391,13 @@ def paired_gain(baseline_losses: list[float], losses: list[float], level: float 
 # ---- tasks (run in worker processes) ------------------------------------------------------------------
 
 
+def task_code(task: dict) -> str:
+    return code_version(AGENT_CODE if task["contender"] in AGENT_VARIANTS else BASELINE_CODE)
+
+
 def task_key(task: dict, workload) -> str:
     """What decides a task's outcome: its settings, the workload's fingerprint and the code it runs."""
-    code = AGENT_CODE if task["contender"] in AGENT_VARIANTS else BASELINE_CODE
-    identity = {**task, "fingerprint": fingerprint(workload), "code": code_version(code), "bench": BENCH_VERSION}
+    identity = {**task, "fingerprint": fingerprint(workload), "code": task_code(task), "bench": BENCH_VERSION}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -400,7 +417,7 @@ def run_task(task: dict) -> dict:
     count.wrap(workload)
     with count.counting() as spent:
         outcome = _compute(task, workload, cache / task["workload"] / f"agent-out-{key}")
-    value = {**outcome, **spent}
+    value = {**outcome, **spent, "code": task_code(task)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=1))
     return {**value, "from_cache": False}
@@ -805,13 +822,16 @@ def markdown(result: dict) -> str:
     lines += [f"- {t['target']}: **{'holds' if t['holds'] else 'falls short'}** ({t['detail']})"
               for t in result["targets"]]
     lines += ["", *[f"- {s}" for s in reading(rows)]]
+    if len(result.get("agent_codes_used", [])) > 1:
+        lines += [f"- WARNING: the agent's code changed during the run; its runs used code hashes "
+                  f"{', '.join(result['agent_codes_used'])}"]
     for workload, errors in result.get("errors", {}).items():
         lines += [f"- {workload}: failed: " + "; ".join(errors)]
     cfg = result["config"]
     lines += ["", f"Evaluation seeds {cfg['eval_seeds']}; step budgets S {cfg['plan']}; evaluation length per "
                   f"workload = the agent's confirm length; {cfg['jobs']} worker processes, 1 torch thread each; "
-                  f"wall time {result['wall_s']:.0f} s; agent code {cfg['agent_code']}, baseline code "
-                  f"{cfg['baseline_code']}."]
+                  f"wall time {result['wall_s']:.0f} s; code at {cfg.get('commit')} (agent hash {cfg['agent_code']}, "
+                  f"baseline hash {cfg['baseline_code']})."]
     return "\n".join(lines) + "\n"
 
 
@@ -945,8 +965,11 @@ def main(argv: list[str] | None = None) -> None:
                    "lr_range": LR_RANGE, "weight_decay_range": WEIGHT_DECAY_RANGE, "batch_sizes": BATCH_SIZES,
                    "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "search_seed": SEARCH_SEED, "lm": "offline",
                    "agent_code": code_version(AGENT_CODE), "baseline_code": code_version(BASELINE_CODE),
+                   "commit": git_commit(),
                    "cpus": os.cpu_count()},
         "rows": rows,
+        "agent_codes_used": sorted({c.get("code", "?") for rec in records.values()
+                                    for k, c in rec["choices"].items() if k in AGENT_VARIANTS}),
         "errors": {w: rec["errors"] for w, rec in records.items() if rec["errors"]},
         "targets": targets(rows),
         "wall_s": round(time.perf_counter() - started, 1),
