@@ -38,6 +38,7 @@ for the others) and the contender's settings: a rerun after a planner change rer
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import heapq
 import itertools
@@ -119,12 +120,21 @@ def fingerprint(workload) -> str:
 
 
 def code_version(folders: tuple[str, ...]) -> str:
-    """A hash of the sources (*.py, *.md) under ``folders`` of the repository: what a contender runs."""
+    """A hash of the sources (*.py, *.md) under ``folders`` of the repository: what a contender runs.
+
+    Computed once per process, before the process imports the agent: a worker keys every task with the
+    code it has loaded, even when the files change while it runs.
+    """
+    return _code_version(str(ROOT), folders)
+
+
+@functools.lru_cache
+def _code_version(root: str, folders: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for folder in folders:
-        for path in sorted((ROOT / folder).rglob("*")):
+        for path in sorted((Path(root) / folder).rglob("*")):
             if path.suffix in (".py", ".md") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(str(path.relative_to(root)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -86,7 +86,8 @@ def test_agent_cache_key_follows_the_agent_code_and_baselines_do_not(bench, monk
     monkeypatch.setattr(bench, "fingerprint", lambda workload: "w")
     agent, tpe = {"kind": "choose", "contender": "agent"}, {"kind": "choose", "contender": "tpe"}
     before = bench.task_key(agent, None), bench.task_key(tpe, None)
-    (tmp_path / "agent" / "x.py").write_text("x = 2\n")  # a planner change
+    (tmp_path / "agent" / "x.py").write_text("x = 2\n")  # a planner change, then a new run (a new process)
+    bench._code_version.cache_clear()
     # the agent reruns, the baselines are read back
     assert bench.task_key(agent, None) != before[0]
     assert bench.task_key(tpe, None) == before[1]
