@@ -19,7 +19,7 @@ def _finding_text(finding: Any) -> str:
     """'severity layer: evidence -> fix' of a typed gradient finding (a model or a dict)."""
     get = finding.get if isinstance(finding, dict) else lambda k, d=None: getattr(finding, k, d)
     kind = get("kind") or get("type") or ""
-    text = f"{get('severity', 'info')} {get('layer', '')} {kind}".strip()
+    text = f"{get('severity') or 'info'} {get('layer') or 'whole model'} {kind}".strip()
     return f"{text}: {get('evidence', '')} -> {get('suggested_fix', get('fix', ''))}".strip()
 
 

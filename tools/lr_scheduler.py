@@ -25,7 +25,7 @@ from trainopt.tools.probe_setup import probe_config
 from trainopt.tools.trial_config import OptimizerName, TrialConfig
 from trainopt.tools.trials import TrialResult, run_trial
 
-# Measured by bench/lr_rules.py (README, "LR range test: which rule"): valley and steepest each landed
+# Measured by bench/lr_rules.py (docs/benchmarks/lr_rules.md): valley and steepest each landed
 # within 2x of the best grid LR on 2 of 4 built-in workloads; valley was closer on average (mean
 # |log2(rule / best)| 1.38 vs 1.92) and always on the low, stable side. Rerun the bench to update.
 DEFAULT_RULE: Rule = "valley"
@@ -130,7 +130,7 @@ class LearningRateScheduler(Tool):
         return LRSchedulerOutput(
             sweep=sweep, suggestions=suggestions, rule=input.rule,
             rule_reason=f"{RULE_REASONS[input.rule]}"
-                        + (" (the default rule, chosen by measurement in bench/lr_rules.py: see the README)"
+                        + (" (the default rule, chosen by measurement: docs/benchmarks/lr_rules.md)"
                            if input.rule == DEFAULT_RULE else " (asked for)"),
             suggested_lr=suggestions[input.rule], safe_range=safe_lr_range(sweep), checks=checks,
             schedule=best.schedule,
