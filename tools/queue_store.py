@@ -78,7 +78,8 @@ class QueueStore:
         self.workers = workers
         self.worker_threads = worker_threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
         self.poll_s = poll_s
-        self.heartbeat_s, self.grace_s = heartbeat_s, grace_s
+        self.heartbeat_s, self.grace_s, self.max_retry = heartbeat_s, grace_s, max_retry
+        self._orphaned: dict[str, float] = {}  # key -> when it was first seen with no copy queued
         self.timeout_s = timeout_s
         self.reconnect_s = reconnect_s
         self.processes: list[subprocess.Popen] = []
@@ -156,12 +157,25 @@ class QueueStore:
             mine = by_key.get(key, [])
             done = any(t.state == TrialState.COMPLETE for t in mine)
             if not done and any(t.state in PENDING for t in mine):
+                self._orphaned.pop(key, None)
                 continue
             result = self.store.get(built, configs[i], device)
             if result is None:
-                raise _failure(mine, first_number, configs[i])
+                if self._given_up(key, mine, first_number):
+                    raise _failure(mine, first_number, configs[i])
+                continue
             finished[i] = result
         return finished
+
+    def _given_up(self, key: str, trials: list, first_number: int) -> bool:
+        """No copy of this trial waits or runs and none finished: given up, or between Optuna failing a
+        stale run and queueing its copy (two transactions)? A trial's own error is final at once; a dead
+        run is final past the retry budget, or once nothing has reappeared for two grace periods."""
+        ours = [t for t in trials if t.number >= first_number and t.state == TrialState.FAIL]
+        if any("error" in t.user_attrs for t in ours) or len(ours) > self.max_retry:
+            return True
+        first_seen = self._orphaned.setdefault(key, time.monotonic())
+        return time.monotonic() - first_seen > 2 * self.grace_s
 
     # -- local worker processes ----------------------------------------------------------------
     def _start_workers(self) -> None:
