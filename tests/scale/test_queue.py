@@ -138,3 +138,11 @@ def test_a_users_workload_travels_as_module_and_function(tmp_path, monkeypatch):
     worker.join()
     # The worker built the workload from "module:function" and trained it.
     assert result.workload == "tiny-user" and result.steps_run == 10
+
+
+def test_an_unimportable_factory_is_named_in_the_error():
+    from trainopt.tools.workloads import get_workload
+
+    # A worker (or a coordinator) that cannot import "module:function" says which and how to fix it.
+    with pytest.raises(HyperparameterError, match="no_such_module:make"):
+        get_workload("no_such_module:make")
