@@ -66,12 +66,14 @@ class ToySamplingEnv:
         return Request(name, lam, self.pool[name][k])
 
     def measure(self, request: Request, expert: str, num_steps: int,
-                seed: int = 0) -> tuple[torch.Tensor, float, int]:
-        """Run the expert; returns (samples, energy distance to fresh data, NFE)."""
+                seed: int = 0, reference_seed: int | None = None) -> tuple[torch.Tensor, float, int]:
+        """Run the expert; returns (samples, energy distance to fresh data, NFE). The fresh data come from
+        ``reference_seed`` when given (the same for every arm: common random numbers), else from ``seed``'s stream."""
         g = torch.Generator().manual_seed(seed)
         x, nfe = run_expert(self.models[request.dataset], self.students.get(request.dataset), expert, num_steps,
                             request.x_T, g)
-        reference = sample_toy(request.dataset, len(x), generator=g)
+        ref_g = g if reference_seed is None else torch.Generator().manual_seed(reference_seed)
+        reference = sample_toy(request.dataset, len(x), generator=ref_g)
         return x, energy_distance(x, reference), nfe
 
     def reward(self, request: Request, expert: str, num_steps: int) -> float:
@@ -83,10 +85,15 @@ class ToySamplingEnv:
         return -distance - request.lam * nfe / 1000
 
     def measure_pool(self, dataset: str, expert: str, num_steps: int, k: int) -> tuple[float, int]:
-        """(distance, NFE) on the k-th noise of the pool (cycled), memoised like ``reward``: the bandit's probe."""
-        request = Request(dataset, 1.0, self.pool[dataset][k % len(self.pool[dataset])])
-        self.reward(request, expert, num_steps)
-        return self._memo[(dataset, id(request.x_T), expert, num_steps)]
+        """(distance, NFE) of the k-th measurement: the k-th noise of the pool (cycled) against the k-th fresh data,
+        the same for every arm (common random numbers: differences between arms are paired), memoised."""
+        key = (dataset, "pool", k, expert, num_steps)
+        if key not in self._memo:
+            request = Request(dataset, 1.0, self.pool[dataset][k % len(self.pool[dataset])])
+            _, distance, nfe = self.measure(request, expert, num_steps, seed=self._seed * 7919 + k,
+                                            reference_seed=1_000_000 + 1000 * self._seed + k)
+            self._memo[key] = (distance, nfe)
+        return self._memo[key]
 
     @property
     def measurements(self) -> int:
