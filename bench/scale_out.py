@@ -75,7 +75,7 @@ def in_process(url: str, configs: list[TrialConfig]) -> dict:
 
 
 def with_workers(url: str, configs: list[TrialConfig], workers: int, out: Path) -> dict:
-    with QueueStore(url, out_dir=out, workers=workers, worker_threads=1, poll_s=0.05) as store:
+    with QueueStore(url, out_dir=out, workers=workers, worker_threads=1) as store:
         _warm(store, workers, out)
         started = time.perf_counter()
         results = store.run_many(WORKLOAD, configs, device="cpu")
@@ -115,7 +115,7 @@ def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), path
 
     workers = [start() for _ in range(2)]
-    store = QueueStore(url, out_dir=out, workers=0, poll_s=0.05, heartbeat_s=1, grace_s=3, timeout_s=600,
+    store = QueueStore(url, out_dir=out, workers=0, heartbeat_s=1, grace_s=3, timeout_s=600,
                        max_retry=CRASH_MAX_RETRY)
     done = threading.Event()
     kills = []
@@ -309,8 +309,9 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
         f"{meta['load_avg_end']:g} at its end: on 2 cores shared with other jobs, a second worker only gets a "
         "second core when nothing else wants it, so a ratio under load is a floor, not the ceiling.",
         f"The queue costs {pg['overhead_ms']['1 worker'][0]:.0f} ms per trial on PostgreSQL and "
-        f"{lite['overhead_ms']['1 worker'][0]:.0f} ms on SQLite with one worker (polling every 50 ms, a pop, "
-        "a heartbeat thread, the result stored in one transaction and the queued trial marked done), against "
+        f"{lite['overhead_ms']['1 worker'][0]:.0f} ms on SQLite with one worker (per trial: a pop, "
+        "a heartbeat thread, the result stored in one transaction and the queued trial marked done; the coordinator "
+        "looks for results every 0.5 s), against "
         f"{pg['overhead_ms']['in-process'][0]:.0f} / {lite['overhead_ms']['in-process'][0]:.0f} ms for storing a "
         "trial in-process: spread over trials of a second or more it is small; for trials of a few "
         "milliseconds, run them in one process.",

@@ -54,13 +54,15 @@ class QueueStore:
             for workers on this machine).
         workers: local worker processes to start (0: only workers started elsewhere).
         worker_threads: torch threads of each local worker (default: the CPU count / workers).
+        poll_s: how often the coordinator looks for results (workers do not wait for it: they take
+            the next queued trial at once; a shorter poll costs the database and this machine's CPU).
         timeout_s: give up when no trial finished for this long (None: wait for ever).
         reconnect_s: how long an unreachable storage (a server restart) is retried before giving up.
     """
 
     def __init__(self, storage: str | None = None, out_dir: str | Path = DEFAULT_OUT_DIR,
                  study_name: str = STUDY_NAME, workers: int = 0, worker_threads: int | None = None,
-                 poll_s: float = 0.2, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
+                 poll_s: float = 0.5, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
                  max_retry: int = MAX_RETRY, timeout_s: float | None = None, reconnect_s: float = RECONNECT_S):
         if workers < 0:
             raise HyperparameterError(f"workers must be >= 0 but got {workers=}", {"workers": workers})
