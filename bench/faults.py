@@ -565,8 +565,9 @@ def main() -> None:
         for part in parts:
             by_scenario.update({r["scenario"]: r for r in part["rows"]})
         rows = list(by_scenario.values())
-        meta = {"command": " ; ".join(part["meta"]["command"] for part in parts), "torch": parts[0]["meta"]["torch"],
-                "moments": "; ".join(part["meta"]["moments"] for part in parts),
+        commands = [part["meta"]["command"] for part in parts] + [f"python bench/faults.py --merge {args.merge}"]
+        meta = {"command": " ; ".join(commands), "torch": parts[0]["meta"]["torch"],
+                "moments": "; ".join(m for m in (part["meta"]["moments"] for part in parts) if m != "no kill moments"),
                 "wall_s": sum(part["meta"]["wall_s"] for part in parts), "parts": args.merge}
         print(table(rows))
         for verdict in verdicts(rows):
