@@ -125,7 +125,7 @@ def _probe_tool(ctx: ToolContext, name: str) -> dspy.Tool:
         workload = get_workload(workload or ctx.workload).name
         input = parse_input(cls.Input, {**chat_defaults(name, ctx.probe_steps), **values}, name)
         fields = input.model_dump(mode="json")
-        key = output_key(name, workload, fields, ctx.device_type)
+        key = output_key(name, ctx.store.workload_id(workload), fields, ctx.device_type)
         if ctx.announce is not None:
             ctx.announce(name, workload, fields)
         seen = {"done": 0, "total": 0}
@@ -171,7 +171,7 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
         budget = float(budget_s or ctx.budget_s)
         if budget <= 0:
             raise ValueError(f"budget_s must be > 0 but got {budget_s=}")
-        key = output_key(OPTIMIZE, workload, {"budget_s": budget}, ctx.device_type)
+        key = output_key(OPTIMIZE, ctx.store.workload_id(workload), {"budget_s": budget}, ctx.device_type)
         if ctx.announce is not None:
             ctx.announce(OPTIMIZE, workload, {"budget_s": budget})
         seen = {"done": 0, "total": 0}

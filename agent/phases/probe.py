@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from trainopt.agent.evidence import build_digest
 from trainopt.agent.phases.state import Decision, RunState
-from trainopt.errors import OptimizationError
+from trainopt.errors import OptimizationError, WorkloadError
 
 GRADIENT_STEPS = 200  # longest gradient analysis
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
@@ -71,6 +71,8 @@ def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any
         return None
     try:
         return state.tool(name, "probe", **values)
+    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
+        raise
     except OptimizationError as error:
         if state.replaying and "replay" in str(error):
             raise

@@ -14,7 +14,7 @@ from trainopt.agent.phases.probe import onnx_p50
 from trainopt.agent.phases.propose import measured
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import Gain, OptimizationResponse, Prediction
-from trainopt.errors import OptimizationError
+from trainopt.errors import OptimizationError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
@@ -109,6 +109,8 @@ def predict(state: RunState, run: TrialResult) -> Prediction | None:
             losses=[v for _, v in points],
             predict_step=float(run.config.steps),
         )
+    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
+        raise
     except OptimizationError as error:
         state.notes.append(f"no convergence forecast: {error}")
         return None

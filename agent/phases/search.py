@@ -10,7 +10,7 @@ from __future__ import annotations
 from trainopt.agent.phases.race import race, ranking
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.proposals import Proposal
-from trainopt.errors import OptimizationError
+from trainopt.errors import OptimizationError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 
 SEARCH_SEEDS = 2  # best raced candidates enqueued into the Optuna search
@@ -38,6 +38,8 @@ def search(state: RunState, extra_trials: int = 0) -> None:
             max_steps=b.candidate_steps,
             seed=state.request.seeds[0],
         )
+    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
+        raise
     except OptimizationError as error:
         if state.replaying and "replay" in str(error):
             raise
