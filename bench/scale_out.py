@@ -24,6 +24,7 @@ Design, in one process and one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -79,7 +80,7 @@ def with_workers(url: str, configs: list[TrialConfig], workers: int, out: Path) 
         _warm(store, workers, out)
         started = time.perf_counter()
         results = store.run_many(WORKLOAD, configs, device="cpu")
-        return _measured(time.perf_counter() - started, results)
+        return _measured(time.perf_counter() - started, results, workers)
 
 
 def _warm(store: QueueStore, workers: int, out: Path) -> None:
@@ -94,9 +95,10 @@ def _warm(store: QueueStore, workers: int, out: Path) -> None:
     raise RuntimeError(f"workers did not all run a warm-up trial; see {out / 'workers'}")
 
 
-def _measured(wall: float, results) -> dict:
+def _measured(wall: float, results, workers: int = 1) -> dict:
+    """Overhead per trial: the workers' busy time (workers x wall) not spent inside the trials."""
     own = sum(r.wall_time_s for r in results)
-    return {"wall_s": wall, "trial_s": own, "overhead_ms_per_trial": 1000 * (wall - own) / len(results)}
+    return {"wall_s": wall, "trial_s": own, "overhead_ms_per_trial": 1000 * (workers * wall - own) / len(results)}
 
 
 def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path, seed: int) -> dict:
@@ -105,7 +107,7 @@ def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "trainopt.cli", "worker", "--storage", url, "--threads", "1",
-               "--heartbeat", "1", "--grace", "3", "--parent", str(os.getpid())]
+               "--heartbeat", "1", "--grace", "3", "--max-retry", str(CRASH_MAX_RETRY), "--parent", str(os.getpid())]
     started_workers = [0]
 
     def start() -> tuple[subprocess.Popen, Path]:
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="training steps per trial")
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills in the crash run")
     parser.add_argument("--quick", action="store_true", help="1 round, 6 trials of 60 steps")
+    parser.add_argument("--storages", default="postgresql,sqlite", help="sqlite alone where PostgreSQL is missing")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
@@ -188,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: workers and the server stop
     configs = sweep_configs(args.trials, args.steps)
+    storages = args.storages.split(",")
     work = Path(tempfile.mkdtemp(prefix="scale-out-"))
     rows: list[dict] = []
     crashes: dict[str, dict] = {}
     load_start = load()
-    with LocalPostgres() as server:
+    with LocalPostgres() if "postgresql" in storages else contextlib.nullcontext() as server:
         databases = iter(range(10**6))
 
         def fresh(storage: str) -> str:
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             return server.create_database(f"bench_{next(databases)}")
 
         for round_ in range(args.rounds):
-            for storage in ("postgresql", "sqlite"):
+            for storage in storages:
                 order = ["in-process", "1 worker", "2 workers"]
                 if round_ % 2:
                     order.reverse()  # ABBA across rounds: a drift in machine speed cancels
@@ -218,33 +222,33 @@ def main(argv: list[str] | None = None) -> int:
                                  "load_before": before, "load_after": load()})
                     print(f"round {round_} {storage:10s} {contender:10s} {measured['wall_s']:7.2f} s "
                           f"(load {before} -> {load()})", flush=True)
-        for storage in ("postgresql", "sqlite"):
+        for storage in storages:
             before = load()
             crashes[storage] = {**crash_run(fresh(storage), configs, args.kill_every, work / f"crash-{storage}", 0),
                                 "load_before": before, "load_after": load()}
             print(f"crash {storage}: {crashes[storage]}", flush=True)
-    summary = summarize(rows, args.rounds)
+    summary = summarize(rows, storages)
     meta = {
         "workload": WORKLOAD, "trials": args.trials, "steps": args.steps, "rounds": args.rounds,
         "torch_threads_per_worker": 1, "cpus": os.cpu_count(), "torch": torch.__version__,
         "optuna": optuna.__version__, "python": platform.python_version(), "kill_every_s": args.kill_every,
         "load_avg_start": load_start, "load_avg_end": load(), "command": "python3 bench/scale_out.py"
-        + (" --quick" if args.quick else ""),
+        + (" --quick" if args.quick else "") + ("" if len(storages) == 2 else f" --storages {args.storages}"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_out.json").write_text(json.dumps(
         {"meta": meta, "summary": summary, "rows": rows, "crash": crashes}, indent=2) + "\n")
     table = markdown(meta, summary, crashes)
     (args.out / "scale_out.md").write_text(table)
-    if not args.quick:
+    if not args.quick and len(storages) == 2:
         args.doc.write_text(page(meta, summary, crashes, rows))
     print(table)
     return 0
 
 
-def summarize(rows: list[dict], rounds: int) -> dict:
+def summarize(rows: list[dict], storages: list[str]) -> dict:
     out = {}
-    for storage in ("postgresql", "sqlite"):
+    for storage in storages:
         def walls(contender, storage=storage):
             return [r["wall_s"] for r in sorted(rows, key=lambda r: r["round"])
                     if r["storage"] == storage and r["contender"] == contender]
@@ -257,6 +261,9 @@ def summarize(rows: list[dict], rounds: int) -> dict:
         versus_here = interval([a / b for a, b in zip(here, two, strict=True)])
         out[storage] = {
             "wall_s": {c: statistics.fmean(walls(c)) for c in ("in-process", "1 worker", "2 workers")},
+            "trial_slowdown_2_vs_1": statistics.fmean(  # each trial's own time, 2 workers against 1
+                [r["trial_s"] for r in rows if r["storage"] == storage and r["contender"] == "2 workers"]) /
+            statistics.fmean([r["trial_s"] for r in rows if r["storage"] == storage and r["contender"] == "1 worker"]),
             "ratio_1_to_2": ratio, "ratio_in_process_to_2": versus_here,
             "overhead_ms": {c: interval(overheads(c)) for c in ("in-process", "1 worker", "2 workers")},
             "target": "holds" if ratio[0] >= TARGET_RATIO else "falls short",
@@ -307,7 +314,10 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
         f"and {lite['ratio_1_to_2'][0]:.2f}x on SQLite (target >= {TARGET_RATIO}x: {pg['target']} / "
         f"{lite['target']}). The load average was {meta['load_avg_start']:g} when the run started and "
         f"{meta['load_avg_end']:g} at its end: on 2 cores shared with other jobs, a second worker only gets a "
-        "second core when nothing else wants it, so a ratio under load is a floor, not the ceiling.",
+        "second core when nothing else wants it, so a ratio under load is a floor, not the ceiling. "
+        f"The trials' own times say how much core each worker had: with 2 workers every trial took "
+        f"{pg['trial_slowdown_2_vs_1']:.2f}x (PostgreSQL) and {lite['trial_slowdown_2_vs_1']:.2f}x (SQLite) as long "
+        "as with 1 (1.0x would be two free cores).",
         f"The queue costs {pg['overhead_ms']['1 worker'][0]:.0f} ms per trial on PostgreSQL and "
         f"{lite['overhead_ms']['1 worker'][0]:.0f} ms on SQLite with one worker (per trial: a pop, "
         "a heartbeat thread, the result stored in one transaction and the queued trial marked done; the coordinator "

@@ -78,7 +78,9 @@ def queue_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE
                   max_retry: int = MAX_RETRY) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, a grace period and re-queueing of trials whose worker died."""
     sqlite = url.startswith("sqlite")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    # no pool_pre_ping (a round trip per storage call): a connection cut by a server restart fails once,
+    # SQLAlchemy drops the pool, and retry_unreachable calls again on a fresh connection
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental

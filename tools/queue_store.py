@@ -190,7 +190,7 @@ class QueueStore:
             command = [sys.executable, "-m", "trainopt.cli", "worker", "--storage", self.storage,
                        "--study", self.study_name, "--threads", str(self.worker_threads),
                        "--parent", str(os.getpid()), "--heartbeat", str(self.heartbeat_s),
-                       "--grace", str(self.grace_s)]
+                       "--grace", str(self.grace_s), "--max-retry", str(self.max_retry)]
             with open(logs / f"worker-{i}.log", "ab") as log:
                 self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
 

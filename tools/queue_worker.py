@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trainopt.errors import HyperparameterError, OptimizationError
-from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, RECONNECT_S, QueuedTrial, TrialQueue
+from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, MAX_RETRY, RECONNECT_S, QueuedTrial, TrialQueue
 from trainopt.tools.queue import retry_unreachable as _retry
 from trainopt.tools.store import STUDY_NAME, TrialStore
 from trainopt.tools.trials import resolve_device, run_trial
@@ -51,7 +51,8 @@ def worker_name() -> str:
 
 def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_s: float = 0.25,
           idle_exit_s: float | None = None, max_trials: int | None = None, parent_pid: int | None = None,
-          heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S, reconnect_s: float = RECONNECT_S,
+          heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S, max_retry: int = MAX_RETRY,
+          reconnect_s: float = RECONNECT_S,
           log: Callable[[str], None] | None = None, stop: threading.Event | None = None,
           busy: threading.Event | None = None) -> WorkerStats:
     """Run queued trials until ``stop`` is set, idle for ``idle_exit_s``, ``max_trials`` done or the parent gone.
@@ -60,7 +61,7 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
     and interrupts a busy one)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stats = WorkerStats()
-    queue = _retry(lambda: TrialQueue(url, study_name, heartbeat_s, grace_s), reconnect_s, url)
+    queue = _retry(lambda: TrialQueue(url, study_name, heartbeat_s, grace_s, max_retry), reconnect_s, url)
     store = _retry(lambda: TrialStore(url, study_name=study_name), reconnect_s, url)
     devices = _served(device)
     log(f"worker {worker_name()}: serving {', '.join(devices)} trials of study {study_name!r}")

@@ -27,6 +27,8 @@ def worker(
     heartbeat: int = typer.Option(2, help="Seconds between heartbeats of a running trial."),
     grace: int = typer.Option(6, help="A running trial without a heartbeat for this long is re-queued "
                               "(use the same value on every worker and coordinator)."),
+    max_retry: int = typer.Option(2, help="A trial whose workers died this many times is not re-queued again "
+                                  "(the coordinator reports it)."),
     parent: int = typer.Option(None, hidden=True, help="Stop when this process (the coordinator) is gone."),
 ) -> None:
     """Take queued trials from the shared study, train them, store the results; until Ctrl-C.
@@ -51,7 +53,8 @@ def worker(
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         stats = serve(storage, study, device, idle_exit_s=idle_exit, max_trials=max_trials,
-                      parent_pid=parent, heartbeat_s=heartbeat, grace_s=grace, stop=stop, busy=busy)
+                      parent_pid=parent, heartbeat_s=heartbeat, grace_s=grace, max_retry=max_retry,
+                      stop=stop, busy=busy)
     except OptimizationError as error:
         console.print(f"[red]error[/red] ({error.type}): {error.message}")
         raise typer.Exit(2) from None
