@@ -396,7 +396,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"{r['mean']:.3f}, 90% t-interval [{r['low']:.3f}, {r['high']:.3f}] over {r['seeds']} evaluation seeds "
         f"({'no significant difference' if r['low'] <= 1 <= r['high'] else 'significant'}); "
         f"diverged seeds: {r.get('diverged_seeds', '-')}" for name, r in rl_vs_simple.items())
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    root = Path(__file__).resolve().parent.parent  # paths relative to the repository: no machine's paths in results
+    config = {k: (str(v.resolve().relative_to(root)) if isinstance(v, Path) and v.resolve().is_relative_to(root)
+                  else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.update(num_experts=setup.num_experts, hidden=setup.hidden, top_k=setup.top_k,
                   train_size=len(setup.data[0][1]), val_size=len(setup.data[1][1]), torch=torch.__version__)
     report = {"config": config, "seeds": seeds, "summary": summary, "rl_training_cost": rl_cost,
