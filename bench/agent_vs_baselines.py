@@ -477,8 +477,8 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
     """``contenders`` on every workload of ``plan`` (name -> S); returns the raw per-workload records."""
     contenders = [c for c in contenders if c not in AGENT_VARIANTS or agent_available(c)]
     pool = InlinePool() if jobs == 1 else ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
-    records = {w: {"budget": s, "choices": {}, "evals": {}, "eval_steps": None, "errors": []}
-               for w, s in plan.items()}
+    records = {w: {"budget": s, "choices": {}, "evals": {}, "eval_steps": None, "eval_steps_from": None,
+                   "errors": [], "failed": set()} for w, s in plan.items()}
     pending: dict[Future, tuple[str, str, dict]] = {}
     ready: list[tuple[float, int, str, str, dict]] = []  # (-estimated seconds, order, workload, kind, task)
     order = itertools.count()
@@ -525,15 +525,16 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
                     result = future.result()
                 except Exception as error:  # one failed task drops what depends on it, not the whole run
                     rec["errors"].append(f"{kind} {task['contender']}: {type(error).__name__}: {error}")
+                    rec["failed"].add(task["contender"])
                     log.failed(f"{workload} {kind} {task['contender']}", error)
-                    continue
-                log.done(f"{workload} {kind} {task['contender']}", result)
-                if kind == "eval":
-                    rec["evals"][eval_ident(task["config"], task["steps"])] = result
-                    continue
-                rec["choices"][task["contender"]] = result
-                if task["contender"] == "agent":  # the evaluation length is known: the searches can start
-                    rec["eval_steps"] = result["eval_steps"]
+                else:
+                    log.done(f"{workload} {kind} {task['contender']}", result)
+                    if kind == "eval":
+                        rec["evals"][eval_ident(task["config"], task["steps"])] = result
+                    else:
+                        rec["choices"][task["contender"]] = result
+                if rec["eval_steps"] is None and (length := evaluation_length(rec)) is not None:
+                    rec["eval_steps"], rec["eval_steps_from"] = length  # the searches can start
                     for search in [c for c in contenders if c in SEARCHES]:
                         submit(workload, "choose", {"contender": search, "budget": rec["budget"],
                                                     "trial_steps": rec["eval_steps"]})
@@ -544,6 +545,17 @@ def run_benchmark(plan: dict[str, int], eval_seeds: list[int], jobs: int, log,
         raise
     pool.shutdown()
     return records
+
+
+def evaluation_length(rec: dict) -> tuple[int, str] | None:
+    """The agent's confirm length, or, when the agent (planner) failed, that of the first variant that did not."""
+    if "agent" in rec["choices"]:
+        return rec["choices"]["agent"]["eval_steps"], "agent"
+    if "agent" in rec["failed"]:
+        for variant in AGENT_VARIANTS:
+            if variant in rec["choices"]:
+                return rec["choices"][variant]["eval_steps"], variant
+    return None
 
 
 # rough seconds per training step on one unloaded core (only to start the longest tasks first)
@@ -590,7 +602,7 @@ def summarise(records: dict, eval_seeds: list[int]) -> list[dict]:
     for name, rec in records.items():
         evals, steps = rec["evals"], rec["eval_steps"]
         default = evals.get(eval_ident(rec["default"], steps))
-        if default is None or "agent" not in rec["choices"]:
+        if default is None:
             continue  # the errors say why
         contenders = {}
         for contender in CONTENDERS:
@@ -614,7 +626,8 @@ def summarise(records: dict, eval_seeds: list[int]) -> list[dict]:
             contenders[contender] = row
         check_held_out(name, contenders, eval_seeds)
         rows.append({"workload": name, "budget": rec["budget"], "eval_steps": rec["eval_steps"],
-                     "eval_seeds": eval_seeds, "contenders": contenders})
+                     "eval_steps_from": rec["eval_steps_from"], "eval_seeds": eval_seeds, "contenders": contenders,
+                     "failed": sorted(rec["failed"])})
     return rows
 
 
@@ -688,7 +701,8 @@ def targets(rows: list[dict]) -> list[dict]:
     inside = sum(c["inside"] for _, _, c in judged)
     inside_ci = sum(bool(c["inside_interval"]) for _, _, c in judged)
     reversed_ = [(w, v) for w, v, c in agents if c["reversed"]]
-    worse = [r["workload"] for r in rows if r["contenders"]["agent"]["gain"]["verdict"] == "worse"]
+    worse = [r["workload"] + ("" if "agent" in r["contenders"] else " (the agent failed)") for r in rows
+             if "agent" not in r["contenders"] or r["contenders"]["agent"]["gain"]["verdict"] == "worse"]
     out = [
         _target("calibration: realized gain on evaluation seeds inside the agent's 90% interval on >= 90% of "
                 "(workload, run) pairs", bool(judged) and inside >= 0.9 * len(judged),
@@ -702,14 +716,20 @@ def targets(rows: list[dict]) -> list[dict]:
     ]
     needed = math.ceil(0.75 * len(rows))
     for tpe, label in (("tpe", "agent / seeded TPE at equal steps"), ("tpe-4x", "stretch: agent / seeded TPE at 4x")):
-        ratios = [(r["workload"], r["contenders"]["agent"]["val_loss"] / r["contenders"][tpe]["val_loss"])
-                  for r in rows if tpe in r["contenders"]]
-        if not ratios:
+        if not any(tpe in r["contenders"] for r in rows):
             continue
-        ok = sum(x <= 1.0 for _, x in ratios)
+        ratios = [(r["workload"], ratio(r, "agent", tpe)) for r in rows]
+        ok = sum(x is not None and x <= 1.0 for _, x in ratios)
         out.append(_target(f"{label} <= 1.00 on >= {needed} of {len(rows)} workloads", ok >= needed,
-                           f"{ok}/{len(rows)}: " + ", ".join(f"{w} {x:.3f}" for w, x in ratios)))
+                           f"{ok}/{len(rows)}: " + ", ".join(f"{w} {'failed' if x is None else f'{x:.3f}'}"
+                                                             for w, x in ratios)))
     return out
+
+
+def ratio(row: dict, contender: str, other: str) -> float | None:
+    """Mean evaluation loss of ``contender`` over ``other``'s (None when either failed)."""
+    c = row["contenders"]
+    return c[contender]["val_loss"] / c[other]["val_loss"] if contender in c and other in c else None
 
 
 def _target(text: str, holds: bool, detail: str) -> dict:
@@ -747,14 +767,17 @@ def main_table(rows: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        tpe = r["contenders"]["tpe"]["val_loss"]
         for contender, c in r["contenders"].items():
+            to_tpe = ratio(r, contender, "tpe")
+            to_tpe = "n/a" if to_tpe is None else f"{to_tpe:.3f}"
             metric = "n/a" if c["val_metric"] is None else f"{c['val_metric']:.4f}"
             gain = "(the baseline)" if contender == "default" else gain_cell(c["gain"])
             lines.append(
                 f"| {r['workload']} | {contender} | {gain} | {c['gain']['wins']}/{c['gain']['losses']} "
-                f"| {c['val_loss']:.4f} | {metric} | {c['val_loss'] / tpe:.3f} | {c['search_steps']} "
+                f"| {c['val_loss']:.4f} | {metric} | {to_tpe} | {c['search_steps']} "
                 f"| {c['search_wall_s']:.0f} | {short(c['config'])} |")
+        for contender in r.get("failed", []):
+            lines.append(f"| {r['workload']} | {contender} | **failed** (see below) | | | | | | | |")
     return "\n".join(lines)
 
 
@@ -786,15 +809,16 @@ def claim_table(rows: list[dict]) -> str:
 
 def ablation_table(rows: list[dict]) -> str:
     """(a) planner, (b) random proposals, (c) no proposals: gain vs default, and (a) against (b) and (c)."""
-    variants = [v for v in AGENT_VARIANTS if all(v in r["contenders"] for r in rows)]
+    variants = [v for v in AGENT_VARIANTS if any(v in r["contenders"] for r in rows)]
     head = " | ".join(f"{v} vs default" for v in variants)
     versus = [v for v in variants if v != "agent"]
     lines = [f"| workload | {head} | " + " | ".join(f"agent vs {v}" for v in versus) + " |",
              "|---|" + "---|" * (len(variants) + len(versus))]
     for r in rows:
-        cells = [gain_cell(r["contenders"][v]["gain"]) for v in variants]
-        cells += [gain_cell(paired_gain(r["contenders"][v]["val_losses"], r["contenders"]["agent"]["val_losses"]))
-                  for v in versus]
+        c = r["contenders"]
+        cells = [gain_cell(c[v]["gain"]) if v in c else "failed" for v in variants]
+        cells += [gain_cell(paired_gain(c[v]["val_losses"], c["agent"]["val_losses"])) if v in c and "agent" in c
+                  else "n/a" for v in versus]
         lines.append(f"| {r['workload']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -809,12 +833,13 @@ def reading(rows: list[dict]) -> list[str]:
             out.append(f"{contender} against the default on {len(verdicts)} workloads: better on "
                        f"{verdicts.count('better')}, no significant difference on "
                        f"{verdicts.count('no significant difference')}, worse on {verdicts.count('worse')}.")
-    adopted = sum(bool(r["contenders"]["agent"]["claim"]["adopted"]) for r in rows)
-    out.append(f"The agent (planner) recommended a change on {adopted} of {n} workloads and kept the default on "
-               f"the others.")
+    ran = [r for r in rows if "agent" in r["contenders"]]
+    adopted = sum(bool(r["contenders"]["agent"]["claim"]["adopted"]) for r in ran)
+    out.append(f"The agent (planner) recommended a change on {adopted} of {n} workloads, kept the default on "
+               f"{len(ran) - adopted} and failed on {n - len(ran)}.")
     for v in ("agent-random", "agent-none"):
         pairs = [paired_gain(r["contenders"][v]["val_losses"], r["contenders"]["agent"]["val_losses"])["verdict"]
-                 for r in rows if v in r["contenders"]]
+                 for r in ran if v in r["contenders"]]
         if pairs:
             out.append(f"Planner proposals against {v}: better on {pairs.count('better')}, no significant "
                        f"difference on {pairs.count('no significant difference')}, worse on {pairs.count('worse')} "

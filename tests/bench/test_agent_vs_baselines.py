@@ -97,3 +97,10 @@ def test_an_evaluation_seed_the_agent_confirmed_on_is_refused(bench):
     claim = {"selection_seeds": [0, 1, 2], "confirm_seeds": [1000, 1001, 1002]}
     with pytest.raises(RuntimeError, match="1001"):
         bench.check_held_out("w", {"agent": {"claim": claim}}, [1001, 10_000])
+
+
+def test_evaluation_length_waits_for_the_agent_and_falls_back_when_it_failed(bench):
+    variant_done = {"choices": {"agent-random": {"eval_steps": 70}}, "failed": set()}
+    # the planner agent is still running: no length yet; once it failed, the variant's confirm length is used
+    assert bench.evaluation_length(variant_done) is None
+    assert bench.evaluation_length({**variant_done, "failed": {"agent"}}) == (70, "agent-random")
