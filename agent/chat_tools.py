@@ -24,6 +24,7 @@ import dspy
 import torch
 from pydantic import BaseModel
 
+from trainopt.agent.chat_diffusion import SAMPLE_DIFFUSION, TOOL_ARGS, TOOL_DESC, DiffusionSample, sample_diffusion
 from trainopt.agent.probe_cache import ProbeCache, output_key
 from trainopt.tools import TOOL_CLASSES, get_tool
 from trainopt.tools.base import parse_input
@@ -33,7 +34,7 @@ from trainopt.tools.workloads import get_workload, workload_names
 
 OPTIMIZE = "optimize_training"
 PROBES_DIR = "probes"  # under the session's out_dir: each probe's full Output and figure
-CHAT_TOOLS = (*TOOL_CLASSES, OPTIMIZE)
+CHAT_TOOLS = (*TOOL_CLASSES, OPTIMIZE, SAMPLE_DIFFUSION)
 
 # progress(tool, done, total); announce(tool, workload, input fields)
 ChatProgress = Callable[[str, int, int], None]
@@ -105,9 +106,10 @@ class OptimizeSummary(BaseModel):
 
 
 def build_chat_tools(ctx: ToolContext) -> list[dspy.Tool]:
-    """The five probe tools and optimize_training, as dspy Tools bound to ``ctx``."""
+    """The five probe tools, optimize_training and sample_diffusion, as dspy Tools bound to ``ctx``."""
     tools = [_probe_tool(ctx, name) for name in TOOL_CLASSES]
     tools.append(_optimize_tool(ctx))
+    tools.append(_diffusion_tool(ctx))
     return tools
 
 
@@ -192,6 +194,23 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
         "the winner against the default configuration on the same steps and seeds. Slow: minutes."
     )
     return WorkerTool(call, name=OPTIMIZE, desc=desc, args=args, arg_types={k: Any for k in args})
+
+
+def _diffusion_tool(ctx: ToolContext) -> dspy.Tool:
+    """The diffusion router (trainopt.agent.chat_diffusion), cached and replayed like a probe."""
+
+    def call(toy: str = "moons", speed_weight: float = 1.0, max_nfe: int | None = None) -> dict[str, Any]:
+        args = {"toy": toy, "speed_weight": float(speed_weight), "max_nfe": max_nfe}
+        if ctx.announce is not None:
+            ctx.announce(SAMPLE_DIFFUSION, toy, args)
+        key = output_key(SAMPLE_DIFFUSION, toy, args, "cpu")
+        output, _ = ctx.cache.run(key, SAMPLE_DIFFUSION, DiffusionSample, lambda: sample_diffusion(**args))
+        summary = {"tool": SAMPLE_DIFFUSION, **output.model_dump(mode="json")}
+        ctx.measured.append(summary)
+        return summary
+
+    return WorkerTool(call, name=SAMPLE_DIFFUSION, desc=TOOL_DESC, args=TOOL_ARGS,
+                      arg_types={k: Any for k in TOOL_ARGS})
 
 
 def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> OptimizeSummary:

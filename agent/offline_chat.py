@@ -20,11 +20,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from trainopt.agent.chat_diffusion import SAMPLE_DIFFUSION, diffusion_answer, diffusion_args
+from trainopt.agent.chat_diffusion import TOPIC as DIFFUSION_TOPIC
 from trainopt.agent.text import short_text
 
 FINISH = "finish"
 # (tool, pattern over the lower-cased question); the first match wins
 TOPICS: list[tuple[str, re.Pattern]] = [
+    (SAMPLE_DIFFUSION, DIFFUSION_TOPIC),
     (
         "optimize_training",
         re.compile(
@@ -105,6 +108,10 @@ def _step(inputs: dict[str, Any]) -> dict[str, Any]:
             "next_tool_name": FINISH,
             "next_tool_args": {},
         }
+    if tool == SAMPLE_DIFFUSION:
+        args = diffusion_args(question)
+        return {"next_thought": f"Run the diffusion router on {args['toy']} and answer from what it measured.",
+                "next_tool_name": tool, "next_tool_args": args}
     workload = pick_workload(question, default)
     args: dict[str, Any] = {"workload": workload}
     budget = parse_budget(question) if tool == "optimize_training" else None
@@ -274,6 +281,7 @@ COMPOSERS = {
     "convergence_predictor": _convergence_answer,
     "hyperparameter_suggester": _hpo_answer,
     "optimize_training": _optimize_answer,
+    SAMPLE_DIFFUSION: diffusion_answer,
 }
 
 
