@@ -78,9 +78,9 @@ def queue_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE
                   max_retry: int = MAX_RETRY) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, a grace period and re-queueing of trials whose worker died."""
     sqlite = url.startswith("sqlite")
-    # no pool_pre_ping (a round trip per storage call): a connection cut by a server restart fails once,
-    # SQLAlchemy drops the pool, and retry_unreachable calls again on a fresh connection
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
+    # pool_pre_ping: a connection cut by a server restart is replaced at checkout (one round trip per
+    # storage call), instead of failing mid-session in ways Optuna reports as a failed commit
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
@@ -260,6 +260,12 @@ def retry_unreachable(call: Callable[[], T], reconnect_s: float, url: str) -> T:
 _UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
-def _unreachable(error: BaseException) -> bool:
-    """A lost connection, raised by SQLAlchemy or wrapped by Optuna (a failed commit)."""
-    return isinstance(error, _UNREACHABLE) or isinstance(error.__cause__, _UNREACHABLE)
+def _unreachable(error: BaseException | None) -> bool:
+    """A lost connection, raised by SQLAlchemy or wrapped by Optuna (a failed commit): anywhere in the chain,
+    a connection error, a session left to roll back after one, or a statement on an invalidated connection."""
+    while error is not None:
+        if isinstance(error, (*_UNREACHABLE, sqlalchemy.exc.PendingRollbackError)) or getattr(
+                error, "connection_invalidated", False):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -135,7 +135,7 @@ def test_a_postgresql_restart_mid_study_loses_nothing(postgres_server, tmp_path)
     _wait(lambda: len(_stored(url)) >= 1, 180, "a first finished trial")
     postgres_server.restart()  # every open connection is cut
     waiting.join(timeout=180)
-    assert "error" not in out, out.get("error")
+    assert "error" not in out, (out.get("error"), repr(getattr(out.get("error"), "__cause__", None)))
     # All four results arrived, each stored once; the worker reconnected and is still serving.
     assert [r.config.lr for r in out["value"]] == [c.lr for c in configs]
     assert len(_stored(url)) == 4
