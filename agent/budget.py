@@ -115,6 +115,18 @@ def plan_steps(
     )
 
 
+def full_length_runs(budget: StepBudget, finalists: int = FINALISTS, extra_seeds: int = 0) -> int:
+    """Runs of ``confirm_steps`` still to come: the finals (the finalists and the baseline on the final seeds,
+    when there are two finalists or more) and the confirm (challenger and baseline on each held-out seed).
+
+    Examples:
+        >>> full_length_runs(plan_steps(6000, 4, 1, 3, 5000)), full_length_runs(plan_steps(6000, 4, 1, 3, 5000), 1)
+        (12, 6)
+    """
+    finals = (1 + finalists) * budget.final_seeds if finalists > 1 else 0
+    return finals + 2 * (budget.confirm_seeds + extra_seeds)
+
+
 def marginal_step_seconds(short_steps: int, short_per_step: float, long_steps: int, long_per_step: float) -> float:
     """Seconds per step without the first-step and setup overhead: (T_long - T_short) / (n_long - n_short)."""
     if long_steps <= short_steps:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS
+from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
 from trainopt.agent.phases.race import pick_finalists
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
@@ -36,17 +36,12 @@ def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
     """The finals and the minimal confirm that fit what is left: as planned, else one finalist (no
     finals), else shorter runs (not below the candidates' length)."""
     b = state.budget
-    confirm = 2 * b.confirm_seeds
-
-    def cost(f: int, length: int) -> int:
-        return ((1 + f) * b.final_seeds * (f > 1) + confirm) * length
-
     left = state.steps_left()
-    if cost(finalists, steps) <= left:
+    if full_length_runs(b, finalists) * steps <= left:
         return Decision(finalists=finalists, steps=steps)
-    if finalists > 1 and cost(1, steps) <= left:
+    if finalists > 1 and full_length_runs(b, 1) * steps <= left:
         return Decision(finalists=1, steps=steps, note=f"finals skipped (one finalist): {state.time_note()}")
-    shorter = max(b.candidate_steps, left // confirm // 10 * 10)
+    shorter = max(b.candidate_steps, left // full_length_runs(b, 1) // 10 * 10)
     return Decision(finalists=min(finalists, 1), steps=min(steps, shorter), note=(
         f"confirm: {min(steps, shorter)} steps instead of {steps}" + (" and no finals" if finalists > 1 else "")
         + f", since {state.time_note()}"))

@@ -8,7 +8,7 @@ with its reason: the plan's remainder in steps, or the seconds left at the step 
 
 from __future__ import annotations
 
-from trainopt.agent.budget import FINALISTS
+from trainopt.agent.budget import full_length_runs
 from trainopt.agent.phases.race import ranking
 from trainopt.agent.phases.state import Decision, RunState
 
@@ -20,8 +20,7 @@ SEARCH_GROWTH = 2  # the search may grow to (1 + SEARCH_GROWTH) x its planned tr
 def reserve(state: RunState, extension: bool) -> int:
     """Steps the finals and the confirm need (with EXTENSION_SEEDS more held-out seeds when ``extension``)."""
     b = state.budget
-    finals = (1 + FINALISTS) * b.final_seeds
-    return (finals + 2 * (b.confirm_seeds + (EXTENSION_SEEDS if extension else 0))) * b.confirm_steps
+    return full_length_runs(b, extra_seeds=EXTENSION_SEEDS if extension else 0) * b.confirm_steps
 
 
 def search_cost(state: RunState) -> int:
