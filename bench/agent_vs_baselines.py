@@ -848,7 +848,7 @@ def reading(rows: list[dict]) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    rows = result["rows"]
+    rows, cfg = result["rows"], result["config"]
     lines = [main_table(rows), "", "Agent runs: the claim (held-out confirm seeds) against the evaluation seeds:", "",
              claim_table(rows), ""]
     if any("agent-random" in r["contenders"] for r in rows):
@@ -857,12 +857,14 @@ def markdown(result: dict) -> str:
     lines += [f"- {t['target']}: **{'holds' if t['holds'] else 'falls short'}** ({t['detail']})"
               for t in result["targets"]]
     lines += ["", *[f"- {s}" for s in reading(rows)]]
+    missing = [w for w in FULL if w not in cfg["plan"]]
+    if missing and not set(cfg["plan"]) - set(FULL):
+        lines += [f"- Not in this run: {', '.join(missing)} (`--workloads` chose the others)."]
     if len(result.get("agent_codes_used", [])) > 1:
         lines += [f"- WARNING: the agent's code changed during the run; its runs used code hashes "
                   f"{', '.join(result['agent_codes_used'])}"]
     for workload, errors in result.get("errors", {}).items():
         lines += [f"- {workload}: failed: " + "; ".join(errors)]
-    cfg = result["config"]
     lines += ["", f"Evaluation seeds {cfg['eval_seeds']}; step budgets S {cfg['plan']}; evaluation length per "
                   f"workload = the agent's confirm length; {cfg['jobs']} worker processes, 1 torch thread each; "
                   f"wall time {result['wall_s']:.0f} s; code at {cfg.get('commit')} (agent hash {cfg['agent_code']}, "
@@ -972,6 +974,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         result = json.loads(args.render.read_text())
         name = args.render.stem
+        if not name.startswith("agent_vs_baselines"):
+            parser.error(f"--render takes a results JSON of this script (agent_vs_baselines*.json), not {name!r}")
         write_outputs(result, RESULTS, name, docs=name == "agent_vs_baselines")
         print(markdown(result))
         return
