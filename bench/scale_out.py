@@ -7,8 +7,8 @@ Design, in one process and one run:
   1 worker and with 2 workers (QueueStore, each worker one torch thread), in an order that
   alternates between rounds (ABBA), each on a fresh database; workers are started and warmed
   (each has run a trial) before the 16 trials are timed. Figures per round: the wall-time ratio
-  1 worker / 2 workers (target >= 1.7x) and the store's overhead per trial, (sweep wall - sum of
-  the trials' own wall times) / 16, in ms. Mean and a 90% t interval over the rounds.
+  1 worker / 2 workers (target >= 1.7x) and the store's overhead per trial, (workers x sweep wall
+  - sum of the trials' own wall times) / 16, in ms. Mean and a 90% t interval over the rounds.
 - crash run (per storage): 2 workers; every ``--kill-every`` s, one that holds a running trial (and
   has finished one before: a worker still warming up is spared) is killed with SIGKILL mid-trial and
   a new one started; trials lost (no result: given up after
@@ -184,7 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storages", default="postgresql,sqlite", help="sqlite alone where PostgreSQL is missing")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--render", action="store_true", help="rewrite the tables and the page from the JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads((args.out / "scale_out.json").read_text())
+        meta, summary, crashes, rows = saved["meta"], saved["summary"], saved["crash"], saved["rows"]
+        (args.out / "scale_out.md").write_text(markdown(meta, summary, crashes))
+        args.doc.write_text(page(meta, summary, crashes, rows))
+        return 0
     if args.quick:
         args.rounds, args.trials, args.steps = 1, 6, 60
     torch.set_num_threads(1)
@@ -310,7 +317,7 @@ def markdown(meta: dict, summary: dict, crashes: dict) -> str:
 def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
     pg, lite = summary["postgresql"], summary["sqlite"]
     reading = [
-        f"With 2 workers the sweep took {pg['ratio_1_to_2'][0]:.2f}x less wall time than with 1 on PostgreSQL "
+        f"With 2 workers the sweep ran {pg['ratio_1_to_2'][0]:.2f}x as fast as with 1 on PostgreSQL "
         f"and {lite['ratio_1_to_2'][0]:.2f}x on SQLite (target >= {TARGET_RATIO}x: {pg['target']} / "
         f"{lite['target']}). The load average was {meta['load_avg_start']:g} when the run started and "
         f"{meta['load_avg_end']:g} at its end: on 2 cores shared with other jobs, a second worker only gets a "
@@ -331,6 +338,12 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
             f"Crash run on {storage}: {c['kills']} workers killed with SIGKILL, {c['lost']} trial(s) lost, "
             f"{c['duplicated']} stored twice, {c['rerun_after_kill']} trial run(s) cut by a kill and re-run "
             "elsewhere from the start.")
+    per_round = ["| round | storage | 1 worker / 2 workers | load avg before the 2-worker sweep |",
+                 "|---:|---|---:|---:|"]
+    for r in sorted({(x["round"], x["storage"]) for x in rows}):
+        one, two = (next(x for x in rows if (x["round"], x["storage"]) == r and x["contender"] == c)
+                    for c in ("1 worker", "2 workers"))
+        per_round.append(f"| {r[0]} | {r[1]} | {one['wall_s'] / two['wall_s']:.2f}x | {two['load_before']:g} |")
     return "\n".join([
         "# Scale-out on one machine: workers on a shared study",
         "",
@@ -339,6 +352,11 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
         __doc__.split("\n\n", 1)[1].split("    python3")[0].strip(),
         "",
         markdown(meta, summary, crashes),
+        f"Per round (load average {meta['load_avg_start']:g} at the start of the run, {meta['load_avg_end']:g} "
+        "at its end):",
+        "",
+        *per_round,
+        "",
         "## Reading",
         "",
         *[paragraph + "\n" for paragraph in reading],
