@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel
@@ -60,6 +61,8 @@ def build_digest(
     if grad_out is not None:
         findings = [_finding_text(f) for f in getattr(grad_out, "findings", [])][:8]
         clip = getattr(grad_out, "clip_threshold", None) or getattr(grad_out, "suggested_clip", None)
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        noise = None  # B_simple = tr(Sigma) / |G|^2 from noisy estimates can come out negative: no usable scale
     return ProbeDigest(
         workload=workload.name,
         parameters=parameters,

@@ -64,7 +64,7 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     wd = 0.01 if opt in ("adamw", "schedulefree") else 0.0
     b_probe, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
     b0 = b_probe
-    if digest.batch_noise_scale is not None and digest.batch_noise_scale < b0:
+    if digest.batch_noise_scale is not None and 0 < digest.batch_noise_scale < b0:
         # beyond the critical batch (B_simple) a bigger batch buys little progress per step
         b0 = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
     # the range test ran at lr_batch_size: carry its suggestion to b0 with the probe's scaling rule

@@ -127,3 +127,12 @@ def test_unreachable_lm_falls_back_unless_strict(digest):
 
     with pytest.raises(OptimizationError, match="failed during propose"):
         Planner("openai/trainopt-planner@http://127.0.0.1:9/v1", strict=True).ask("propose", **kwargs)
+
+
+@pytest.mark.parametrize("noise", [-12.5, 0.0])
+def test_a_non_positive_noise_scale_does_not_break_the_plan(digest, noise):
+    from trainopt.agent.planner import propose
+
+    # B_simple estimated from noisy norms can be negative (seen on a tanh MLP with lr 0.3): no usable scale
+    candidates, _ = propose(digest.model_copy(update={"batch_noise_scale": noise}), num_candidates=4)
+    assert len(candidates) == 4 and all(c.batch_size >= digest.batch_range[0] for c in candidates)
