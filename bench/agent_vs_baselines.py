@@ -429,7 +429,9 @@ def run_task(task: dict) -> dict:
         outcome = _compute(task, workload, cache / task["workload"] / f"agent-out-{key}")
     value = {**outcome, **spent, "code": task_code(task)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=1))
+    partial = path.with_suffix(f".{os.getpid()}.tmp")  # whole or absent: two runs may share the cache
+    partial.write_text(json.dumps(value, indent=1))
+    os.replace(partial, path)
     return {**value, "from_cache": False}
 
 
