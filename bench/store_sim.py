@@ -103,7 +103,9 @@ def level(url: str, workers: int, trial_s: float, warm_s: float, window_s: float
     feeder.start()
     time.sleep(1.0)  # the first trials waiting
     started = time.time()
-    go.write_text(str(started + warm_s + window_s))
+    ready = go.with_suffix(".tmp")
+    ready.write_text(str(started + warm_s + window_s))
+    ready.rename(go)  # atomic: a worker never reads a half-written file
     for process in processes:
         process.wait()
     done.set()
