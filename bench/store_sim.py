@@ -139,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--render", action="store_true", help="rewrite the table and the page from the JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads((args.out / "store_sim.json").read_text())
+        table = markdown(saved["meta"], saved["rows"])
+        (args.out / "store_sim.md").write_text(table)
+        args.doc.write_text(page(saved["meta"], saved["rows"], table))
+        return 0
     if args.quick:
         args.levels, args.warm_s, args.window_s = "4,8", 3.0, 5.0
     import tempfile
@@ -207,9 +214,11 @@ def page(meta: dict, rows: list[dict], table: str) -> str:
         f"{best * 60:.0f} workers of one-minute trials, {best * 600:.0f} of ten-minute trials, measured with "
         f"the server sharing {meta['cpus']} loaded CPUs (load average {meta['load_avg_start']:g} at the start, "
         f"{meta['load_avg_end']:g} at the end) with all the workers; a server on a machine of its own does better. "
-        "What limits it first is the per-trial round trips (a pop scans the waiting trials, a result is one "
-        "insert of about 10 KB, heartbeats are one update per running trial per second) and the idle workers' "
-        "polling (one stale check and one scan of the waiting trials every 0.25 s each). "
+        "Here the CPUs limit it first (see the load average column: the server, the feeder and every worker "
+        "share them). On a server of its own, what grows with the workers is the per-trial round trips (a pop "
+        "scans the waiting trials, a result is one insert of about 10 KB, heartbeats are one update per running "
+        "trial per second) and the idle workers' polling (a scan of the waiting trials every 0.25 s each, a "
+        "stale check every heartbeat interval). "
         "Past it, see [docs/scale-out.md](../scale-out.md).",
         "",
     ])
