@@ -3,7 +3,7 @@ boiled down to the planner's digest; the ONNX latency probe when the objective o
 
 The batch and gradient probes are optional: skipped when their cost would leave no time for a
 baseline, a candidate and the shortest confirm; a probe that fails with an expected, typed error
-(OptimizationError) becomes a note. Any other exception is a bug and propagates.
+becomes a note (RunState.tool_or_note). A bug in the workload propagates.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 from trainopt.agent.evidence import build_digest
 from trainopt.agent.phases.state import Decision, RunState
-from trainopt.errors import OptimizationError, WorkloadError
 
 GRADIENT_STEPS = 200  # longest gradient analysis
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
@@ -69,15 +68,7 @@ def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any
 
     if state.decide(f"probe {name}", compute).skip:
         return None
-    try:
-        return state.tool(name, "probe", **values)
-    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
-        raise
-    except OptimizationError as error:
-        if state.replaying and "replay" in str(error):
-            raise
-        state.notes.append(f"{name} gave no evidence: {type(error).__name__}: {error}")
-        return None
+    return state.tool_or_note(name, "probe", f"{name} gave no evidence", **values)
 
 
 def measure_latency(state: RunState) -> None:

@@ -14,7 +14,6 @@ from trainopt.agent.phases.probe import onnx_p50
 from trainopt.agent.phases.propose import measured
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import Gain, OptimizationResponse, Prediction
-from trainopt.errors import OptimizationError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
@@ -101,18 +100,15 @@ def predict(state: RunState, run: TrialResult) -> Prediction | None:
     if run.diverged or len(points) < 6:
         state.notes.append(f"no convergence forecast: {len(points)} validation points before step {cut:g}")
         return None
-    try:
-        out = state.tool(
-            "convergence_predictor",
-            "respond",
-            steps=[float(s) for s, _ in points],
-            losses=[v for _, v in points],
-            predict_step=float(run.config.steps),
-        )
-    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
-        raise
-    except OptimizationError as error:
-        state.notes.append(f"no convergence forecast: {error}")
+    out = state.tool_or_note(
+        "convergence_predictor",
+        "respond",
+        "no convergence forecast",
+        steps=[float(s) for s, _ in points],
+        losses=[v for _, v in points],
+        predict_step=float(run.config.steps),
+    )
+    if out is None:
         return None
     measured_loss = run.final_val_loss
     return Prediction(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from trainopt.agent.phases.race import race, ranking
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.proposals import Proposal
-from trainopt.errors import OptimizationError, WorkloadError
 from trainopt.tools.trial_config import TrialConfig
 
 SEARCH_SEEDS = 2  # best raced candidates enqueued into the Optuna search
@@ -24,26 +23,21 @@ def search(state: RunState, extra_trials: int = 0) -> None:
     batches = sorted({min(max(x, d.batch_range[0]), d.batch_range[1])
                       for x in (d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2)})
     n_trials = len(warm) + b.search_trials + extra_trials
-    try:
-        out = state.tool(
-            "hyperparameter_suggester",
-            "search",
-            candidates=[c.model_dump(include=SEARCHED) for c in warm],
-            lr_range=d.lr_safe_range,
-            weight_decay_range=(0.0, 0.1),
-            batch_sizes=batches,
-            optimizers=list(d.optimizer_options),
-            schedules=["constant", "cosine", "one_cycle"],
-            n_trials=n_trials,
-            max_steps=b.candidate_steps,
-            seed=state.request.seeds[0],
-        )
-    except WorkloadError:  # a bug in the workload's code is an error, never a missing measurement
-        raise
-    except OptimizationError as error:
-        if state.replaying and "replay" in str(error):
-            raise
-        state.notes.append(f"the seeded search gave no result: {error}")
+    out = state.tool_or_note(
+        "hyperparameter_suggester",
+        "search",
+        "the seeded search gave no result",
+        candidates=[c.model_dump(include=SEARCHED) for c in warm],
+        lr_range=d.lr_safe_range,
+        weight_decay_range=(0.0, 0.1),
+        batch_sizes=batches,
+        optimizers=list(d.optimizer_options),
+        schedules=["constant", "cosine", "one_cycle"],
+        n_trials=n_trials,
+        max_steps=b.candidate_steps,
+        seed=state.request.seeds[0],
+    )
+    if out is None:
         return
     state.steps_spent += out.steps_spent_this_run
     best = {k: v for k, v in out.best_config.items() if k not in ("steps", "seed", "eval_every")}

@@ -24,6 +24,7 @@ from trainopt.agent.evidence import trial_record
 from trainopt.agent.planning import Planner
 from trainopt.agent.probe_cache import ProbeCache, output_key
 from trainopt.agent.schemas import CandidateOutcome, OptimizationRequest, TrainingConfig
+from trainopt.errors import OptimizationError, WorkloadError
 from trainopt.tools import get_tool
 from trainopt.tools.onnx_optimizer import ONNXOptimizer
 from trainopt.tools.trial_config import TrialConfig
@@ -111,6 +112,20 @@ class RunState:
         self.tools[label or name] = output
         self.tool_records[label or name] = json.loads(text)
         return output
+
+    def tool_or_note(self, name: str, phase: str, note: str, **values: Any) -> BaseModel | None:
+        """``tool`` for optional evidence: an expected, typed failure (an OptimizationError) becomes the note
+        "``note``: the error" and None. A bug in the workload (WorkloadError) and a replay that does not match
+        its recording raise."""
+        try:
+            return self.tool(name, phase, **values)
+        except WorkloadError:
+            raise
+        except OptimizationError as error:
+            if self.replaying and "replay" in str(error):
+                raise
+            self.notes.append(f"{note}: {type(error).__name__}: {error}")
+            return None
 
     def run_trials(self, configs: list[TrialConfig], purpose: str, phase: str) -> list[TrialResult]:
         """Measure ``configs`` (or read them back) through the store: in order here, or by workers at once."""
