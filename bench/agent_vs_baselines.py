@@ -869,7 +869,9 @@ def markdown(result: dict) -> str:
         lines += [f"- {workload}: failed: " + "; ".join(errors)]
     lines += ["", f"Evaluation seeds {cfg['eval_seeds']}; step budgets S {cfg['plan']}; evaluation length per "
                   f"workload = the agent's confirm length; {cfg['jobs']} worker processes, 1 torch thread each; "
-                  f"wall time {result['wall_s']:.0f} s; code at {cfg.get('commit')} (agent hash {cfg['agent_code']}, "
+                  f"wall time {result['wall_s']:.0f} s; the agent's runs used code hash "
+                  f"{', '.join(result.get('agent_codes_used') or [cfg['agent_code']])}; repository at the end of the "
+                  f"run: {cfg.get('commit')} (agent hash then {cfg['agent_code']}, "
                   f"baseline hash {cfg['baseline_code']})."]
     return "\n".join(lines) + "\n"
 
