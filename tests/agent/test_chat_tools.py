@@ -56,8 +56,8 @@ def test_acall_keeps_the_loop_free_and_a_cancelled_call_stops(tools):
         return short, ticks
 
     short, ticks = asyncio.run(main())
-    # the short call answered while the long one trained; the loop ticked throughout
-    assert short["checks"][0]["steps"] == SHORT["check_steps"] and ticks >= 5  # the loop ran (loaded machines tick less)
+    # the short call answered while the long one trained; the loop ticked throughout (less often on a loaded machine)
+    assert short["checks"][0]["steps"] == SHORT["check_steps"] and ticks >= 5
 
 
 def test_offline_chat_does_not_import_the_offline_engine():
