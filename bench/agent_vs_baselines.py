@@ -967,6 +967,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dev", action="store_true", help="development seeds (500+) instead of evaluation seeds")
     parser.add_argument("--workloads", nargs="*", help="a subset of the workloads")
     parser.add_argument("--budget", type=int, help="S for every workload (default: the plan's)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every S of the plan (e.g. 2 on 16 cores)")
     parser.add_argument("--eval-seeds", type=int, help="how many evaluation seeds")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--contenders", nargs="*", choices=CONTENDERS,
@@ -993,6 +994,9 @@ def main(argv: list[str] | None = None) -> None:
         plan = {w: plan.get(w, known[w]) for w in args.workloads}
     if args.budget:
         plan = dict.fromkeys(plan, args.budget)
+    if args.scale <= 0:
+        parser.error(f"--scale must be > 0 but got {args.scale}")
+    plan = {w: max(100, round(s * args.scale)) for w, s in plan.items()}
     count = args.eval_seeds or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)
     start = DEV_SEED_START if args.dev else EVAL_SEED_START
     eval_seeds = list(range(start, start + count))
@@ -1019,7 +1023,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     name = "agent_vs_baselines" + ("_quick" if args.quick else "") + ("_dev" if args.dev else "")
     official = not (args.quick or args.dev or args.workloads or args.budget or args.eval_seeds or args.out
-                    or args.contenders)
+                    or args.contenders or args.scale != 1.0)
     write_outputs(result, args.out or RESULTS, name, docs=official)
     print(markdown(result))
     if args.out:
