@@ -33,7 +33,11 @@ def another_round(state: RunState, leader_before: str | None) -> bool:
     confirm, an extra one when the budget has room beyond that and the last round moved the race's leader."""
     request, b = state.request, state.budget
     r = state.rounds
-    if request.proposals == "none" or r > request.refine_rounds + EXTRA_ROUNDS:
+    if request.proposals == "none":
+        return False
+    if r > request.refine_rounds + EXTRA_ROUNDS:
+        state.notes.append(f"no refine round {r}: {request.refine_rounds} planned and {EXTRA_ROUNDS} extra are the "
+                           "most")
         return False
     planned = r <= request.refine_rounds
     cost = 2 * request.num_candidates * b.candidate_steps
@@ -63,7 +67,10 @@ def search_trials(state: RunState) -> int | None:
         if planned + after > left:
             return Decision(skip=True, note=f"seeded search skipped: {state.time_note()}")
         spare = left - planned - reserve(state, extension=True)
-        return Decision(steps=max(0, min(SEARCH_GROWTH * b.search_trials, spare // b.candidate_steps)))
+        extra = max(0, min(SEARCH_GROWTH * b.search_trials, spare // b.candidate_steps))
+        capped = extra == SEARCH_GROWTH * b.search_trials and extra < spare // b.candidate_steps
+        return Decision(steps=extra, note=f"the seeded search grew by {extra} trials, the most "
+                                          f"({1 + SEARCH_GROWTH}x its plan)" if capped else None)
 
     decision = state.decide("seeded search", compute)
     return None if decision.skip else decision.steps or 0
