@@ -22,14 +22,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+import sqlalchemy
 from pydantic import BaseModel, Field, model_validator
 
 from trainopt.errors import HyperparameterError, OptimizationError
 from trainopt.tools.base import Tool
 from trainopt.tools.convergence import early_stopping_verdict
+from trainopt.tools.queue_search import run_batches
 from trainopt.tools.trial_config import OptimizerName, ScheduleName, TrialConfig, _meta_optimizer_names
 from trainopt.tools.trials import run_trial
 
@@ -140,9 +144,14 @@ class HyperparameterSuggester(Tool):
                                     direction="minimize", pruner=_pruner(input))
         _fail_stale(study)
         resumed = len(study.get_trials(deepcopy=False, states=finished_states))
-        # a new seed per resume, or a restarted sampler would replay its first random proposals
-        study.sampler = optuna.samplers.TPESampler(seed=input.seed + resumed,
-                                                   n_startup_trials=max(3, input.n_trials // 4))
+        batch = _search_batch(self.store)
+        # a new seed per resume, or a restarted sampler would replay its first random proposals; a batch
+        # asked at once lies about its running trials (constant liar) so they spread over the space
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.sampler = optuna.samplers.TPESampler(seed=input.seed + resumed,
+                                                       n_startup_trials=max(3, input.n_trials // 4),
+                                                       **({"constant_liar": True} if batch > 1 else {}))
         for candidate in input.candidates:
             params, extra = _candidate_params(candidate, space)
             study.enqueue_trial(params, user_attrs={"source": "candidate", "extra": extra},
@@ -150,6 +159,11 @@ class HyperparameterSuggester(Tool):
 
         spent_before = sum(t.user_attrs.get("steps", 0) for t in study.get_trials(deepcopy=False))
         state = {"spent": spent_before}
+
+        if batch > 1:  # the workers train, whole trials in batches (tools/queue_search.py)
+            run_batches(study, self.store, self.workload, self.device, input,
+                        lambda trial: _suggest(trial, input, space), batch, state)
+            return _output(study, name, storage, input, resumed, spent_before, extended, batch)
 
         def objective(trial: optuna.Trial) -> float:
             return self._objective(trial, input, space, study, state)
@@ -298,7 +312,29 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _output(study, name, storage, input, resumed, spent_before, extended) -> HPOOutput:
+def _search_batch(store) -> int:
+    """Trials run at once: a queue-backed store's batch (its workers), else 1 (this process, pruned)."""
+    batch = getattr(store, "search_batch", None)
+    return batch() if callable(batch) else 1
+
+
+def portable_storage(storage: str | None) -> str:
+    """The storage as evidence: a SQLite file under the current directory by its relative path, a server
+    URL without its password, so a recording names no absolute path or secret of this machine."""
+    if storage is None:
+        return "in-memory"
+    if storage.startswith("sqlite:"):
+        path = Path(storage.removeprefix("sqlite:///"))
+        here = Path.cwd().resolve()
+        if storage.startswith("sqlite:///") and path.is_absolute() and path.resolve().is_relative_to(here):
+            return f"sqlite:///{path.resolve().relative_to(here).as_posix()}"
+        return storage
+    if "://" in storage:
+        return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
+    return storage
+
+
+def _output(study, name, storage, input, resumed, spent_before, extended, batch: int = 1) -> HPOOutput:
     trials = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING):
@@ -321,7 +357,9 @@ def _output(study, name, storage, input, resumed, spent_before, extended) -> HPO
     return HPOOutput(
         best_config=best.user_attrs["config"], best_value=best.value, best_trial=best.number, trials=trials,
         steps_spent=spent, steps_spent_this_run=spent - spent_before, trials_resumed=resumed,
-        study_name=name, storage=storage or "in-memory",
-        sampler=f"TPESampler(seed={input.seed} + trials already finished)",
-        pruner=input.pruner, space_extended=extended,
+        study_name=name, storage=portable_storage(storage),
+        sampler=f"TPESampler(seed={input.seed} + trials already finished)" + (
+            f", asked {batch} at a time with constant_liar" if batch > 1 else ""),
+        pruner=input.pruner if batch == 1 else f"none: batches of {batch} run whole on the queue's workers",
+        space_extended=extended,
     )

@@ -16,6 +16,7 @@ Examples:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -109,7 +110,28 @@ class QueueStore:
 
     def run_many(self, workload: Workload | str, configs: list[TrialConfig], device: str = "auto",
                  progress: ProgressFn | None = None) -> list[TrialResult]:
-        """Every configuration's result, in order: read back, or queued for the workers and waited for."""
+        """Every configuration's result, in order: read back, or queued for the workers and waited for;
+        the first trial that fails raises its error."""
+        return self._run(workload, configs, device, progress, keep_errors=False)  # type: ignore[return-value]
+
+    def run_each(self, workload: Workload | str, configs: list[TrialConfig],
+                 device: str = "auto") -> list[TrialResult | OptimizationError]:
+        """``run_many``, but a trial that fails gives its error in its place and the others still finish
+        (a search batch: one bad configuration must not lose the rest)."""
+        return self._run(workload, configs, device, None, keep_errors=True)
+
+    def search_batch(self) -> int:
+        """Trials a search hands out at once: the local workers, else the distinct workers that took this
+        queue's trials in the last hour (at least 2)."""
+        if self.workers > 0:
+            return self.workers
+        since = datetime.datetime.now() - datetime.timedelta(hours=1)
+        seen = {t.system_attrs.get("worker") for t in self.queue.trials()
+                if t.datetime_start is not None and t.datetime_start > since}
+        return max(2, len(seen - {None}))
+
+    def _run(self, workload: Workload | str, configs: list[TrialConfig], device: str,
+             progress: ProgressFn | None, keep_errors: bool) -> list[TrialResult | OptimizationError]:
         built = get_workload(workload)
         name, factory = built.name, _factory(workload, built)
         device_type = resolve_device(device).type
@@ -129,10 +151,12 @@ class QueueStore:
         while todo:
             if progress is not None:
                 progress(len(configs) - len(todo), len(configs))
-            finished = retry_unreachable(lambda: self._collect(built, configs, device, todo, first_number),
-                                         self.reconnect_s, self.storage)
+            finished = retry_unreachable(
+                lambda: self._collect(built, configs, device, todo, first_number, keep_errors),
+                self.reconnect_s, self.storage)
             for i, result in finished.items():  # run now for this call, by a worker: not "from the store"
-                results[i] = result.model_copy(update={"from_store": False})
+                results[i] = result if isinstance(result, OptimizationError) else result.model_copy(
+                    update={"from_store": False})
                 del todo[i]
                 last_change = time.monotonic()
             self._check_workers()
@@ -148,8 +172,9 @@ class QueueStore:
         return results  # type: ignore[return-value]
 
     def _collect(self, built: Workload, configs: list[TrialConfig], device: str, todo: dict[int, str],
-                 first_number: int) -> dict[int, TrialResult]:
-        """Fail stale trials (re-queueing them), then the results of finished ones among ``todo``."""
+                 first_number: int, keep_errors: bool) -> dict[int, TrialResult | OptimizationError]:
+        """Fail stale trials (re-queueing them), then the results of finished ones among ``todo`` (a failed
+        one raises its error, or gives it in its place with ``keep_errors``)."""
         self.queue.fail_stale(every_s=self.heartbeat_s)
         by_key: dict[str, list] = {}
         for trial in self.queue.trials():
@@ -164,7 +189,9 @@ class QueueStore:
             result = self.store.get(built, configs[i], device)
             if result is None:
                 if self._given_up(key, mine, first_number):
-                    raise _failure(mine, first_number, configs[i])
+                    if not keep_errors:
+                        raise _failure(mine, first_number, configs[i])
+                    finished[i] = _failure(mine, first_number, configs[i])
                 continue
             finished[i] = result
         return finished
