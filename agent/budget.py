@@ -6,12 +6,12 @@ request's step budget as it is, then
     probe  25%   LR range test and schedule check, batch-size probe, gradient analysis
     race   35%   candidates of every round raced over the selection seeds at C steps, plus the seeded search
     final  40%   two finalists and the baseline at L steps on FINAL_SEEDS selection seeds (6 runs), then
-                 the winner and the baseline on MIN_CONFIRM_SEEDS held-out seeds (6 runs)
+                 the winner and the baseline on ConfirmPolicy.planned_seeds held-out seeds (5: 10 runs)
 
-so L = 0.4 T / 12 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
+so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
 too small for finals of at least MIN_FINAL_STEPS drops them (the race's leader is the challenger) and
-gives the confirm runs twice the length: L = 0.4 T / 6. Whatever
+gives the confirm runs their share: L = 0.4 T / 10. Whatever
 the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
 seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
 resumed run asks for the same trials.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from trainopt.agent.schemas import MIN_CONFIRM_SEEDS
+from trainopt.agent.schemas import MAX_CONFIRM_SEEDS, MIN_CONFIRM_SEEDS
 
 PROBE_SHARE, RACE_SHARE, FINAL_SHARE = 0.25, 0.35, 0.40
 CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cost of a step
@@ -29,6 +29,23 @@ PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers 
 FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
 MIN_FINAL_STEPS = 150  # finals shorter than this cannot correct the short-run bias they are for
+
+
+class ConfirmPolicy(BaseModel):
+    """How many held-out seeds the plan pays for, how many the confirm adds at a time while budget is left,
+    and how many more the refine rounds and the search must leave room for.
+
+    Five planned seeds: with three, the t quantile is 2.92 and the spread rests on two degrees of freedom,
+    so one tight triple can make noise look significant; with five it is 2.13 on four. Extending one seed
+    at a time spends what the plan leaves in pieces of two runs. A recording keeps the policy it was made
+    with, so a replay of an older recording takes that recording's path (``LEGACY_CONFIRM``)."""
+
+    planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
+    extend_by: int = Field(1, ge=1)
+    reserve_seeds: int = Field(2, ge=0, description="extension seeds kept free of extra refine rounds and search")
+
+
+LEGACY_CONFIRM = ConfirmPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4)  # recordings that name no policy
 
 
 class StepBudget(BaseModel):
@@ -44,6 +61,8 @@ class StepBudget(BaseModel):
     confirm_steps: int = Field(description="each final and confirm run (finalists, winner and baseline)")
     final_seeds: int = Field(FINAL_SEEDS, description="selection seeds the finalists are compared on")
     confirm_seeds: int = Field(MIN_CONFIRM_SEEDS, description="held-out seeds planned for the confirm runs")
+    confirm_extend_by: int = Field(1, description="held-out seeds the confirm adds at a time while budget is left")
+    confirm_reserve_seeds: int = Field(2, description="extension seeds the extra rounds and the search leave room for")
 
 
 def _round(steps: float, unit: int = 10, low: int = 20) -> int:
@@ -57,17 +76,19 @@ def plan_budget(
     refine_rounds: int,
     num_seeds: int,
     max_steps: int,
+    confirm: ConfirmPolicy = ConfirmPolicy(),
 ) -> StepBudget:
     """Split ``budget_s`` into phase step counts (see the module docstring).
 
     Examples:
         >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
-        930
+        1310
     """
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
     total = PLANNED_SHARE * budget_s / seconds_per_step
-    return plan_steps(total, num_candidates, refine_rounds, num_seeds, max_steps, budget_s, seconds_per_step)
+    return plan_steps(total, num_candidates, refine_rounds, num_seeds, max_steps, budget_s, seconds_per_step,
+                      confirm)
 
 
 def plan_steps(
@@ -78,6 +99,7 @@ def plan_steps(
     max_steps: int,
     budget_s: float | None = None,
     seconds_per_step: float = 0.0,
+    confirm: ConfirmPolicy = ConfirmPolicy(),
 ) -> StepBudget:
     """Split ``total_steps`` training steps into phase step counts (see the module docstring).
 
@@ -89,15 +111,15 @@ def plan_steps(
         raise ValueError(f"total_steps must be > 0 but got {total_steps=}")
     total = total_steps
     final_seeds = min(FINAL_SEEDS, num_seeds)
-    runs = (1 + FINALISTS) * final_seeds + 2 * MIN_CONFIRM_SEEDS
+    runs = (1 + FINALISTS) * final_seeds + 2 * confirm.planned_seeds
     if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:
-        final_seeds, runs = 0, 2 * MIN_CONFIRM_SEEDS
-    confirm = _round(min(max_steps, FINAL_SHARE * total / runs), low=50)
+        final_seeds, runs = 0, 2 * confirm.planned_seeds
+    length = _round(min(max_steps, FINAL_SHARE * total / runs), low=50)
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per
     # selection seed; the search about one round's worth
     measured = 2 * num_candidates * rounds + num_seeds + num_candidates + 2
-    candidate = _round(min(confirm / 2, RACE_SHARE * total / measured), low=30)
+    candidate = _round(min(length / 2, RACE_SHARE * total / measured), low=30)
     probe = PROBE_SHARE * total
     range_steps = int(min(100, max(30, probe * 0.25)))
     check = _round(min(candidate, probe * 0.75 / 4), low=20)
@@ -109,9 +131,11 @@ def plan_steps(
         check_steps=check,
         candidate_steps=candidate,
         search_trials=num_candidates,
-        confirm_steps=confirm,
+        confirm_steps=length,
         final_seeds=final_seeds,
-        confirm_seeds=MIN_CONFIRM_SEEDS,
+        confirm_seeds=confirm.planned_seeds,
+        confirm_extend_by=confirm.extend_by,
+        confirm_reserve_seeds=confirm.reserve_seeds,
     )
 
 

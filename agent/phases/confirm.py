@@ -9,9 +9,9 @@ confirm   challenger and baseline, L steps, on held-out seeds that no phase befo
           challenger is recommended only when the interval of its objective gain lies above
           ``min_gain``; otherwise the baseline is, with the measured difference and the reason.
 
-While budget remains (and the seeds were not fixed by the request), more held-out seeds are added two at
-a time, up to MAX_CONFIRM_SEEDS, until the interval clears or misses ``min_gain`` by more than its own
-half width; why the confirm stopped is noted.
+While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
+a time by default, ConfirmPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS, until the interval clears
+or misses ``min_gain`` by more than its own half width; why the confirm stopped is noted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
 CONFIRM_EVALS = 25  # validation points of a full-length run
-EXTEND_BY = 2  # held-out seeds added per extension
 NEW_SEEDS = 5  # the gain's second interval: the mean a user sees over this many fresh seeds
 
 
@@ -95,14 +94,15 @@ def confirm(state: RunState, steps: int) -> Gain:
         if stop is not None:
             state.notes.append(f"confirm stopped after {len(seeds)} held-out seeds: {stop}")
             break
-        more = [CONFIRM_SEED_START + len(seeds) + i for i in range(min(EXTEND_BY, MAX_CONFIRM_SEEDS - len(seeds)))]
+        more = [CONFIRM_SEED_START + len(seeds) + i for i in range(min(b.confirm_extend_by,
+                                                                        MAX_CONFIRM_SEEDS - len(seeds)))]
         _run_pairs(state, base_config, challenger, more)
         seeds += more
     return _gain(state, base_config, challenger, seeds, steps)
 
 
 def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
-    """Why no more held-out seeds are added, or None to add EXTEND_BY more."""
+    """Why no more held-out seeds are added, or None to add the policy's ``extend_by`` more."""
     lo, hi = gain.objective_interval
     half = (hi - lo) / 2
     threshold = state.request.min_gain
@@ -113,7 +113,7 @@ def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
     if math.isfinite(half) and (lo > threshold + half or hi < threshold - half):
         return (f"the 90% interval [{lo:+.1%}, {hi:+.1%}] already clears {threshold:.0%} by more than its half "
                 "width; more seeds would not change the decision")
-    cost = 2 * min(EXTEND_BY, MAX_CONFIRM_SEEDS - n) * steps
+    cost = 2 * min(state.budget.confirm_extend_by, MAX_CONFIRM_SEEDS - n) * steps
 
     def compute() -> Decision:
         if cost <= state.steps_left():
@@ -121,7 +121,7 @@ def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
         return Decision(skip=True)
 
     if state.decide(f"confirm seeds beyond {n}", compute).skip:
-        return f"the budget is spent ({state.time_note()}; two more runs need {cost} steps)"
+        return f"the budget is spent ({state.time_note()}; the next held-out runs need {cost} steps)"
     return None
 
 

@@ -1,5 +1,7 @@
 """Phase 5, search: Optuna TPE with pruning (the HyperparameterSuggester), warm-started with the race's
-best candidates (the baseline when nothing was proposed); its best configuration joins the race.
+best candidates (when nothing was raced: the baseline and the baseline at the range test's suggested LR,
+so a diverging default does not leave the search without a finite start); its best configuration joins
+the race.
 
 The search scores its trials on the first selection seed at the candidates' length; its winner then
 races like any candidate, so one lucky search trial cannot reach the confirm runs on its own.
@@ -19,7 +21,7 @@ SEARCHED = {"optimizer", "lr", "weight_decay", "batch_size", "schedule"}
 
 def search(state: RunState, extra_trials: int = 0) -> None:
     d, b = state.digest, state.budget
-    warm = [o.config for o in ranking(state)[:SEARCH_SEEDS]] or [state.baseline_config(b.candidate_steps)]
+    warm = [o.config for o in ranking(state)[:SEARCH_SEEDS]] or _probed_start(state)
     batches = sorted({min(max(x, d.batch_range[0]), d.batch_range[1])
                       for x in (d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2)})
     n_trials = len(warm) + b.search_trials + extra_trials
@@ -48,3 +50,11 @@ def search(state: RunState, extra_trials: int = 0) -> None:
                            f"{config.batch_size}) is a configuration the race already measured")
         return
     race(state, [Proposal(config, "search", -1)])
+
+
+def _probed_start(state: RunState) -> list[TrialConfig]:
+    """The baseline and, when it differs, the baseline at the range test's suggested LR (inside the safe range)."""
+    base = state.baseline_config(state.budget.candidate_steps)
+    low, high = state.digest.lr_safe_range
+    lr = float(f"{min(max(state.digest.lr_at_batch(base.batch_size), low), high):.3g}")
+    return [base] if lr == base.lr else [base, base.model_copy(update={"lr": lr})]

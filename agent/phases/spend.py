@@ -1,6 +1,7 @@
 """Where the budget goes after the plan: the planned refine rounds when they still fit, then extra rounds
-and a longer search while they leave room for the finals, the minimal confirm and EXTENSION_SEEDS more
-held-out seeds; what the confirm leaves unused it spends on held-out seeds (phases/confirm.py).
+and a longer search while they leave room for the finals, the planned confirm and the policy's
+``reserve_seeds`` more held-out seeds (agent/budget.py ConfirmPolicy); what the confirm leaves unused it
+spends on held-out seeds (phases/confirm.py).
 
 Each decision is recorded when a time budget applies (RunState.decide), and each skip or stop is noted
 with its reason: the plan's remainder in steps, or the seconds left at the step cost measured so far.
@@ -13,14 +14,13 @@ from trainopt.agent.phases.race import ranking
 from trainopt.agent.phases.state import Decision, RunState
 
 EXTRA_ROUNDS = 2  # refine rounds beyond the request's, when the budget has room and the race still moves
-EXTENSION_SEEDS = 4  # held-out seeds beyond the minimum kept in reserve for the confirm
 SEARCH_GROWTH = 2  # the search may grow to (1 + SEARCH_GROWTH) x its planned trials
 
 
 def reserve(state: RunState, extension: bool) -> int:
-    """Steps the finals and the confirm need (with EXTENSION_SEEDS more held-out seeds when ``extension``)."""
+    """Steps the finals and the confirm need (with the reserved extension seeds when ``extension``)."""
     b = state.budget
-    return full_length_runs(b, extra_seeds=EXTENSION_SEEDS if extension else 0) * b.confirm_steps
+    return full_length_runs(b, extra_seeds=b.confirm_reserve_seeds if extension else 0) * b.confirm_steps
 
 
 def search_cost(state: RunState) -> int:

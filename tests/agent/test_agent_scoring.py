@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainopt.agent.budget import marginal_step_seconds, plan_budget
+from trainopt.agent.budget import LEGACY_CONFIRM, marginal_step_seconds, plan_budget
 from trainopt.agent.schemas import Constraints, OptimizationRequest
 from trainopt.agent.scoring import constraint_violation, objective_score
 from trainopt.tools.trial_config import TrialConfig
@@ -65,12 +65,16 @@ def test_diverged_run_scores_infinite():
 def test_budget_splits_measured_steps():
     budget = plan_budget(60, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
     # 70% of 60 s at 2 ms a step; 40% for the finals (two finalists and the baseline on two selection
-    # seeds) and the confirm (challenger and baseline on three held-out seeds): 12 runs of L steps
-    assert budget.total_steps == 21_000 and budget.final_seeds == 2
-    assert budget.confirm_steps == 700 and budget.candidate_steps <= budget.confirm_steps // 2
-    # a budget too small for finals of 150 steps drops them and doubles the confirm runs' length
+    # seeds) and the confirm (challenger and baseline on five held-out seeds): 16 runs of L steps
+    assert budget.total_steps == 21_000 and budget.final_seeds == 2 and budget.confirm_seeds == 5
+    assert budget.confirm_steps == 520 and budget.candidate_steps <= budget.confirm_steps // 2
+    # a budget too small for finals of 150 steps drops them: the confirm's 10 runs take the whole share
     small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
-    assert small.final_seeds == 0 and small.confirm_steps == 130  # 0.4 x 2099 / 6, rounded down to 10s
+    assert small.final_seeds == 0 and small.confirm_steps == 80  # 0.4 x 2099 / 10, rounded down to 10s
+    # a recording made before the five-seed policy replays with the policy it was made with
+    legacy = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
+                         confirm=LEGACY_CONFIRM)
+    assert (legacy.confirm_seeds, legacy.confirm_extend_by, legacy.confirm_steps) == (3, 2, 130)
     assert marginal_step_seconds(10, 0.05, 50, 0.02) == pytest.approx((50 * 0.02 - 10 * 0.05) / 40)
 
 

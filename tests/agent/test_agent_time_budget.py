@@ -77,13 +77,13 @@ def test_finals_drop_a_finalist_then_shorten_when_time_runs_short(tmp_path):
     clock = WallClock(budget_s=100.0, started=0.0, now=now)
     clock.observe(steps=1000, seconds=1.0)  # 1 ms per step
     run = _run(tmp_path, clock, seeds=(0, 1, 2))
-    steps = run.budget.confirm_steps  # finals: 3 runs on 2 seeds; confirm: 2 runs on 3 seeds -> 12 runs
+    steps = run.budget.confirm_steps  # finals: 3 runs on 2 seeds; confirm: 2 runs on 5 seeds -> 16 runs
     reserve = clock.report_reserve()
     left = lambda s: 100.0 - reserve - s * 1e-3  # noqa: E731 (the clock time that leaves s steps)
-    now.t = left(8 * steps)  # room for the confirm's 6 runs, not the finals' 6 more: one finalist, no finals
+    now.t = left(12 * steps)  # room for the confirm's 10 runs, not the finals' 6 more: one finalist, no finals
     one = final_plan(run, 2, steps)
     assert (one.finalists, one.steps) == (1, steps) and "finals skipped" in one.note
-    now.t = left(6 * 100 + 1)  # room for six runs of 100 steps: the confirm runs get shorter
+    now.t = left(10 * 100 + 1)  # room for ten runs of 100 steps: the confirm runs get shorter
     short = final_plan(run, 2, steps)
     assert (short.finalists, short.steps) == (1, 100) and f"100 steps instead of {steps}" in short.note
     now.t = 100.0  # nothing left: not below the candidates' length (the confirm must say more than the race)
