@@ -3,7 +3,9 @@ the 1000-step DDPM reference, and three routers at several lambda, on 2-D toys (
 
 One process, one run. Seeds:
   - development: the routers' training requests draw x_T from a noise pool (generator seed 0);
-    the students are distilled from the DDPM on training data only.
+    the students are distilled from the DDPM on training data only; their settings (route.py
+    TOY_DISTILL) were chosen with ``--dev``: seeds 100..100+S-1 (x_T from generator 1000+seed, the
+    reference data from 3000+seed), the students, heun/50 (the teacher's ODE) and DDPM-1000 only.
   - evaluation: seeds 0..S-1 (x_T from generator 1000+s, the reference data from 3000+s). The static
     table, the oracle ("best static configuration"), every router pick and every target use only these;
     nothing was trained or selected on them.
@@ -29,6 +31,8 @@ Targets (printed with holds / falls short):
     python3 bench/diffusion_sampling.py            # full run (~30-40 min on a busy 2-core box)
     python3 bench/diffusion_sampling.py --quick    # smoke run, writes *_quick outputs
     python3 bench/diffusion_sampling.py --rerender # markdown and plot from the saved JSON
+    python3 bench/diffusion_sampling.py --dev --data 8gaussians --seeds 10 --distill-override '{"iterations": 2000}'
+                                                   # development seeds, writes *_dev outputs
 """
 
 from __future__ import annotations
@@ -61,10 +65,10 @@ from trainopt.ars.diffusion import (
     train_table_router,
 )
 from trainopt.ars.diffusion.route import (
-    DISTILL_SETTINGS,
     ROUTER_LAMS,
     cached_students,
     cached_toy_model,
+    distill_settings,
     settings_key,
     toy_recipe,
 )
@@ -73,11 +77,13 @@ RESULTS = Path(__file__).parent / "results"
 DOC = Path(__file__).parent.parent / "docs" / "benchmarks" / "diffusion_sampling.md"
 CACHE = Path(__file__).parent / ".cache" / "diffusion"
 SAMPLERS_ONLY = " (samplers only)"
+DEV_SEED0 = 100  # development seeds are 100, 101, ...; evaluation seeds 0..S-1 (S <= 100)
+DEV_ARMS = [("heun", 50)]  # beside the students in --dev: the teacher's probability-flow ODE, nearly converged
 DIGITS_DISTILL = {"batch_size": 128, "teacher_substeps": 2, "iterations": 600}
 console = Console()
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (moons, small N, short training)")
     p.add_argument("--data", nargs="+", default=["moons", "8gaussians"], help="toys to benchmark")
@@ -92,15 +98,26 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-digits", action="store_true", help="skip the class-conditional digits section")
     p.add_argument("--rerender", action="store_true", help="rewrite markdown and plot from the saved JSON")
-    args = p.parse_args()
-    args.distill = dict(DISTILL_SETTINGS)
+    p.add_argument("--dev", action="store_true", help=f"development seeds {DEV_SEED0}.. instead of the evaluation "
+                   "seeds; only the students, heun/50 and DDPM-1000; no routers, no digits; writes *_dev outputs")
+    p.add_argument("--distill-override", type=json.loads, default={},
+                   help="JSON dict over each toy's distillation settings (route.py distill_settings), for --dev")
+    args = p.parse_args(argv)
+    args.distill = dict(args.distill_override)
     if args.quick:
         args.data, args.n, args.router_n, args.seeds, args.reinforce_iterations = ["moons"], 400, 200, 3, 20
         args.lams = [0.1, 10.0]
         args.distill.update(iterations=30, start_steps=8, final_steps=4)
-    if args.seeds < 2 or args.n < 2:
-        raise ValueError(f"need seeds >= 2 and n >= 2 but got {args.seeds=}, {args.n=}")
+    if args.seeds < 2 or args.n < 2 or args.seeds > DEV_SEED0:
+        raise ValueError(f"need 2 <= seeds <= {DEV_SEED0} and n >= 2 but got {args.seeds=}, {args.n=}")
+    if args.distill_override and not args.dev:
+        raise ValueError("--distill-override is for --dev runs (the evaluation uses route.py's settings)")
     return args
+
+
+def run_seeds(count: int, dev: bool) -> list[int]:
+    """Evaluation seeds 0..count-1, or development seeds DEV_SEED0..DEV_SEED0+count-1 (disjoint for count <= 100)."""
+    return list(range(DEV_SEED0, DEV_SEED0 + count) if dev else range(count))
 
 
 def measure(model, students, name: str, expert: str, steps: int, seed: int, n: int) -> dict:
@@ -137,28 +154,30 @@ def t_interval(values: list[float], level: float = 0.90) -> tuple[float, float, 
 
 def main() -> None:
     args = parse_args()
-    suffix = "_quick" if args.quick else ""
+    suffix = "_quick" if args.quick else ("_dev" if args.dev else "")
     if args.rerender:
         write_outputs(json.loads((RESULTS / f"diffusion_sampling{suffix}.json").read_text()), suffix)
         return
     torch.set_num_threads(args.threads)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     budgets = [5, 10, 20] if args.quick else [5, 10, 20, 50]  # 100 steps never beat 50 (earlier runs)
-    seeds = list(range(args.seeds))
+    seeds = run_seeds(args.seeds, args.dev)
     results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                              if k != "cache_dir"}, "eval_seeds": seeds, "toys": {}}
+                              if k != "cache_dir"}, "eval_seeds": seeds, "dev": args.dev, "toys": {}}
     models, students, costs = {}, {}, {}
     for name in args.data:
         recipe = toy_recipe(name) if not args.quick else {"train_steps": 400, "ema_decay": 0.0}
         models[name], meta = cached_toy_model(name, args.cache_dir, recipe)
         console.print(f"{name}: DDPM {recipe} ({meta.get('train_seconds', float('nan')):.0f} s when trained)")
-        students[name], costs[name] = cached_students(name, models[name], args.cache_dir, args.distill,
+        settings = {**distill_settings(name), **args.distill}
+        students[name], costs[name] = cached_students(name, models[name], args.cache_dir, settings,
                                                       teacher_key=settings_key(recipe))
         console.print(f"{name}: students {sorted(students[name])}, distillation {costs[name]['iterations']} "
                       f"iterations, {costs[name]['seconds']:.0f} s")
         results["toys"][name] = {"model": {**recipe, "train_seconds": meta.get("train_seconds")},
                                  "distill_cost": costs[name]}
-    arms = [*((e, b) for e in EXPERTS for b in budgets), *(("distilled", n) for n in sorted(students[args.data[0]]))]
+    arms = [*(DEV_ARMS if args.dev else ((e, b) for e in EXPERTS for b in budgets)),
+            *(("distilled", n) for n in sorted(students[args.data[0]]))]
     total = len(seeds) * len(args.data) * (len(arms) + 1)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as bar:
@@ -173,10 +192,12 @@ def main() -> None:
                 rows.append({"expert": expert, "steps": steps, **summarise(runs)})
             toy = results["toys"][name]
             toy.update(floor=quality_floor(name, args.n), static=rows[:-1], reference=rows[-1])
-    results["routers"] = train_routers(args, models, students, arms)
+    if not args.dev:
+        results["routers"] = train_routers(args, models, students, arms)
     for name in args.data:
-        results["toys"][name]["router"] = evaluate_routers(results["routers"], results["toys"][name], name, args)
-    if not args.no_digits:
+        routers = results.get("routers", {})
+        results["toys"][name]["router"] = evaluate_routers(routers, results["toys"][name], name, args)
+    if not args.no_digits and not args.dev:
         results["digits"] = digits_section(args)
     evaluate_targets(results)
     write_outputs(results, suffix)
@@ -303,6 +324,11 @@ def evaluate_targets(results: dict) -> None:
                 holds["follows_s"] &= all(m for o, mat, m in changes if o and mat)
                 holds["pareto_s"] &= all(p["pareto"] != "dominated" for p in picks)
     verdict = {k: "holds" if v else "falls short" for k, v in holds.items()}
+    if results.get("dev"):  # development seeds: the students against DDPM-1000 only (no routers, no fast samplers)
+        results["targets"] = {
+            "dev: distilled student within the DDPM-1000 spread at <= 8 NFE on every toy": verdict["distilled8"],
+            "dev: distilled student within the DDPM-1000 spread at <= 4 NFE on every toy": verdict["distilled4"]}
+        return
     results["targets"] = {
         "reference quality at <= 20 NFE": verdict["fast"],
         "distilled student within the DDPM-1000 spread at <= 8 NFE on every toy": verdict["distilled8"],
@@ -388,7 +414,8 @@ def write_outputs(results: dict, suffix: str) -> None:
     (RESULTS / f"diffusion_sampling{suffix}.md").write_text(md)
     if not suffix:
         write_doc_block(DOC, md, "diffusion_sampling")
-    plot_pareto(results, RESULTS / f"diffusion_pareto{suffix}.png")
+    if not results.get("dev"):
+        plot_pareto(results, RESULTS / f"diffusion_pareto{suffix}.png")
     console.print(md)
     for target, verdict in results["targets"].items():
         console.print(f"target '{target}': {verdict}")
@@ -406,11 +433,26 @@ def _cost(toy: dict, row: dict) -> str:
     return f"{c['iterations']} it, {c['seconds']:.0f} s ({c['rounds']} rounds)"
 
 
+def _distill_text(settings: dict) -> str:
+    """The settings a reader needs: batch, iterations per round, round-1 teacher sub-steps, and any extras."""
+    text = (f"batch {settings['batch_size']}, {settings['iterations']} per round, {settings['teacher_substeps']} "
+            f"teacher sub-steps in round 1")
+    extras = {k: v for k, v in settings.items() if k not in
+              {"batch_size", "iterations", "teacher_substeps", "start_steps", "final_steps", "lr", "seed"}}
+    return text + "".join(f", {k} {v}" for k, v in extras.items())
+
+
 def render_markdown(results: dict) -> str:
     seeds = results["eval_seeds"]
-    lines = [f"Evaluation seeds {seeds} (x_T from generator 1000+s, reference data from 3000+s); the routers "
-             f"were trained on a development noise pool (generator seed 0) and the students on training data "
-             f"only: nothing was trained or selected on the evaluation seeds.", ""]
+    if results.get("dev"):
+        lines = [f"Development seeds {seeds} (x_T from generator 1000+s, reference data from 3000+s): the "
+                 f"students' settings are chosen here, never on the evaluation seeds. Distillation settings "
+                 f"over route.py's: {results['args']['distill'] or 'none'}.", ""]
+    else:
+        lines = [f"Evaluation seeds {seeds} (x_T from generator 1000+s, reference data from 3000+s); the routers "
+                 f"were trained on a development noise pool (generator seed 0) and the students on training data "
+                 f"only, with settings chosen on development seeds (--dev, seeds {DEV_SEED0}..): nothing was "
+                 f"trained or selected on the evaluation seeds.", ""]
     for name, toy in results["toys"].items():
         fl, ref, recipe = toy["floor"], toy["reference"], toy["model"]
         ema = f", EMA of the weights (decay {recipe['ema_decay']:g})" if recipe["ema_decay"] else ""
@@ -418,7 +460,7 @@ def render_markdown(results: dict) -> str:
         lines += [f"### {name}", "",
                   f"Model: {recipe['train_steps']} training steps{ema}. Distilled students: progressive distillation "
                   f"{max(dc['steps'])} -> {min(dc['steps'])} steps, {dc['rounds']} rounds, {dc['iterations']} "
-                  f"iterations (batch {results['args']['distill']['batch_size']}), {dc['seconds']:.0f} s.", "",
+                  f"iterations ({_distill_text(dc['settings'])}), {dc['seconds']:.0f} s.", "",
                   f"Data-vs-data floor (N = {results['args']['n']}): energy {fl['energy']:.4f}, "
                   f"MMD {fl['mmd']:.4f}, SW {fl['swd']:.4f}, off-mode {fl['off_mode']:.3f}. "
                   f"DDPM 1000 steps over {ref['seeds']} seeds: energy {ref['energy']:.4f} "
@@ -429,6 +471,10 @@ def render_markdown(results: dict) -> str:
             lines.append(f"| {r['expert']} | {r['steps']} | {r['nfe']:.0f} | {r['energy']:.4f} "
                          f"({r['energy_min']:.4f}-{r['energy_max']:.4f}) | {r['mmd']:.4f} | {r['swd']:.4f} | "
                          f"{r['off_mode']:.3f} | {r['wall_s']:.2f} | {_cost(toy, r)} |")
+        if results.get("dev"):
+            lines += ["", f"Distilled students within the DDPM-1000 spread: "
+                          f"{', '.join(toy['distilled_matches_reference']) or 'none'}.", ""]
+            continue
         lines += ["", f"<= 20 NFE configurations within the DDPM-1000 spread: "
                       f"{', '.join(toy['fast_matches_reference']) or 'none'}; distilled students within it: "
                       f"{', '.join(toy['distilled_matches_reference']) or 'none'}.", "",
@@ -453,6 +499,8 @@ def render_markdown(results: dict) -> str:
         lines += ["", f"Picks that change where the best static configuration changes between neighbouring lambdas "
                       f"(a change matters when keeping the previous lambda's best would miss the 10%-or-spread "
                       f"target): {follows}.", ""]
+    if results.get("dev"):
+        return "\n".join(lines + [f"- {t}: **{v}**" for t, v in results["targets"].items()]) + "\n"
     lines += ["### Which router, and why", "", "| router | toy | lambdas within 10% (or the seed spread) | "
               "worst relative regret | mean relative regret | distinct picks | measured runs to train | "
               "training s |", "|---|---|---:|---:|---:|---:|---:|---:|"]

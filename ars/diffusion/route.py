@@ -39,12 +39,19 @@ DEFAULT_RECIPE = {"train_steps": 3000, "ema_decay": 0.0}
 # Progressive distillation 16 -> 8 -> 4 -> 2 steps (distill.py); about 1000 iterations per round
 DISTILL_SETTINGS = {"start_steps": 16, "final_steps": 2, "teacher_substeps": 4, "iterations": 1000,
                     "batch_size": 512, "lr": 1e-3, "seed": 0}
+# Per-toy changes to DISTILL_SETTINGS, chosen on development seeds only (bench/diffusion_sampling.py --dev)
+TOY_DISTILL: dict[str, dict] = {}
 DISTILLED_STEPS = (2, 4, 8, 16)
 ROUTER_LAMS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the lambda grid the bandit races over
 
 
 def toy_recipe(name: str) -> dict:
     return dict(TOY_RECIPES.get(name, DEFAULT_RECIPE))
+
+
+def distill_settings(name: str) -> dict:
+    """DISTILL_SETTINGS with the toy's own changes (TOY_DISTILL) applied."""
+    return {**DISTILL_SETTINGS, **TOY_DISTILL.get(name, {})}
 
 
 def settings_key(settings: dict) -> str:
@@ -152,8 +159,9 @@ def route_and_sample(toy: str, speed_weight: float = 1.0, *, max_nfe: int | None
     cache_dir = Path(cache_dir)
     recipe = toy_recipe(toy)
     model = cached_toy_model(toy, cache_dir, recipe)[0]
-    students = cached_students(toy, model, cache_dir, teacher_key=settings_key(recipe))[0] if distilled else {}
-    table_key = settings_key({**recipe, "distilled": distilled and DISTILL_SETTINGS})
+    distill = distill_settings(toy)
+    students = cached_students(toy, model, cache_dir, distill, teacher_key=settings_key(recipe))[0] if distilled else {}
+    table_key = settings_key({**recipe, "distilled": distilled and distill})
     router = cached_table_router(toy, model, students, cache_dir, key=table_key, pool_n=pool_n)
     expert, steps = router.choose(toy, speed_weight, max_nfe)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))

@@ -45,3 +45,12 @@ def test_bad_requests_name_the_value(kwargs, match):
     args = {"toy": "moons", "speed_weight": 1.0, **kwargs}
     with pytest.raises(ValueError, match=match):
         route_and_sample(args.pop("toy"), args.pop("speed_weight"), **args)
+
+
+def test_distill_settings_apply_a_toys_own_changes_only_to_that_toy(monkeypatch):
+    from trainopt.ars.diffusion import route as route_module
+
+    monkeypatch.setattr(route_module, "TOY_DISTILL", {"8gaussians": {"iterations": 7}})
+    # The toy with changes gets them over the shared defaults; another toy keeps the defaults.
+    assert route_module.distill_settings("8gaussians") == {**route_module.DISTILL_SETTINGS, "iterations": 7}
+    assert route_module.distill_settings("moons") == route_module.DISTILL_SETTINGS
