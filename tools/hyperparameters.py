@@ -6,7 +6,9 @@ a successive-halving or Hyperband pruner (Li et al. 2018) stops the weak ones ea
 ConvergencePredictor prunes too: from halfway on, a trial whose fitted curve cannot come within
 ``CONVERGENCE_MARGIN`` of the best finished value, or that diverges, is stopped.
 
-Warm-start candidates (the agent's proposals) are enqueued first (``study.enqueue_trial``). The
+Warm-start candidates (the agent's proposals) are enqueued first (``study.enqueue_trial``) and are
+never pruned (only a divergence or the step budget stops them), so the pruner's rungs have a finished
+reference and the search always returns a configuration that trained its full length. The
 study lives in Optuna storage (the given URL, else the TrialStore's, else memory), so a rerun
 with the same arguments resumes: finished trials count, are never run again, and the budget
 counts every training step they spent.
@@ -193,6 +195,8 @@ class HyperparameterSuggester(Tool):
             if input.total_steps is not None and state["spent"] + step >= input.total_steps:
                 reason["by"] = "step budget"
                 return True
+            if trial.user_attrs["source"] == "candidate":  # the warm start anchors the rungs: it runs whole
+                return False
             if trial.should_prune():
                 reason["by"] = f"{input.pruner} pruner"
                 return True
