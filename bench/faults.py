@@ -13,8 +13,8 @@ in this process, and counts per run:
                      a message that does not name the file / workload / phase, a rerun that fails,
                      or an exception that is not the documented type
 
-Scenarios (the workload is digits-mlp unless named; kill moments are uniform over the reference
-run's wall time, drawn from ``--seed``):
+Scenarios (the workload is digits-mlp unless named; the N moments of a kill scenario are spread over
+the reference run's wall time: one uniform draw in each of N equal slices of it, from ``--seed``):
 
     kill -9 optimize     `trainopt optimize --step-budget S`, SIGKILL at a random moment, rerun
     kill -9 sweep        `trainopt sweep` of 4 LRs, SIGKILL at a random moment, rerun
@@ -30,11 +30,14 @@ run's wall time, drawn from ``--seed``):
 
 Usage:
     python bench/faults.py                   # full run: writes bench/results/faults.{json,md}
+    python bench/faults.py --at HEAD         # the same on a clean checkout of a commit (a temporary git
+                                             # worktree): edits made to this tree during the run don't reach it
     python bench/faults.py --quick           # a few runs of each (minutes): a smoke test
-    python bench/faults.py --only sweep,corrupt
+    python bench/faults.py --only sweep,corrupt --no-write
 
-The counts of moments are small on purpose (this is a shared 2-core machine); they are printed
-with the table. The target is 0 lost, 0 wrong, 0 unclear in every row.
+The runs are small (a 300-step optimize, a 4-LR sweep of 150 steps) so that 20 moments of each fit on
+a shared 2-core machine; the counts and the git commit are printed with the table. The target is
+0 lost, 0 wrong, 0 unclear in every row.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -64,8 +68,9 @@ DOCS = ROOT / "docs" / "benchmarks" / "faults.md"
 STUDY = "trainopt-trials"
 SWEEP_ARGS = ["sweep", "--workload", "digits-mlp", "--lr", "1e-3,2e-3,3e-3,4e-3", "--steps", "150",
               "--device", "cpu", "--json"]
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "bench"),
-             "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120"}
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120",
+             # bench/ first (the faults:<name> workloads), then whatever put this trainopt on the path (--at)
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))}
 
 
 # ---- the workloads the fault scenarios train (importable as faults:<name> from the CLI) ---------------
@@ -231,18 +236,19 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
     if rc != 0:
         return row(name, 0, 0, 0, 1, [f"reference run failed (exit {rc}): {stderr[-300:]}"])
     expected = answer(stdout)
-    again_rc, again_out, _, _ = run_cli(args, work / f"{name}-reference-2")
-    notes = [f"reference run {wall:.0f} s; a second uninterrupted run "
+    again_rc, again_out, _, again_wall = run_cli(args, work / f"{name}-reference-2")
+    notes = [f"reference runs {wall:.0f} s and {again_wall:.0f} s; the second "
              f"{'gives the same answer' if answer(again_out) == expected else 'DIFFERS (comparison void)'}"]
+    wall = min(wall, again_wall)  # the first run may also compile bytecode: the moments fit the faster one
     lost = wrong = unclear = 0
-    kept_at_kill = []
-    for i in range(moments):
+    kept_at_kill, finished_first_count = [], 0
+    for i, delay in enumerate(moments_over(wall, moments, rng)):
         out = work / f"{name}-{i}"
-        delay = rng.uniform(0.05, 0.95) * wall
         process = cli(args, out)
         try:
             process.wait(timeout=delay)
-            finished_first = True
+            finished_first = True  # slower than the reference run's pace was not: no signal was sent
+            finished_first_count += 1
         except subprocess.TimeoutExpired:
             finished_first = False
             process.send_signal(sig)
@@ -268,10 +274,22 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
         elif answer(stdout) != expected:
             wrong += 1
             notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s answered differently")
-        print(f"  {name} #{i}: signal at {delay:5.1f} s, {sum(before.values())} finished trials kept, "
-              f"{rerun} re-run, rerun exit {rc}", flush=True)
-    notes.append(f"{moments} moments; finished trials in the store at each signal: {kept_at_kill}")
+        print(f"  {name} #{i}: signal at {delay:5.1f} s{' (had finished)' if finished_first else ''}, "
+              f"{sum(before.values())} finished trials kept, {rerun} re-run, rerun exit {rc}", flush=True)
+    notes.append(f"{moments} moments over {wall:.0f} s; finished trials in the store at each signal: {kept_at_kill}; "
+                 f"{finished_first_count} run(s) had ended before their moment (no signal sent)")
     return row(name, moments, lost, wrong, unclear, notes)
+
+
+def moments_over(wall: float, moments: int, rng: random.Random) -> list[float]:
+    """``moments`` signal times spread over 2%-90% of ``wall``: one uniform draw in each of as many equal slices.
+
+    Stratified, so twenty moments cover the run from the imports to the report instead of clustering;
+    the last 10% is left out because a run that finishes before its moment tests nothing.
+    """
+    low, high = 0.02 * wall, 0.90 * wall
+    width = (high - low) / moments
+    return [low + (i + rng.random()) * width for i in range(moments)]
 
 
 # ---- two processes on one store -------------------------------------------------------------------------
@@ -524,56 +542,132 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
-def write(rows: list[dict], meta: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "faults.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+def portable(rows: list[dict], work: Path) -> list[dict]:
+    """The rows with this machine's paths in their notes replaced: <tmp> for the scratch folder, . for the repo."""
+    def clean(note: str) -> str:
+        for path, name in ((str(work), "<tmp>"), (str(ROOT), "."), (tempfile.gettempdir(), "<tmp>"),
+                           (str(Path.home()), "~")):
+            note = note.replace(path, name)
+        return note
+
+    return [{**r, "notes": [clean(note) for note in r["notes"]]} for r in rows]
+
+
+def header(meta: dict) -> str:
+    dirty = " (with uncommitted changes)" if meta["dirty"] else ""
+    load = meta["load"]
+    return (f"`{meta['command']}` at commit `{meta['commit'][:12]}`{dirty}, torch {meta['torch']}, "
+            f"Python {meta['python']}; {meta['moments']}; {meta['wall_s'] / 60:.0f} min on {meta['cpus']} CPUs, "
+            f"1-minute load average {load['mean']:.1f} on average (min {load['min']:.1f}, max {load['max']:.1f})")
+
+
+def write(rows: list[dict], meta: dict, root: Path) -> None:
+    results, docs = root / RESULTS.relative_to(ROOT), root / DOCS.relative_to(ROOT)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "faults.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     notes = "\n".join(f"- **{r['scenario']}**: " + "; ".join(r["notes"]) for r in rows)
-    text = (f"# Fault suite\n\n`{meta['command']}` (torch {meta['torch']}, {meta['moments']})\n\n"
+    text = (f"# Fault suite\n\n{header(meta)}\n\n"
             f"{table(rows)}\n\n" + "\n".join(f"- {v}" for v in verdicts(rows))
             + f"\n\n## Notes per scenario\n\n{notes}\n")
-    (RESULTS / "faults.md").write_text(text)
-    if DOCS.exists():  # the docs page carries the generated table between markers
-        page = DOCS.read_text()
+    (results / "faults.md").write_text(text)
+    if docs.exists():  # the docs page carries the generated table between markers
+        page = docs.read_text()
         start, end = "<!-- faults-table -->", "<!-- /faults-table -->"
         if start in page and end in page:
             head, rest = page.split(start, 1)
             _, tail = rest.split(end, 1)
-            generated = (f"\n`{meta['command']}`, {meta['moments']}:\n\n{table(rows)}\n\n"
+            generated = (f"\n{header(meta)}:\n\n{table(rows)}\n\n"
                          + "\n".join(f"- {v}" for v in verdicts(rows)) + "\n")
-            DOCS.write_text(head + start + generated + end + tail)
+            docs.write_text(head + start + generated + end + tail)
+
+
+class LoadSampler:
+    """The 1-minute load average every 30 s in a daemon thread (the machine may be shared)."""
+
+    def __init__(self, every: float = 30.0):
+        self.samples, self._done = [os.getloadavg()[0]], threading.Event()
+        self._every = every
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self._every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._done.set()
+        self.samples.append(os.getloadavg()[0])
+        return {"mean": round(sum(self.samples) / len(self.samples), 2), "min": min(self.samples),
+                "max": max(self.samples), "samples": len(self.samples)}
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def code_version() -> dict:
+    """The commit this code is, and whether the package or this script differ from it."""
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "trainopt", "agent", "tools", "ars", "prompts",
+                         "bench/faults.py"))
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", True
+    return {"commit": commit, "dirty": dirty}
+
+
+def run_at(commit: str, argv: list[str]) -> int:
+    """Run the suite on a clean checkout of ``commit`` (a temporary git worktree); results are written here.
+
+    trainopt maps its subpackages from top-level folders (pyproject's package-dir), so a folder of links
+    put first on PYTHONPATH makes every process import the worktree's code, not the editable install.
+    """
+    import tomllib
+
+    sha = git("rev-parse", "--verify", f"{commit}^{{commit}}")
+    scratch = Path(tempfile.mkdtemp(prefix="trainopt-faults-at-"))
+    tree = scratch / "repo"
+    git("worktree", "add", "--detach", str(tree), sha)
+    try:
+        package_dir = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+        package = scratch / "path" / "trainopt"
+        package.mkdir(parents=True)
+        for item in (tree / package_dir["trainopt"]).iterdir():
+            (package / item.name).symlink_to(item)
+        for name, folder in package_dir.items():
+            if name != "trainopt":
+                (package / name.removeprefix("trainopt.")).symlink_to(tree / folder)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(package.parent),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        command = " ".join(["python bench/faults.py", *sys.argv[1:]])
+        return subprocess.call([sys.executable, str(tree / "bench" / "faults.py"), *argv, "--write-to", str(ROOT),
+                                "--command-line", command], cwd=tree, env=env)
+    finally:
+        git("worktree", "remove", "--force", str(tree))
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 moments per kill/SIGINT scenario, 1 shared run")
-    parser.add_argument("--kills-optimize", type=int, default=6)
-    parser.add_argument("--kills-sweep", type=int, default=12)
-    parser.add_argument("--sigints", type=int, default=4, help="per command (optimize, sweep)")
+    parser.add_argument("--kills-optimize", type=int, default=20)
+    parser.add_argument("--kills-sweep", type=int, default=20)
+    parser.add_argument("--sigints", type=int, default=5, help="per command (optimize, sweep)")
     parser.add_argument("--shared", type=int, default=3, help="runs of two processes on one store")
-    parser.add_argument("--step-budget", type=int, default=600, help="of the optimize runs")
+    parser.add_argument("--step-budget", type=int, default=300, help="of the optimize runs")
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
     parser.add_argument("--only", default="", help="comma-separated: optimize,sweep,sigint,shared,corrupt,writes,"
                         "workloads,agent")
     parser.add_argument("--no-write", action="store_true", help="print only (tests)")
-    parser.add_argument("--part", default=None, help="write bench/results/faults-PART.json only (run parts in "
-                        "parallel, then --merge)")
-    parser.add_argument("--merge", default=None, help="comma-separated PARTs: join their rows into faults.json/.md")
+    parser.add_argument("--at", default=None, metavar="COMMIT", help="run on a clean checkout of COMMIT (a "
+                        "temporary git worktree), so that edits to this tree during the run do not reach it")
+    parser.add_argument("--write-to", default=None, help=argparse.SUPPRESS)  # set by --at: the tree to write to
+    parser.add_argument("--command-line", default=None, help=argparse.SUPPRESS)  # set by --at: what was typed
     args = parser.parse_args()
-    if args.merge:
-        parts = [json.loads((RESULTS / f"faults-{p}.json").read_text()) for p in args.merge.split(",")]
-        by_scenario: dict[str, dict] = {}  # a later part's row replaces an earlier one of the same scenario
-        for part in parts:
-            by_scenario.update({r["scenario"]: r for r in part["rows"]})
-        rows = list(by_scenario.values())
-        commands = [part["meta"]["command"] for part in parts] + [f"python bench/faults.py --merge {args.merge}"]
-        meta = {"command": " ; ".join(commands), "torch": parts[0]["meta"]["torch"],
-                "moments": "; ".join(m for m in (part["meta"]["moments"] for part in parts) if m != "no kill moments"),
-                "wall_s": sum(part["meta"]["wall_s"] for part in parts), "parts": args.merge}
-        print(table(rows))
-        for verdict in verdicts(rows):
-            print(verdict)
-        write(rows, meta)
-        return
+    if args.at:
+        argv = sys.argv[1:]
+        at = argv.index("--at") if "--at" in argv else None
+        argv = argv[:at] + argv[at + 2:] if at is not None else [a for a in argv if not a.startswith("--at=")]
+        sys.exit(run_at(args.at, argv))
     torch.set_num_threads(1)
     if args.quick:
         args.kills_optimize, args.kills_sweep, args.sigints, args.shared = 2, 2, 1, 1
@@ -584,7 +678,7 @@ def main() -> None:
                 "--json"]
     rows: list[dict] = []
     work = Path(tempfile.mkdtemp(prefix="trainopt-faults-"))
-    started = time.monotonic()
+    started, load = time.monotonic(), LoadSampler()
     try:
         if "optimize" in only:
             print("kill -9 optimize", flush=True)
@@ -612,6 +706,7 @@ def main() -> None:
         if "workloads" in only:
             print("broken workloads", flush=True)
             rows.extend(broken_workloads(work, with_agent="agent" in only))
+        rows = portable(rows, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
@@ -620,16 +715,16 @@ def main() -> None:
         print(verdict)
     moments = ", ".join(text for key, text in (
         ("optimize", f"{args.kills_optimize} kill moments of optimize (--step-budget {args.step_budget})"),
-        ("sweep", f"{args.kills_sweep} of sweep"), ("sigint", f"{args.sigints} Ctrl-C each of optimize and sweep"),
+        ("sweep", f"{args.kills_sweep} of sweep (4 LRs, 150 steps)"),
+        ("sigint", f"{args.sigints} Ctrl-C each of optimize and sweep"),
         ("shared", f"{args.shared} shared-store runs")) if key in only) or "no kill moments"
-    command = " ".join(["python bench/faults.py", *sys.argv[1:]])
-    meta = {"command": command, "torch": torch.__version__, "moments": moments, "seed": args.seed,
-            "wall_s": round(time.monotonic() - started, 1)}
-    if args.part:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"faults-{args.part}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    elif not args.no_write:
-        write(rows, meta)
+    meta = {"command": args.command_line or " ".join(["python bench/faults.py", *sys.argv[1:]]),
+            **code_version(), "torch": torch.__version__, "python": sys.version.split()[0], "moments": moments,
+            "seed": args.seed, "wall_s": round(time.monotonic() - started, 1), "cpus": os.cpu_count(),
+            "load": load.stop()}
+    print(header(meta))
+    if not args.no_write:
+        write(rows, meta, Path(args.write_to) if args.write_to else ROOT)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,27 @@ def test_files_whole_spots_a_half_written_result(faults, tmp_path):
     assert not faults.files_whole(tmp_path)
     (tmp_path / "result.json").write_text('{"recommended": {}}')
     assert faults.files_whole(tmp_path)
+
+
+def test_kill_moments_are_spread_over_the_run(faults):
+    import random
+
+    moments = faults.moments_over(100.0, 20, random.Random(0))
+    # one moment in each twentieth of 2..90 s: sorted, inside the window, none two slices apart from its place
+    assert len(moments) == 20 and moments == sorted(moments)
+    assert all(2.0 + i * 4.4 <= m < 2.0 + (i + 1) * 4.4 for i, m in enumerate(moments))
+
+
+def test_results_name_no_path_of_this_machine(faults, tmp_path):
+    rows = [faults.row("a", 1, 0, 0, 1, [f"rerun failed: cannot open {tmp_path}/run-3/trials.db in {faults.ROOT}"])]
+    # the scratch folder becomes <tmp>, the repository "."
+    assert faults.portable(rows, tmp_path)[0]["notes"] == ["rerun failed: cannot open <tmp>/run-3/trials.db in ."]
+
+
+def test_the_header_names_the_commit_torch_and_load(faults):
+    meta = {"command": "python bench/faults.py", "commit": "0123456789abcdef", "dirty": False, "torch": "2.13.0",
+            "python": "3.11.7", "moments": "20 of sweep", "wall_s": 600.0, "cpus": 2,
+            "load": {"mean": 3.0, "min": 2.0, "max": 4.5}}
+    text = faults.header(meta)
+    assert "`0123456789ab`" in text and "torch 2.13.0" in text and "load average 3.0" in text
+    assert "uncommitted" not in text
