@@ -57,3 +57,25 @@ def test_a_failing_trial_of_a_batch_fails_alone(storage_url, tmp_path, no_traini
     candidate = out.trials[0]
     assert candidate.state == "FAIL" and "exceeds" in candidate.pruned_by
     assert Counter(t.state for t in out.trials)["COMPLETE"] == 3
+
+
+def test_the_agent_with_two_workers_searches_through_the_queue(storage_url, tmp_path, no_training_here):
+    from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+
+    request = OptimizationRequest(workload="digits-mlp", constraints={"step_budget": 1500}, num_candidates=2,
+                                  refine_rounds=0)  # the smallest plan that leaves room for the search
+    agent = TrainingOptimizationAgent(out_dir=tmp_path, storage=storage_url, device="cpu", workers=2)
+    result = agent.optimize_training(request)
+    search = result.evidence["tools"]["hyperparameter_suggester"]
+    queued = [t for t in QueueStore(storage_url, out_dir=tmp_path).queue.trials() if t.state == TrialState.COMPLETE]
+    # The search ran (no search trial was trained here: run_trial raises in this process) ...
+    assert search["pruner"].startswith("none: batches of 2") and len(search["trials"]) >= 3
+    # ... each of its trials that trained is a queued trial a worker process ran, once.
+    keys = Counter(t.user_attrs["key"] for t in queued)
+    assert all(count == 1 for count in keys.values())
+    assert all(not t.system_attrs["worker"].endswith(f":{os.getpid()}") for t in queued)
+    trained = [t for t in search["trials"] if t["steps"] > 0]
+    assert trained and {TrialConfig(**t["config"]).key() for t in trained} <= {
+        TrialConfig.model_validate_json(t.user_attrs["config"]).key() for t in queued}
+    # The answer is the agent's usual one: a recommended configuration and its gain over the baseline.
+    assert result.recommended is not None and result.gain is not None
