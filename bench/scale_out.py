@@ -45,9 +45,11 @@ from optuna.trial import TrialState
 from scipy import stats
 
 from trainopt.tools.local_postgres import LocalPostgres
-from trainopt.tools.queue_store import QueueStore
+from trainopt.tools.queue_store import QueueStore, queue_key
 from trainopt.tools.store import STUDY_NAME, TrialStore
 from trainopt.tools.trial_config import TrialConfig
+from trainopt.tools.trials import run_trial
+from trainopt.tools.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -99,6 +101,36 @@ def _measured(wall: float, results, workers: int = 1) -> dict:
     """Overhead per trial: the workers' busy time (workers x wall) not spent inside the trials."""
     own = sum(r.wall_time_s for r in results)
     return {"wall_s": wall, "trial_s": own, "overhead_ms_per_trial": 1000 * (workers * wall - own) / len(results)}
+
+
+def store_ops(url: str, n: int = 12) -> dict:
+    """Median ms of each storage call a queued trial costs (no training: a stored 200-step result is reused),
+    and their sum per trial: the worker's pop, store lookup, store put and complete, and one coordinator poll."""
+    store = QueueStore(url, workers=0)
+    workload = get_workload(WORKLOAD)
+    workload_id = store.workload_id(workload)
+    result = run_trial(workload, TrialConfig(steps=200, seed=999), device="cpu")
+    configs = [TrialConfig(lr=1e-3 * (1 + i), steps=200, seed=i) for i in range(n)]
+    times: dict[str, list[float]] = {k: [] for k in ("enqueue", "pop", "lookup", "put", "complete", "poll")}
+
+    def timed(name: str, call):
+        started = time.perf_counter()
+        out = call()
+        times[name].append(1000 * (time.perf_counter() - started))
+        return out
+
+    for c in configs:
+        timed("enqueue", lambda c=c: store.queue.enqueue(WORKLOAD, c, "cpu", queue_key(workload_id, c, "cpu"),
+                                                         None, workload_id))
+    for c in configs:
+        item = timed("pop", lambda: store.queue.pop(("cpu",), "bench:0"))
+        timed("lookup", lambda c=c: store.store.get(workload, c, "cpu"))
+        timed("put", lambda c=c: store.store.put(result.model_copy(update={"config": c}), workload))
+        timed("complete", lambda item=item: store.queue.complete(item, 1.0))
+        timed("poll", lambda c=c: (store.queue.trials(), store.store.get(workload, c, "cpu")))
+    ops = {k: statistics.median(v) for k, v in times.items()}
+    ops["worker_per_trial"] = ops["pop"] + ops["lookup"] + ops["put"] + ops["complete"]
+    return ops
 
 
 def crash_run(url: str, configs: list[TrialConfig], kill_every: float, out: Path, seed: int) -> dict:
@@ -182,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills in the crash run")
     parser.add_argument("--quick", action="store_true", help="1 round, 6 trials of 60 steps")
     parser.add_argument("--storages", default="postgresql,sqlite", help="sqlite alone where PostgreSQL is missing")
+    parser.add_argument("--ops-only", action="store_true",
+                        help="only the per-trial storage calls (median ms), printed; nothing written")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--render", action="store_true", help="rewrite the tables and the page from the JSON")
@@ -189,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads((args.out / "scale_out.json").read_text())
         meta, summary, crashes, rows = saved["meta"], saved["summary"], saved["crash"], saved["rows"]
-        (args.out / "scale_out.md").write_text(markdown(meta, summary, crashes))
-        args.doc.write_text(page(meta, summary, crashes, rows))
+        ops = saved.get("store_ops", {})
+        (args.out / "scale_out.md").write_text(markdown(meta, summary, crashes, ops))
+        args.doc.write_text(page(meta, summary, crashes, rows, ops))
         return 0
     if args.quick:
         args.rounds, args.trials, args.steps = 1, 6, 60
@@ -212,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                 return f"sqlite:///{path}"
             return server.create_database(f"bench_{next(databases)}")
 
+        ops = {storage: store_ops(fresh(storage)) for storage in storages}
+        print("store calls per trial, median ms: " + json.dumps(
+            {k: {op: round(v, 1) for op, v in o.items()} for k, o in ops.items()}), flush=True)
+        if args.ops_only:
+            return 0
         for round_ in range(args.rounds):
             for storage in storages:
                 order = ["in-process", "1 worker", "2 workers"]
@@ -244,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_out.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "rows": rows, "crash": crashes}, indent=2) + "\n")
-    table = markdown(meta, summary, crashes)
+        {"meta": meta, "summary": summary, "rows": rows, "crash": crashes, "store_ops": ops}, indent=2) + "\n")
+    table = markdown(meta, summary, crashes, ops)
     (args.out / "scale_out.md").write_text(table)
     if not args.quick and len(storages) == 2:
-        args.doc.write_text(page(meta, summary, crashes, rows))
+        args.doc.write_text(page(meta, summary, crashes, rows, ops))
     print(table)
     return 0
 
@@ -285,7 +325,21 @@ def _iv(triple, fmt="{:.2f}") -> str:
     return fmt.format(mean) + ("" if math.isnan(low) else f" ({fmt.format(low)} .. {fmt.format(high)})")
 
 
-def markdown(meta: dict, summary: dict, crashes: dict) -> str:
+def ops_table(ops: dict) -> list[str]:
+    """The per-trial storage calls, one row per storage."""
+    if not ops:
+        return []
+    names = ("enqueue", "pop", "lookup", "put", "complete", "poll", "worker_per_trial")
+    lines = ["", "| storage calls, median ms | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for storage, o in ops.items():
+        lines.append(f"| {storage} | " + " | ".join(f"{o[n]:.1f}" for n in names) + " |")
+    lines += ["", "enqueue and poll are the coordinator's (a poll: the queue's trials read and one lookup); "
+              "worker_per_trial = pop + lookup + put + complete, what a worker spends on the storage per trial "
+              "besides its heartbeat thread."]
+    return lines
+
+
+def markdown(meta: dict, summary: dict, crashes: dict, ops: dict | None = None) -> str:
     lines = [
         f"| storage | in-process (s) | 1 worker (s) | 2 workers (s) | 1 / 2 workers (90% CI) | "
         f"target >= {TARGET_RATIO}x | store overhead per trial, ms: in-process / 1 worker / 2 workers | "
@@ -305,6 +359,7 @@ def markdown(meta: dict, summary: dict, crashes: dict) -> str:
         verdict = "holds" if c["lost"] == 0 and c["duplicated"] == 0 else "falls short"
         lines.append(f"| {storage} | {c['kills']} | {c['lost']} | {c['duplicated']} ({verdict}) | "
                      f"{c['rerun_after_kill']} | {c['wall_s']:.1f} | {c['load_before']:g}->{c['load_after']:g} |")
+    lines += ops_table(ops or {})
     lines.append("")
     lines.append(f"{meta['trials']} {meta['workload']} trials of {meta['steps']} steps, 1 torch thread per worker, "
                  f"{meta['cpus']} CPUs, {meta['rounds']} rounds (mean, 90% t interval over rounds), "
@@ -314,7 +369,7 @@ def markdown(meta: dict, summary: dict, crashes: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
+def page(meta: dict, summary: dict, crashes: dict, rows: list[dict], ops: dict | None = None) -> str:
     pg, lite = summary["postgresql"], summary["sqlite"]
     reading = [
         f"With 2 workers the sweep ran {pg['ratio_1_to_2'][0]:.2f}x as fast as with 1 on PostgreSQL "
@@ -328,7 +383,7 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
         f"The queue costs {pg['overhead_ms']['1 worker'][0]:.0f} ms per trial on PostgreSQL and "
         f"{lite['overhead_ms']['1 worker'][0]:.0f} ms on SQLite with one worker (per trial: a pop, "
         "a heartbeat thread, the result stored in one transaction and the queued trial marked done; the coordinator "
-        "looks for results every 0.5 s), against "
+        "looks for results every 0.5 s while trials wait, every 0.1 s in the tail), against "
         f"{pg['overhead_ms']['in-process'][0]:.0f} / {lite['overhead_ms']['in-process'][0]:.0f} ms for storing a "
         "trial in-process: spread over trials of a second or more it is small; for trials of a few "
         "milliseconds, run them in one process.",
@@ -351,7 +406,7 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict]) -> str:
         "",
         __doc__.split("\n\n", 1)[1].split("    python3")[0].strip(),
         "",
-        markdown(meta, summary, crashes),
+        markdown(meta, summary, crashes, ops),
         f"Per round (load average {meta['load_avg_start']:g} at the start of the run, {meta['load_avg_end']:g} "
         "at its end):",
         "",

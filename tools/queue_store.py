@@ -43,6 +43,7 @@ from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import ProgressFn, ReportFn, TrialResult, resolve_device
 from trainopt.tools.workloads import Workload, factory_spec, get_workload, workload_names
 
+TAIL_POLL_S = 0.1  # the coordinator's look while only running trials are left (the last result ends a call)
 _ERRORS = {"hyperparameter": HyperparameterError, "resource": ResourceError, "convergence": ConvergenceError,
            "workload": WorkloadError}
 
@@ -55,8 +56,10 @@ class QueueStore:
             for workers on this machine).
         workers: local worker processes to start (0: only workers started elsewhere).
         worker_threads: torch threads of each local worker (default: the CPU count / workers).
-        poll_s: how often the coordinator looks for results (workers do not wait for it: they take
-            the next queued trial at once; a shorter poll costs the database and this machine's CPU).
+        poll_s: how often the coordinator looks for results while trials of its own still wait (workers
+            do not wait for it: they take the next queued trial at once; a shorter poll costs the database
+            and this machine's CPU). In the tail, when every trial left is running, it looks every
+            ``TAIL_POLL_S``: only the last result ends ``run_many``, and waiting for it is pure latency.
         timeout_s: give up when no trial finished for this long (None: wait for ever).
         reconnect_s: how long an unreachable storage (a server restart) is retried before giving up.
     """
@@ -83,6 +86,7 @@ class QueueStore:
         self.poll_s = poll_s
         self.heartbeat_s, self.grace_s, self.max_retry = heartbeat_s, grace_s, max_retry
         self._orphaned: dict[str, float] = {}  # key -> when it was first seen with no copy queued
+        self._waiting = True  # a trial of the current run_many still waits for a worker (else: the tail)
         self.timeout_s = timeout_s
         self.reconnect_s = reconnect_s
         self.processes: list[subprocess.Popen] = []
@@ -166,7 +170,7 @@ class QueueStore:
                     f"running on study {self.study_name!r} of this storage?", {"waiting": len(todo)},
                 )
             if todo:
-                time.sleep(self.poll_s)
+                time.sleep(self.poll_s if self._waiting else min(self.poll_s, TAIL_POLL_S))
         if progress is not None:
             progress(len(configs), len(configs))
         return results  # type: ignore[return-value]
@@ -180,6 +184,7 @@ class QueueStore:
         for trial in self.queue.trials():
             by_key.setdefault(trial.user_attrs.get("key"), []).append(trial)
         finished = {}
+        self._waiting = any(t.state == TrialState.WAITING for key in todo.values() for t in by_key.get(key, []))
         for i, key in todo.items():
             mine = by_key.get(key, [])
             done = any(t.state == TrialState.COMPLETE for t in mine)

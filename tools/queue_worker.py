@@ -34,6 +34,9 @@ from trainopt.tools.store import STUDY_NAME, TrialStore
 from trainopt.tools.trials import resolve_device, run_trial
 from trainopt.tools.workloads import get_workload
 
+FIRST_LOOK_S = 0.01  # after a trial, the next looks come 0.02, 0.04, 0.08 ... s apart, up to poll_s: a
+# coordinator that queues its next trials as soon as results arrive (a race's next rung) is seen at once
+
 
 @dataclass
 class WorkerStats:
@@ -66,6 +69,7 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
     devices = _served(device)
     log(f"worker {worker_name()}: serving {', '.join(devices)} trials of study {study_name!r}")
     idle_since = time.monotonic()
+    empty_looks = 0  # looks that found nothing since the last trial: the poll backs off to poll_s
     while (max_trials is None or stats.ran + stats.reused + stats.failed < max_trials) and not (stop and stop.is_set()):
         if parent_pid is not None and os.getppid() != parent_pid:
             log(f"worker {worker_name()}: the coordinator (pid {parent_pid}) is gone; stopping")
@@ -74,8 +78,10 @@ def serve(url: str, study_name: str = STUDY_NAME, device: str = "auto", *, poll_
         if item is None:
             if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                 break
-            time.sleep(poll_s)
+            empty_looks += 1
+            time.sleep(min(poll_s, FIRST_LOOK_S * 2**empty_looks))
             continue
+        empty_looks = 0
         if busy is not None:
             busy.set()
         try:
