@@ -11,7 +11,8 @@ request's step budget as it is, then
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
 too small for finals of at least MIN_FINAL_STEPS drops them (the race's leader is the challenger) and
-gives the confirm runs their share: L = 0.4 T / 10. Whatever
+gives the confirm runs their share: L = 0.4 T / 10; one too small for 5 held-out seeds of MIN_CONFIRM_STEPS
+plans fewer (at least MIN_CONFIRM_SEEDS). Whatever
 the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
 seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
 resumed run asks for the same trials.
@@ -29,6 +30,7 @@ PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers 
 FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
 MIN_FINAL_STEPS = 150  # finals shorter than this cannot correct the short-run bias they are for
+MIN_CONFIRM_STEPS = 50  # the shortest confirm run; a budget too small for the planned seeds at it plans fewer
 
 
 class ConfirmPolicy(BaseModel):
@@ -82,7 +84,7 @@ def plan_budget(
 
     Examples:
         >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
-        1310
+        640
     """
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
@@ -111,10 +113,13 @@ def plan_steps(
         raise ValueError(f"total_steps must be > 0 but got {total_steps=}")
     total = total_steps
     final_seeds = min(FINAL_SEEDS, num_seeds)
-    runs = (1 + FINALISTS) * final_seeds + 2 * confirm.planned_seeds
+    seeds = confirm.planned_seeds
+    while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
+        seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
+    runs = (1 + FINALISTS) * final_seeds + 2 * seeds
     if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:
-        final_seeds, runs = 0, 2 * confirm.planned_seeds
-    length = _round(min(max_steps, FINAL_SHARE * total / runs), low=50)
+        final_seeds, runs = 0, 2 * seeds
+    length = _round(min(max_steps, FINAL_SHARE * total / runs), low=MIN_CONFIRM_STEPS)
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per
     # selection seed; the search about one round's worth
@@ -133,7 +138,7 @@ def plan_steps(
         search_trials=num_candidates,
         confirm_steps=length,
         final_seeds=final_seeds,
-        confirm_seeds=confirm.planned_seeds,
+        confirm_seeds=seeds,
         confirm_extend_by=confirm.extend_by,
         confirm_reserve_seeds=confirm.reserve_seeds,
     )
@@ -145,7 +150,7 @@ def full_length_runs(budget: StepBudget, finalists: int = FINALISTS, extra_seeds
 
     Examples:
         >>> full_length_runs(plan_steps(6000, 4, 1, 3, 5000)), full_length_runs(plan_steps(6000, 4, 1, 3, 5000), 1)
-        (12, 6)
+        (16, 10)
     """
     finals = (1 + finalists) * budget.final_seeds if finalists > 1 else 0
     return finals + 2 * (budget.confirm_seeds + extra_seeds)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainopt.agent.budget import LEGACY_CONFIRM, marginal_step_seconds, plan_budget
+from trainopt.agent.budget import LEGACY_CONFIRM, marginal_step_seconds, plan_budget, plan_steps
 from trainopt.agent.schemas import Constraints, OptimizationRequest
 from trainopt.agent.scoring import constraint_violation, objective_score
 from trainopt.tools.trial_config import TrialConfig
@@ -71,6 +71,8 @@ def test_budget_splits_measured_steps():
     # a budget too small for finals of 150 steps drops them: the confirm's 10 runs take the whole share
     small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
     assert small.final_seeds == 0 and small.confirm_steps == 80  # 0.4 x 2099 / 10, rounded down to 10s
+    # a budget too small for 5 held-out seeds of 50 steps plans fewer, never below 3
+    assert [(plan_steps(t, 4, 1, 3, 10_000).confirm_seeds) for t in (500, 1000, 1500)] == [3, 4, 5]
     # a recording made before the five-seed policy replays with the policy it was made with
     legacy = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
                          confirm=LEGACY_CONFIRM)
