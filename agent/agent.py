@@ -24,7 +24,7 @@ from pathlib import Path
 import dspy
 import torch
 
-from trainopt.agent.budget import LEGACY_CONFIRM, ConfirmPolicy
+from trainopt.agent.budget import LEGACY_POLICY, RunPolicy
 from trainopt.agent.clock import WallClock
 from trainopt.agent.lm import resolve_lm_spec
 from trainopt.agent.phases import PHASES, RunState, execute
@@ -117,7 +117,7 @@ class TrainingOptimizationAgent:
                 store, cache = ReplayStore(storage, device_type), ProbeCache(storage, readonly=True)
                 lm_spec = self.lm if self.lm is not None else meta["lm"]
                 local_device = torch.device("cpu")
-                policy = ConfirmPolicy(**meta["confirm_policy"]) if "confirm_policy" in meta else LEGACY_CONFIRM
+                policy = RunPolicy(**meta["policy"]) if "policy" in meta else LEGACY_POLICY
             else:
                 storage = recording.storage() if recording else (self.storage or default_storage(self.out_dir))
                 local_device = resolve_device(self.device)
@@ -125,7 +125,7 @@ class TrainingOptimizationAgent:
                 store, cache = self._store(storage), ProbeCache(storage)
                 queued = store if self.workers != 1 else None
                 lm_spec = self.lm if self.lm is not None else resolve_lm_spec()
-                policy = ConfirmPolicy()
+                policy = RunPolicy()
             if record is not None:
                 recording.write_meta(
                     {
@@ -133,7 +133,7 @@ class TrainingOptimizationAgent:
                         "device": device_type,
                         "lm": lm_spec if isinstance(lm_spec, str) else lm_spec.model,
                         "request": request.model_dump(mode="json", exclude=_CALLABLES),
-                        "confirm_policy": policy.model_dump(),
+                        "policy": policy.model_dump(),
                     }
                 )
             planner = Planner(lm_spec, strict=replay is not None)
@@ -151,7 +151,7 @@ class TrainingOptimizationAgent:
                 out_dir=self.out_dir,
                 progress=self.progress,
                 replaying=replay is not None,
-                confirm_policy=policy,
+                policy=policy,
             )
             with recording.cassette() if recording else nullcontext():
                 response = execute(run)

@@ -6,7 +6,7 @@ request's step budget as it is, then
     probe  25%   LR range test and schedule check, batch-size probe, gradient analysis
     race   35%   candidates of every round raced over the selection seeds at C steps, plus the seeded search
     final  40%   two finalists and the baseline at L steps on FINAL_SEEDS selection seeds (6 runs), then
-                 the winner and the baseline on ConfirmPolicy.planned_seeds held-out seeds (5: 10 runs)
+                 the winner and the baseline on RunPolicy.planned_seeds held-out seeds (5: 10 runs)
 
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
@@ -33,21 +33,28 @@ MIN_FINAL_STEPS = 150  # finals shorter than this cannot correct the short-run b
 MIN_CONFIRM_STEPS = 50  # the shortest confirm run; a budget too small for the planned seeds at it plans fewer
 
 
-class ConfirmPolicy(BaseModel):
-    """How many held-out seeds the plan pays for, how many the confirm adds at a time while budget is left,
-    and how many more the refine rounds and the search must leave room for.
+class RunPolicy(BaseModel):
+    """The run's rules that a recording keeps, so a replay of an older recording takes that recording's path
+    (``LEGACY_POLICY`` for recordings that name none).
 
-    Five planned seeds: with three, the t quantile is 2.92 and the spread rests on two degrees of freedom,
-    so one tight triple can make noise look significant; with five it is 2.13 on four. Extending one seed
-    at a time spends what the plan leaves in pieces of two runs. A recording keeps the policy it was made
-    with, so a replay of an older recording takes that recording's path (``LEGACY_CONFIRM``)."""
+    planned_seeds  held-out seeds the plan pays for. Five: with three, the t quantile is 2.92 and the spread
+                   rests on two degrees of freedom, so one tight triple can make noise look significant;
+                   with five it is 2.13 on four.
+    extend_by      held-out seeds the confirm adds at a time while budget is left: one spends what the plan
+                   leaves in pieces of two runs.
+    reserve_seeds  extension seeds the extra refine rounds and the longer search leave room for.
+    step_batches   under a step budget the search tries every power-of-two batch of the probed range, since a
+                   larger batch costs no steps there (under a time budget it costs seconds: the search keeps
+                   to the batch probe's pick, its half and its double)."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
-    reserve_seeds: int = Field(2, ge=0, description="extension seeds kept free of extra refine rounds and search")
+    reserve_seeds: int = Field(2, ge=0)
+    step_batches: bool = True
 
 
-LEGACY_CONFIRM = ConfirmPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4)  # recordings that name no policy
+# recordings that name no policy were made under these rules
+LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, step_batches=False)
 
 
 class StepBudget(BaseModel):
@@ -78,7 +85,7 @@ def plan_budget(
     refine_rounds: int,
     num_seeds: int,
     max_steps: int,
-    confirm: ConfirmPolicy = ConfirmPolicy(),
+    policy: RunPolicy = RunPolicy(),
 ) -> StepBudget:
     """Split ``budget_s`` into phase step counts (see the module docstring).
 
@@ -90,7 +97,7 @@ def plan_budget(
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
     total = PLANNED_SHARE * budget_s / seconds_per_step
     return plan_steps(total, num_candidates, refine_rounds, num_seeds, max_steps, budget_s, seconds_per_step,
-                      confirm)
+                      policy)
 
 
 def plan_steps(
@@ -101,7 +108,7 @@ def plan_steps(
     max_steps: int,
     budget_s: float | None = None,
     seconds_per_step: float = 0.0,
-    confirm: ConfirmPolicy = ConfirmPolicy(),
+    policy: RunPolicy = RunPolicy(),
 ) -> StepBudget:
     """Split ``total_steps`` training steps into phase step counts (see the module docstring).
 
@@ -113,7 +120,7 @@ def plan_steps(
         raise ValueError(f"total_steps must be > 0 but got {total_steps=}")
     total = total_steps
     final_seeds = min(FINAL_SEEDS, num_seeds)
-    seeds = confirm.planned_seeds
+    seeds = policy.planned_seeds
     while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
     runs = (1 + FINALISTS) * final_seeds + 2 * seeds
@@ -139,8 +146,8 @@ def plan_steps(
         confirm_steps=length,
         final_seeds=final_seeds,
         confirm_seeds=seeds,
-        confirm_extend_by=confirm.extend_by,
-        confirm_reserve_seeds=confirm.reserve_seeds,
+        confirm_extend_by=policy.extend_by,
+        confirm_reserve_seeds=policy.reserve_seeds,
     )
 
 

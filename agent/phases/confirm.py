@@ -10,7 +10,7 @@ confirm   challenger and baseline, L steps, on held-out seeds that no phase befo
           ``min_gain``; otherwise the baseline is, with the measured difference and the reason.
 
 While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
-a time by default, ConfirmPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS, until the interval clears
+a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS, until the interval clears
 or misses ``min_gain`` by more than its own half width; why the confirm stopped is noted.
 """
 

@@ -24,12 +24,12 @@ def profile(state: RunState) -> None:
     state.clock.fallback_seconds_per_step = wall_rate
     step_budget = request.constraints.step_budget
     if step_budget is not None:
-        state.budget = plan_steps(step_budget, *shape, max_steps, state.budget_s, seconds, state.confirm_policy)
+        state.budget = plan_steps(step_budget, *shape, max_steps, state.budget_s, seconds, state.policy)
     else:
         clock = state.clock
         plannable = state.decide("plan", lambda: Decision(seconds=clock.left() - clock.report_reserve()))
         usable = max(plannable.seconds, 0.1 * state.budget_s)
-        planned = plan_budget(usable, wall_rate, *shape, max_steps=max_steps, confirm=state.confirm_policy)
+        planned = plan_budget(usable, wall_rate, *shape, max_steps=max_steps, policy=state.policy)
         state.budget = planned.model_copy(update={"budget_s": state.budget_s})
     within = f"in {state.budget_s:g} s" if step_budget is None else "(step budget)"
     state.report("profile", 1, 1, f"{state.budget.total_steps} steps {within}")

@@ -22,8 +22,7 @@ SEARCHED = {"optimizer", "lr", "weight_decay", "batch_size", "schedule"}
 def search(state: RunState, extra_trials: int = 0) -> None:
     d, b = state.digest, state.budget
     warm = [o.config for o in ranking(state)[:SEARCH_SEEDS]] or _probed_start(state)
-    batches = sorted({min(max(x, d.batch_range[0]), d.batch_range[1])
-                      for x in (d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2)})
+    batches = search_batches(state)
     n_trials = len(warm) + b.search_trials + extra_trials
     out = state.tool_or_note(
         "hyperparameter_suggester",
@@ -58,3 +57,14 @@ def _probed_start(state: RunState) -> list[TrialConfig]:
     low, high = state.digest.lr_safe_range
     lr = float(f"{min(max(state.digest.lr_at_batch(base.batch_size), low), high):.3g}")
     return [base] if lr == base.lr else [base, base.model_copy(update={"lr": lr})]
+
+
+def search_batches(state: RunState) -> list[int]:
+    """The batch probe's pick, its half and its double; under a step budget (RunPolicy.step_batches) every
+    larger power of two up to the probed range's top as well, since there a larger batch costs no steps."""
+    d = state.digest
+    low, high = d.batch_range
+    picks = {d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2}
+    if state.policy.step_batches and state.request.constraints.step_budget is not None:
+        picks |= {2**k for k in range(d.batch_recommended.bit_length(), high.bit_length())}
+    return sorted({min(max(x, low), high) for x in picks})

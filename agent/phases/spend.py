@@ -1,6 +1,6 @@
 """Where the budget goes after the plan: the planned refine rounds when they still fit, then extra rounds
 and a longer search while they leave room for the finals, the planned confirm and the policy's
-``reserve_seeds`` more held-out seeds (agent/budget.py ConfirmPolicy); what the confirm leaves unused it
+``reserve_seeds`` more held-out seeds (agent/budget.py RunPolicy); what the confirm leaves unused it
 spends on held-out seeds (phases/confirm.py).
 
 Each decision is recorded when a time budget applies (RunState.decide), and each skip or stop is noted

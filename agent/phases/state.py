@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from trainopt.agent.budget import PROBE_SHARE, ConfirmPolicy, StepBudget
+from trainopt.agent.budget import PROBE_SHARE, RunPolicy, StepBudget
 from trainopt.agent.clock import WallClock
 from trainopt.agent.digest import ProbeDigest
 from trainopt.agent.evidence import trial_record
@@ -58,7 +58,7 @@ class RunState:
     progress: Any = None
     replaying: bool = False
     clock: WallClock | None = None
-    confirm_policy: ConfirmPolicy = field(default_factory=ConfirmPolicy)  # a replay: the recording's
+    policy: RunPolicy = field(default_factory=RunPolicy)  # a replay: the recording's
     # filled while running
     budget: StepBudget | None = None
     digest: ProbeDigest | None = None

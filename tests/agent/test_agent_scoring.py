@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainopt.agent.budget import LEGACY_CONFIRM, marginal_step_seconds, plan_budget, plan_steps
+from trainopt.agent.budget import LEGACY_POLICY, marginal_step_seconds, plan_budget, plan_steps
 from trainopt.agent.schemas import Constraints, OptimizationRequest
 from trainopt.agent.scoring import constraint_violation, objective_score
 from trainopt.tools.trial_config import TrialConfig
@@ -75,7 +75,7 @@ def test_budget_splits_measured_steps():
     assert [(plan_steps(t, 4, 1, 3, 10_000).confirm_seeds) for t in (500, 1000, 1500)] == [3, 4, 5]
     # a recording made before the five-seed policy replays with the policy it was made with
     legacy = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
-                         confirm=LEGACY_CONFIRM)
+                         policy=LEGACY_POLICY)
     assert (legacy.confirm_seeds, legacy.confirm_extend_by, legacy.confirm_steps) == (3, 2, 130)
     assert marginal_step_seconds(10, 0.05, 50, 0.02) == pytest.approx((50 * 0.02 - 10 * 0.05) / 40)
 
