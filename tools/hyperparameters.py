@@ -364,6 +364,7 @@ def _output(study, name, storage, input, resumed, spent_before, extended, batch:
         study_name=name, storage=portable_storage(storage),
         sampler=f"TPESampler(seed={input.seed} + trials already finished)" + (
             f", asked {batch} at a time with constant_liar" if batch > 1 else ""),
-        pruner=input.pruner if batch == 1 else f"none: batches of {batch} run whole on the queue's workers",
+        pruner=input.pruner if batch == 1 or input.pruner == "none" else
+        f"{input.pruner}: its rung cutoffs from the finished trials, applied by the workers to batches of {batch}",
         space_extended=extended,
     )

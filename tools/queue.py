@@ -73,6 +73,7 @@ class QueuedTrial:
     device: str  # device type: "cpu" or "cuda"
     key: str
     workload_id: str | None = None  # the coordinator's workload fingerprint
+    stops: dict[int, float] | None = None  # a search trial's pruning cutoffs, {rung step: highest val loss kept}
 
 
 def queue_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S,
@@ -140,12 +141,15 @@ class TrialQueue:
         return self.study.get_trials(deepcopy=False)
 
     def enqueue(self, workload: str, config: TrialConfig, device: str, key: str, factory: str | None = None,
-                workload_id: str | None = None) -> None:
-        """Queue one trial; ``workload_id`` (the coordinator's fingerprint) lets a worker check it builds the same."""
+                workload_id: str | None = None, stops: dict[int, float] | None = None) -> None:
+        """Queue one trial; ``workload_id`` (the coordinator's fingerprint) lets a worker check it builds the same;
+        ``stops`` (a search trial's pruning cutoffs) let the worker stop it early."""
         attrs = {"key": key, "workload": workload, "config": config.model_dump_json(), "device": device}
         for name, value in (("factory", factory), ("workload_id", workload_id)):
             if value is not None:
                 attrs[name] = value
+        if stops:
+            attrs["stops"] = json.dumps({str(step): value for step, value in stops.items()})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
@@ -167,9 +171,10 @@ class TrialQueue:
             if worker is not None:
                 self.storage.set_trial_system_attr(trial._trial_id, "worker", worker)
             a = trial.user_attrs
+            stops = {int(step): value for step, value in json.loads(a["stops"]).items()} if "stops" in a else None
             return QueuedTrial(trial._trial_id, trial.number, a["workload"], a.get("factory"),
                                TrialConfig.model_validate_json(a["config"]), a["device"], a["key"],
-                               a.get("workload_id"))
+                               a.get("workload_id"), stops)
         return None
 
     @contextmanager
@@ -191,6 +196,10 @@ class TrialQueue:
         finally:
             stop.set()
             thread.join()
+
+    def keep_pruned(self, item: QueuedTrial, result_json: str) -> None:
+        """A pruned search trial's result rides on its queued trial (the trial store keeps whole trials only)."""
+        self.storage.set_trial_user_attr(item.trial_id, "pruned_result", result_json)
 
     def complete(self, item: QueuedTrial, value: float) -> bool:
         """Mark the queued trial done; False when it had already been failed as stale (its copy runs)."""

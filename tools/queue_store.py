@@ -118,11 +118,13 @@ class QueueStore:
         the first trial that fails raises its error."""
         return self._run(workload, configs, device, progress, keep_errors=False)  # type: ignore[return-value]
 
-    def run_each(self, workload: Workload | str, configs: list[TrialConfig],
-                 device: str = "auto") -> list[TrialResult | OptimizationError]:
+    def run_each(self, workload: Workload | str, configs: list[TrialConfig], device: str = "auto",
+                 stops: dict[int, float] | None = None) -> list[TrialResult | OptimizationError]:
         """``run_many``, but a trial that fails gives its error in its place and the others still finish
-        (a search batch: one bad configuration must not lose the rest)."""
-        return self._run(workload, configs, device, None, keep_errors=True)
+        (a search batch: one bad configuration must not lose the rest). With ``stops`` ({rung step: highest
+        validation loss kept}) a worker stops a trial whose loss at a rung is above it (a pruned result, kept
+        beside the queued trial: the trial store holds whole trials only)."""
+        return self._run(workload, configs, device, None, keep_errors=True, stops=stops or None)
 
     def search_batch(self) -> int:
         """Trials a search hands out at once: the local workers, else the distinct workers that took this
@@ -135,19 +137,20 @@ class QueueStore:
         return max(2, len(seen - {None}))
 
     def _run(self, workload: Workload | str, configs: list[TrialConfig], device: str,
-             progress: ProgressFn | None, keep_errors: bool) -> list[TrialResult | OptimizationError]:
+             progress: ProgressFn | None, keep_errors: bool,
+             stops: dict[int, float] | None = None) -> list[TrialResult | OptimizationError]:
         built = get_workload(workload)
         name, factory = built.name, _factory(workload, built)
         device_type = resolve_device(device).type
         workload_id = self.store.workload_id(built)
-        keys = [queue_key(workload_id, c, device_type) for c in configs]
+        keys = [queue_key(workload_id, c, device_type, stops) for c in configs]
         results: list[TrialResult | None] = [self.store.get(built, c, device) for c in configs]
         todo = {i: key for i, key in enumerate(keys) if results[i] is None}
         first_number = len(self.queue.trials())  # failures of earlier runs are not this run's
         pending = {t.user_attrs.get("key") for t in self.queue.trials() if t.state in PENDING}
         for i, key in todo.items():
             if key not in pending:
-                self.queue.enqueue(name, configs[i], device_type, key, factory, workload_id)
+                self.queue.enqueue(name, configs[i], device_type, key, factory, workload_id, stops)
                 pending.add(key)
         if todo:
             self._start_workers()
@@ -187,9 +190,13 @@ class QueueStore:
         self._waiting = any(t.state == TrialState.WAITING for key in todo.values() for t in by_key.get(key, []))
         for i, key in todo.items():
             mine = by_key.get(key, [])
-            done = any(t.state == TrialState.COMPLETE for t in mine)
+            done = [t for t in mine if t.state == TrialState.COMPLETE]
             if not done and any(t.state in PENDING for t in mine):
                 self._orphaned.pop(key, None)
+                continue
+            pruned = [t.user_attrs["pruned_result"] for t in done if "pruned_result" in t.user_attrs]
+            if pruned:  # a search trial its worker stopped at a rung
+                finished[i] = TrialResult.model_validate_json(pruned[0])
                 continue
             result = self.store.get(built, configs[i], device)
             if result is None:
@@ -254,10 +261,13 @@ class QueueStore:
         self.close()
 
 
-def queue_key(workload_id: str, config: TrialConfig, device_type: str) -> str:
-    """Identity of a queued trial (the trial store's identity: workload id, configuration, device type)."""
-    text = json.dumps({"workload": workload_id, "config": config.model_dump(mode="json"), "device": device_type},
-                      sort_keys=True)
+def queue_key(workload_id: str, config: TrialConfig, device_type: str, stops: dict[int, float] | None = None) -> str:
+    """Identity of a queued trial (the trial store's identity: workload id, configuration, device type; and a
+    search trial's pruning cutoffs, which make it another trial)."""
+    identity = {"workload": workload_id, "config": config.model_dump(mode="json"), "device": device_type}
+    if stops:
+        identity["stops"] = {str(step): value for step, value in stops.items()}
+    text = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

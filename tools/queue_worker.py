@@ -30,6 +30,7 @@ import torch
 from trainopt.errors import HyperparameterError, OptimizationError
 from trainopt.tools.queue import GRACE_S, HEARTBEAT_S, MAX_RETRY, RECONNECT_S, QueuedTrial, TrialQueue
 from trainopt.tools.queue import retry_unreachable as _retry
+from trainopt.tools.queue_search import stop_rule
 from trainopt.tools.store import STUDY_NAME, TrialStore
 from trainopt.tools.trials import resolve_device, run_trial
 from trainopt.tools.workloads import get_workload
@@ -117,8 +118,11 @@ def _run_one(queue: TrialQueue, store: TrialStore, item: QueuedTrial, device: st
             result = _retry(lambda: store.get(workload, item.config, run_device), reconnect_s, url)
             reused = result is not None
             if result is None:
-                result = run_trial(workload, item.config, device=run_device)
-                _retry(lambda: store.put(result, workload), reconnect_s, url)
+                result = run_trial(workload, item.config, device=run_device, report=stop_rule(item.stops))
+                if result.pruned:  # a search trial stopped at a rung: not a whole trial, not for the store
+                    _retry(lambda: queue.keep_pruned(item, result.model_dump_json()), reconnect_s, url)
+                else:
+                    _retry(lambda: store.put(result, workload), reconnect_s, url)
     except OptimizationError as error:
         stats.failed += 1
         kind, message = error.type, error.message
@@ -133,7 +137,7 @@ def _run_one(queue: TrialQueue, store: TrialStore, item: QueuedTrial, device: st
         stats.reused += 1
     else:
         stats.ran += 1
-    what = "read back" if reused else "ran"
+    what = "read back" if reused else ("pruned" if result.pruned else "ran")
     log(f"worker {worker_name()}: {what} trial #{item.number} {item.workload} lr={item.config.lr:g} "
         f"batch={item.config.batch_size} seed={item.config.seed}: val loss {result.final_val_loss:.4f} "
         f"({time.perf_counter() - started:.2f} s)")
