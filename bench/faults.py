@@ -14,10 +14,11 @@ in this process, and counts per run:
                      or an exception that is not the documented type
 
 Scenarios (the workload is digits-mlp unless named; the N moments of a kill scenario are spread over
-the reference run's wall time: one uniform draw in each of N equal slices of it, from ``--seed``):
+the reference run's wall time, one uniform draw in each of N equal slices of it from ``--seed``, and
+each is placed after as many stored trials as the reference run had by then: see moments_over):
 
     kill -9 optimize     `trainopt optimize --step-budget S`, SIGKILL at a random moment, rerun
-    kill -9 sweep        `trainopt sweep` of 4 LRs, SIGKILL at a random moment, rerun
+    kill -9 sweep        `trainopt sweep` of 8 LRs, SIGKILL at a random moment, rerun
     SIGINT optimize      Ctrl-C at a random moment: clean message, store consistent, rerun
     SIGINT sweep         the same for a sweep
     two processes        two sweeps with overlapping grids on one SQLite store at once
@@ -35,7 +36,7 @@ Usage:
     python bench/faults.py --quick           # a few runs of each (minutes): a smoke test
     python bench/faults.py --only sweep,corrupt --no-write
 
-The runs are small (a 300-step optimize, a 4-LR sweep of 150 steps) so that 20 moments of each fit on
+The runs are small (a 300-step optimize, an 8-LR sweep of 150 steps) so that 20 moments of each fit on
 a shared 2-core machine; the counts and the git commit are printed with the table. The target is
 0 lost, 0 wrong, 0 unclear in every row.
 """
@@ -57,6 +58,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -65,8 +67,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks" / "faults.md"
-STUDY = "trainopt-trials"
-SWEEP_ARGS = ["sweep", "--workload", "digits-mlp", "--lr", "1e-3,2e-3,3e-3,4e-3", "--steps", "150",
+SWEEP_ARGS = ["sweep", "--workload", "digits-mlp", "--lr", "1e-3,2e-3,3e-3,4e-3,5e-3,6e-3,7e-3,8e-3", "--steps", "150",
               "--device", "cpu", "--json"]
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120",
              # bench/ first (the faults:<name> workloads), then whatever put this trainopt on the path (--at)
@@ -171,19 +172,23 @@ def run_cli(args: list[str], out: Path, timeout: float = 900) -> tuple[int, str,
     return process.returncode, stdout, stderr, time.monotonic() - started
 
 
-def stored_keys(db: Path, study: str = STUDY) -> list[str]:
-    """The key of every COMPLETE trial of ``study`` in the SQLite file (repeats included)."""
+def stored_keys(db: Path) -> list[str]:
+    """``study/key`` of every COMPLETE trial in the SQLite file (repeats included).
+
+    Every study counts: the trials (trainopt-trials) and the stored probe-tool outputs (trainopt-tool-outputs),
+    which a rerun reads back as well.
+    """
     if not db.exists():
         return []
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
             rows = connection.execute(
-                "select a.value_json from trial_user_attributes a join trials t on a.trial_id = t.trial_id "
-                "join studies s on t.study_id = s.study_id where s.study_name = ? and t.state = 'COMPLETE' "
-                "and a.key = 'key'", (study,)).fetchall()
+                "select s.study_name, a.value_json from trial_user_attributes a join trials t on a.trial_id = "
+                "t.trial_id join studies s on t.study_id = s.study_id where t.state = 'COMPLETE' and a.key = 'key'"
+            ).fetchall()
     except sqlite3.DatabaseError:  # no tables yet (killed before the schema was written)
         return []
-    return [json.loads(value) for (value,) in rows]
+    return [f"{study}/{json.loads(value)}" for study, value in rows]
 
 
 def traceback_shown(text: str) -> bool:
@@ -230,28 +235,34 @@ def row(scenario: str, runs: int, lost: int, wrong: int, unclear: int, notes: li
 
 def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng: random.Random,
                 work: Path) -> dict:
-    """Reference run; then per moment: start, send ``sig`` at a random moment, check, rerun, compare."""
-    reference_dir = work / f"{name}-reference"
-    rc, stdout, stderr, wall = run_cli(args, reference_dir)
-    if rc != 0:
-        return row(name, 0, 0, 0, 1, [f"reference run failed (exit {rc}): {stderr[-300:]}"])
-    expected = answer(stdout)
-    again_rc, again_out, _, again_wall = run_cli(args, work / f"{name}-reference-2")
+    """Reference runs; then per moment: start, send ``sig`` at a moment of the run, check, rerun, compare."""
+    references = []
+    for attempt in (1, 2):
+        started = datetime.now()
+        rc, stdout, stderr, wall = run_cli(args, work / f"{name}-reference-{attempt}")
+        if rc != 0:
+            return row(name, 0, 0, 0, 1, [f"reference run failed (exit {rc}): {stderr[-300:]}"])
+        references.append((wall, answer(stdout), stored_times(work / f"{name}-reference-{attempt}" / "trials.db",
+                                                              started)))
+    (wall, expected, _), (again_wall, again, _) = references
     notes = [f"reference runs {wall:.0f} s and {again_wall:.0f} s; the second "
-             f"{'gives the same answer' if answer(again_out) == expected else 'DIFFERS (comparison void)'}"]
-    wall = min(wall, again_wall)  # the first run may also compile bytecode: the moments fit the faster one
+             f"{'gives the same answer' if again == expected else 'DIFFERS (comparison void)'}"]
+    wall, _, timeline = min(references, key=lambda r: r[0])  # the first may also compile bytecode
     lost = wrong = unclear = 0
     kept_at_kill, finished_first_count = [], 0
-    for i, delay in enumerate(moments_over(wall, moments, rng)):
+    for i, (after_trials, offset) in enumerate(moments_over(wall, timeline, moments, rng)):
         out = work / f"{name}-{i}"
         process = cli(args, out)
-        try:
-            process.wait(timeout=delay)
-            finished_first = True  # slower than the reference run's pace was not: no signal was sent
-            finished_first_count += 1
-        except subprocess.TimeoutExpired:
-            finished_first = False
-            process.send_signal(sig)
+        started = time.monotonic()
+        finished_first = True  # until the signal is sent: a run that ends before its moment tests nothing
+        if wait_for_trials(process, out / "trials.db", after_trials):
+            try:
+                process.wait(timeout=offset)
+            except subprocess.TimeoutExpired:
+                process.send_signal(sig)
+                finished_first = False
+        finished_first_count += finished_first
+        delay = time.monotonic() - started
         stdout, stderr = process.communicate(timeout=300)
         before = Counter(stored_keys(out / "trials.db"))
         kept_at_kill.append(sum(before.values()))
@@ -274,22 +285,49 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
         elif answer(stdout) != expected:
             wrong += 1
             notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s answered differently")
-        print(f"  {name} #{i}: signal at {delay:5.1f} s{' (had finished)' if finished_first else ''}, "
-              f"{sum(before.values())} finished trials kept, {rerun} re-run, rerun exit {rc}", flush=True)
-    notes.append(f"{moments} moments over {wall:.0f} s; finished trials in the store at each signal: {kept_at_kill}; "
-                 f"{finished_first_count} run(s) had ended before their moment (no signal sent)")
+        print(f"  {name} #{i}: signal at {delay:5.1f} s (trial {after_trials} stored + {offset:.1f} s)"
+              f"{' (had finished)' if finished_first else ''}, {sum(before.values())} finished trials kept, "
+              f"{rerun} re-run, rerun exit {rc}", flush=True)
+    notes.append(f"{moments} moments over a {wall:.0f} s run that stores {len(timeline)} trials; finished trials in "
+                 f"the store at each signal: {kept_at_kill}; {finished_first_count} run(s) had ended before their "
+                 f"moment (no signal sent)")
     return row(name, moments, lost, wrong, unclear, notes)
 
 
-def moments_over(wall: float, moments: int, rng: random.Random) -> list[float]:
-    """``moments`` signal times spread over 2%-90% of ``wall``: one uniform draw in each of as many equal slices.
+def stored_times(db: Path, started: datetime) -> list[float]:
+    """Seconds from ``started`` at which each COMPLETE trial of the store was stored, in order."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:  # the trials stored_keys counts
+        rows = connection.execute(
+            "select t.datetime_complete from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
+            "where t.state = 'COMPLETE' and a.key = 'key' order by t.datetime_complete").fetchall()
+    return [(datetime.fromisoformat(value) - started).total_seconds() for (value,) in rows]
 
-    Stratified, so twenty moments cover the run from the imports to the report instead of clustering;
-    the last 10% is left out because a run that finishes before its moment tests nothing.
+
+def moments_over(wall: float, timeline: list[float], moments: int, rng: random.Random) -> list[tuple[int, float]]:
+    """``moments`` moments of a run, each as (trials stored before it, seconds after the last of them).
+
+    One uniform draw in each of ``moments`` equal slices of 2%-95% of the reference run's ``wall``,
+    then placed relative to the reference's ``timeline`` (when each trial was stored): "3.1 s after the
+    5th trial". A killed run waits for its trials, so a machine slower than during the reference run
+    still gets its signal between the same two trials, from the imports to the report.
     """
-    low, high = 0.02 * wall, 0.90 * wall
+    low, high = 0.02 * wall, 0.95 * wall
     width = (high - low) / moments
-    return [low + (i + rng.random()) * width for i in range(moments)]
+    placed = []
+    for i in range(moments):
+        at = low + (i + rng.random()) * width
+        done = [t for t in timeline if t <= at]
+        placed.append((len(done), at - (done[-1] if done else 0.0)))
+    return placed
+
+
+def wait_for_trials(process: subprocess.Popen, db: Path, count: int, poll: float = 0.2) -> bool:
+    """Wait until ``db`` holds ``count`` finished trials; False if the process ended first."""
+    while count and len(stored_keys(db)) < count:
+        if process.poll() is not None:
+            return False
+        time.sleep(poll)
+    return process.poll() is None
 
 
 # ---- two processes on one store -------------------------------------------------------------------------
@@ -715,7 +753,7 @@ def main() -> None:
         print(verdict)
     moments = ", ".join(text for key, text in (
         ("optimize", f"{args.kills_optimize} kill moments of optimize (--step-budget {args.step_budget})"),
-        ("sweep", f"{args.kills_sweep} of sweep (4 LRs, 150 steps)"),
+        ("sweep", f"{args.kills_sweep} of sweep (8 LRs, 150 steps)"),
         ("sigint", f"{args.sigints} Ctrl-C each of optimize and sweep"),
         ("shared", f"{args.shared} shared-store runs")) if key in only) or "no kill moments"
     meta = {"command": args.command_line or " ".join(["python bench/faults.py", *sys.argv[1:]]),

@@ -44,13 +44,16 @@ def test_files_whole_spots_a_half_written_result(faults, tmp_path):
     assert faults.files_whole(tmp_path)
 
 
-def test_kill_moments_are_spread_over_the_run(faults):
+def test_kill_moments_are_spread_over_the_run_and_placed_between_its_trials(faults):
     import random
 
-    moments = faults.moments_over(100.0, 20, random.Random(0))
-    # one moment in each twentieth of 2..90 s: sorted, inside the window, none two slices apart from its place
-    assert len(moments) == 20 and moments == sorted(moments)
-    assert all(2.0 + i * 4.4 <= m < 2.0 + (i + 1) * 4.4 for i, m in enumerate(moments))
+    timeline = [10.0, 50.0, 51.0]  # when the reference run stored its trials
+    moments = faults.moments_over(100.0, timeline, 20, random.Random(0))
+    at = [(timeline[k - 1] if k else 0.0) + offset for k, offset in moments]
+    # one moment in each twentieth of 2..95 s, each as "k trials stored, then offset seconds"
+    assert all(2.0 + i * 4.65 <= t < 2.0 + (i + 1) * 4.65 for i, t in enumerate(at))
+    assert all(offset >= 0 and k == sum(t <= x for t in timeline) for (k, offset), x in zip(moments, at))
+    assert {k for k, _ in moments} == {0, 1, 3}  # before the first trial, between, and after the last
 
 
 def test_results_name_no_path_of_this_machine(faults, tmp_path):
