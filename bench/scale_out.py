@@ -9,6 +9,11 @@ Design, in one process and one run:
   (each has run a trial) before the 16 trials are timed. Figures per round: the wall-time ratio
   1 worker / 2 workers (target >= 1.7x) and the store's overhead per trial, (workers x sweep wall
   - sum of the trials' own wall times) / 16, in ms. Mean and a 90% t interval over the rounds.
+- store calls (per storage, first): the median time of each storage call a queued trial costs, no
+  training (``--ops-only`` prints them and stops).
+- search (per storage): the agent's search (the HyperparameterSuggester, 11 trials of up to 220
+  steps, as in the recorded digits-mlp run) in one process, pruning as it goes, and on 2 warmed
+  workers (batches of 2, rung cutoffs): wall time, steps trained, trials pruned, best value.
 - crash run (per storage): 2 workers; every ``--kill-every`` s, one that holds a running trial (and
   has finished one before: a worker still warming up is spared) is killed with SIGKILL mid-trial and
   a new one started; trials lost (no result: given up after
@@ -44,6 +49,7 @@ import torch
 from optuna.trial import TrialState
 from scipy import stats
 
+from trainopt.tools.hyperparameters import HyperparameterSuggester
 from trainopt.tools.local_postgres import LocalPostgres
 from trainopt.tools.queue_store import QueueStore, queue_key
 from trainopt.tools.store import STUDY_NAME, TrialStore
@@ -101,6 +107,27 @@ def _measured(wall: float, results, workers: int = 1) -> dict:
     """Overhead per trial: the workers' busy time (workers x wall) not spent inside the trials."""
     own = sum(r.wall_time_s for r in results)
     return {"wall_s": wall, "trial_s": own, "overhead_ms_per_trial": 1000 * (workers * wall - own) / len(results)}
+
+
+SEARCH = dict(n_trials=11, max_steps=220, seed=0, candidates=[{"lr": 2e-3}, {"lr": 5e-3, "batch_size": 128}])
+
+
+def search_run(url: str, workers: int, out: Path) -> dict:
+    """The agent's search (the HyperparameterSuggester, SEARCH's size: the recorded digits-mlp search's) in this
+    process (pruned as it goes) or through the queue with ``workers`` warmed workers (batches, rung cutoffs)."""
+    store = TrialStore(url) if workers == 1 else QueueStore(url, out_dir=out, workers=workers, worker_threads=1)
+    try:
+        if workers > 1:
+            _warm(store, workers, out)
+        hpo = HyperparameterSuggester(workload=WORKLOAD, device="cpu", store=store)
+        started = time.perf_counter()
+        result = hpo(**SEARCH)
+        wall = time.perf_counter() - started
+    finally:
+        if workers > 1:
+            store.close()
+    return {"wall_s": wall, "steps": result.steps_spent, "best_value": result.best_value,
+            "pruned": sum(t.state == "PRUNED" for t in result.trials), "trials": len(result.trials)}
 
 
 def store_ops(url: str, n: int = 12) -> dict:
@@ -223,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads((args.out / "scale_out.json").read_text())
         meta, summary, crashes, rows = saved["meta"], saved["summary"], saved["crash"], saved["rows"]
-        ops = saved.get("store_ops", {})
-        (args.out / "scale_out.md").write_text(markdown(meta, summary, crashes, ops))
-        args.doc.write_text(page(meta, summary, crashes, rows, ops))
+        ops, searches = saved.get("store_ops", {}), saved.get("search", {})
+        (args.out / "scale_out.md").write_text(markdown(meta, summary, crashes, ops, searches))
+        args.doc.write_text(page(meta, summary, crashes, rows, ops, searches))
         return 0
     if args.quick:
         args.rounds, args.trials, args.steps = 1, 6, 60
@@ -269,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
                                  "load_before": before, "load_after": load()})
                     print(f"round {round_} {storage:10s} {contender:10s} {measured['wall_s']:7.2f} s "
                           f"(load {before} -> {load()})", flush=True)
+        searches = {}
+        for storage in storages:
+            for workers in (1, 2):
+                before = load()
+                run = search_run(fresh(storage), workers, work / f"search-{storage}-{workers}")
+                searches[f"{storage}, {'1 process' if workers == 1 else '2 workers'}"] = {
+                    **run, "load_before": before, "load_after": load()}
+                print(f"search {storage} {workers}: {run}", flush=True)
         for storage in storages:
             before = load()
             crashes[storage] = {**crash_run(fresh(storage), configs, args.kill_every, work / f"crash-{storage}", 0),
@@ -284,11 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_out.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "rows": rows, "crash": crashes, "store_ops": ops}, indent=2) + "\n")
-    table = markdown(meta, summary, crashes, ops)
+        {"meta": meta, "summary": summary, "rows": rows, "crash": crashes, "store_ops": ops, "search": searches},
+        indent=2) + "\n")
+    table = markdown(meta, summary, crashes, ops, searches)
     (args.out / "scale_out.md").write_text(table)
     if not args.quick and len(storages) == 2:
-        args.doc.write_text(page(meta, summary, crashes, rows, ops))
+        args.doc.write_text(page(meta, summary, crashes, rows, ops, searches))
     print(table)
     return 0
 
@@ -339,7 +375,19 @@ def ops_table(ops: dict) -> list[str]:
     return lines
 
 
-def markdown(meta: dict, summary: dict, crashes: dict, ops: dict | None = None) -> str:
+def search_table(searches: dict) -> list[str]:
+    """The search in one process and on 2 workers, one row per storage and contender."""
+    if not searches:
+        return []
+    lines = ["", "| search (11 trials, 220 steps at most) | wall (s) | steps trained | pruned | best val loss | "
+             "load avg |", "|---|---:|---:|---:|---:|---|"]
+    for name, r in searches.items():
+        lines.append(f"| {name} | {r['wall_s']:.1f} | {r['steps']} | {r['pruned']} of {r['trials']} | "
+                     f"{r['best_value']:.4f} | {r['load_before']:g}->{r['load_after']:g} |")
+    return lines
+
+
+def markdown(meta: dict, summary: dict, crashes: dict, ops: dict | None = None, searches: dict | None = None) -> str:
     lines = [
         f"| storage | in-process (s) | 1 worker (s) | 2 workers (s) | 1 / 2 workers (90% CI) | "
         f"target >= {TARGET_RATIO}x | store overhead per trial, ms: in-process / 1 worker / 2 workers | "
@@ -360,6 +408,7 @@ def markdown(meta: dict, summary: dict, crashes: dict, ops: dict | None = None) 
         lines.append(f"| {storage} | {c['kills']} | {c['lost']} | {c['duplicated']} ({verdict}) | "
                      f"{c['rerun_after_kill']} | {c['wall_s']:.1f} | {c['load_before']:g}->{c['load_after']:g} |")
     lines += ops_table(ops or {})
+    lines += search_table(searches or {})
     lines.append("")
     lines.append(f"{meta['trials']} {meta['workload']} trials of {meta['steps']} steps, 1 torch thread per worker, "
                  f"{meta['cpus']} CPUs, {meta['rounds']} rounds (mean, 90% t interval over rounds), "
@@ -369,7 +418,8 @@ def markdown(meta: dict, summary: dict, crashes: dict, ops: dict | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def page(meta: dict, summary: dict, crashes: dict, rows: list[dict], ops: dict | None = None) -> str:
+def page(meta: dict, summary: dict, crashes: dict, rows: list[dict], ops: dict | None = None,
+         searches: dict | None = None) -> str:
     pg, lite = summary["postgresql"], summary["sqlite"]
     reading = [
         f"With 2 workers the sweep ran {pg['ratio_1_to_2'][0]:.2f}x as fast as with 1 on PostgreSQL "
@@ -406,7 +456,7 @@ def page(meta: dict, summary: dict, crashes: dict, rows: list[dict], ops: dict |
         "",
         __doc__.split("\n\n", 1)[1].split("    python3")[0].strip(),
         "",
-        markdown(meta, summary, crashes, ops),
+        markdown(meta, summary, crashes, ops, searches),
         f"Per round (load average {meta['load_avg_start']:g} at the start of the run, {meta['load_avg_end']:g} "
         "at its end):",
         "",
