@@ -11,7 +11,8 @@ never pruned (only a divergence or the step budget stops them), so the pruner's 
 reference and the search always returns a configuration that trained its full length. The
 study lives in Optuna storage (the given URL, else the TrialStore's, else memory), so a rerun
 with the same arguments resumes: finished trials count, are never run again, and the budget
-counts every training step they spent.
+counts every training step they spent. With a queue-backed store (``--workers``) TPE still samples
+here and the trials go to the workers in batches, pruned at rung cutoffs (tools/queue_search.py).
 
     >>> from trainopt.tools import get_tool
     >>> hpo = get_tool("hyperparameter_suggester")(workload="digits-mlp")   # doctest: +SKIP

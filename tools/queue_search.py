@@ -15,9 +15,9 @@ per rung; a worker stops its trial at a rung where the validation loss is above 
 No round trip per validation point, and the same batch always gets the same cutoffs. The
 ConvergencePredictor's forecast pruning stays in one-process runs. docs/scale-out.md says why.
 
-A trial whose result was already in the trial store (the race measured that configuration) is read
-back and counts no steps; a trial that raises (a bad configuration) is told FAIL with its error and
-does not count, as in one process.
+Warm-start candidates run whole (no cutoffs), as in one process. A trial whose result was already in
+the trial store (the race measured that configuration) is read back and counts no steps; a trial that
+raises (a bad configuration) is told FAIL with its error and does not count, as in one process.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def run_batches(study: optuna.Study, store: Any, workload, device, input, sugges
         stops = cutoffs(study, input)  # before the asks: the batch's own trials are not finished
         trials = [study.ask() for _ in range(size)]
         configs = [_configure(trial, suggest) for trial in trials]
-        outcomes = store.run_each(workload, configs, device=str(device), stops=stops)
+        # the warm-start candidates run whole, as in one process: they anchor the rungs
+        outcomes = store.run_each(workload, configs, device=str(device), stops=[
+            None if trial.user_attrs.get("source") == "candidate" else stops for trial in trials])
         for trial, outcome in zip(trials, outcomes, strict=True):
             _tell(study, trial, outcome, state, input.pruner)
 

@@ -119,12 +119,12 @@ class QueueStore:
         return self._run(workload, configs, device, progress, keep_errors=False)  # type: ignore[return-value]
 
     def run_each(self, workload: Workload | str, configs: list[TrialConfig], device: str = "auto",
-                 stops: dict[int, float] | None = None) -> list[TrialResult | OptimizationError]:
+                 stops: list[dict[int, float] | None] | None = None) -> list[TrialResult | OptimizationError]:
         """``run_many``, but a trial that fails gives its error in its place and the others still finish
-        (a search batch: one bad configuration must not lose the rest). With ``stops`` ({rung step: highest
-        validation loss kept}) a worker stops a trial whose loss at a rung is above it (a pruned result, kept
+        (a search batch: one bad configuration must not lose the rest). With ``stops[i]`` ({rung step: highest
+        validation loss kept}) a worker stops trial i when its loss at a rung is above it (a pruned result, kept
         beside the queued trial: the trial store holds whole trials only)."""
-        return self._run(workload, configs, device, None, keep_errors=True, stops=stops or None)
+        return self._run(workload, configs, device, None, keep_errors=True, stops=stops)
 
     def search_batch(self) -> int:
         """Trials a search hands out at once: the local workers, else the distinct workers that took this
@@ -138,19 +138,20 @@ class QueueStore:
 
     def _run(self, workload: Workload | str, configs: list[TrialConfig], device: str,
              progress: ProgressFn | None, keep_errors: bool,
-             stops: dict[int, float] | None = None) -> list[TrialResult | OptimizationError]:
+             stops: list[dict[int, float] | None] | None = None) -> list[TrialResult | OptimizationError]:
         built = get_workload(workload)
         name, factory = built.name, _factory(workload, built)
         device_type = resolve_device(device).type
         workload_id = self.store.workload_id(built)
-        keys = [queue_key(workload_id, c, device_type, stops) for c in configs]
+        stops = stops or [None] * len(configs)
+        keys = [queue_key(workload_id, c, device_type, s) for c, s in zip(configs, stops, strict=True)]
         results: list[TrialResult | None] = [self.store.get(built, c, device) for c in configs]
         todo = {i: key for i, key in enumerate(keys) if results[i] is None}
         first_number = len(self.queue.trials())  # failures of earlier runs are not this run's
         pending = {t.user_attrs.get("key") for t in self.queue.trials() if t.state in PENDING}
         for i, key in todo.items():
             if key not in pending:
-                self.queue.enqueue(name, configs[i], device_type, key, factory, workload_id, stops)
+                self.queue.enqueue(name, configs[i], device_type, key, factory, workload_id, stops[i])
                 pending.add(key)
         if todo:
             self._start_workers()

@@ -62,7 +62,7 @@ def test_a_worker_stops_a_search_trial_at_a_rung_cutoff(storage_url, tmp_path):
             max_trials=1, idle_exit_s=60, poll_s=0.05, log=lambda line: None))
         worker.start()
         # No loss is below -1: the worker stops the trial at its first validation point past step 9.
-        [result] = store.run_each("digits-mlp", [config], device="cpu", stops={9: -1.0})
+        [result] = store.run_each("digits-mlp", [config], device="cpu", stops=[{9: -1.0}])
         worker.join()
         assert result.pruned and result.steps_run == 9
         # The partial result is not the trial store's (a later plain run of the config trains it whole).
