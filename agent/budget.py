@@ -43,9 +43,9 @@ class RunPolicy(BaseModel):
     extend_by      held-out seeds the confirm adds at a time while budget is left: one spends what the plan
                    leaves in pieces of two runs.
     reserve_seeds  extension seeds the extra refine rounds and the longer search leave room for.
-    step_batches   under a step budget the search tries every power-of-two batch of the probed range, since a
-                   larger batch costs no steps there (under a time budget it costs seconds: the search keeps
-                   to the batch probe's pick, its half and its double)."""
+    step_batches   under a step budget a larger batch costs no budget: the planner's anchor batch is raised to
+                   the critical batch (never cut to it, as under a time budget) and the search also tries every
+                   larger power of two up to the probed range's top."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)

@@ -3,7 +3,8 @@
 Peaks are matched by their *mean* LR over a run (digest.mean_lr): a cosine or one-cycle schedule
 applies about half its peak on average, so its peak is twice the constant LR it stands beside.
 
-propose: anchor on the range test's suggestion carried to the batch probe's pick (lr0), then spread
+propose: anchor on the range test's suggestion carried to the batch probe's pick (lr0; the pick moved
+         toward the critical batch: down under a time budget, up under a step budget), then spread
          what a measurement can separate: warmup-cosine at 2 lr0 (mean lr0), constant at lr0, a
          half batch (LR scaled by the probe's rule; Goyal et al. 2017, Malladi et al. 2022),
          constant at 2 lr0 and one-cycle at 4 lr0 (mean 2 lr0: the valley rule lands below the
@@ -64,9 +65,12 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     wd = 0.01 if opt in ("adamw", "schedulefree") else 0.0
     b_probe, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
     b0 = b_probe
-    if digest.batch_noise_scale is not None and 0 < digest.batch_noise_scale < b0:
-        # beyond the critical batch (B_simple) a bigger batch buys little progress per step
-        b0 = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
+    if digest.batch_noise_scale is not None and digest.batch_noise_scale > 0:
+        critical = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
+        # below the critical batch (B_simple, McCandlish et al. 2018) a bigger batch buys about proportional
+        # progress per step, beyond it little: in seconds the batch is cut to it; in steps, where a bigger
+        # batch costs nothing, it is raised to it
+        b0 = max(b0, critical) if digest.step_budget else min(b0, critical)
     # the range test ran at lr_batch_size: carry its suggestion to b0 with the probe's scaling rule
     lr0 = digest.lr_at_batch(b0)
     # half the batch: more updates per epoch, and fewer epochs in a step budget (a bigger batch wins short

@@ -51,6 +51,8 @@ def probe(state: RunState) -> None:
         state.workload, parameters, state.space, state.baseline_config(b.candidate_steps), b.candidate_steps,
         lr_out, batch_out, grad_out,
     )
+    if state.policy.step_batches and state.request.constraints.step_budget is not None:
+        state.digest = state.digest.model_copy(update={"step_budget": True})
     if state.request.wants_latency:
         measure_latency(state)
 

@@ -6,6 +6,7 @@ import pytest
 
 from trainopt.agent.digest import MeasuredResult
 from trainopt.agent.offline_engine import answer_chat
+from trainopt.agent.planner import propose
 from trainopt.agent.planning import Planner
 from trainopt.agent.schemas import CandidateProposal
 
@@ -40,6 +41,17 @@ def test_offline_propose_anchors_on_the_range_test(digest):
     # all lie in the probed safe range
     assert all(digest.lr_safe_range[0] <= c.lr <= digest.lr_safe_range[1] for c in candidates)
     assert len({(c.lr, c.batch_size, c.schedule) for c in candidates}) == 4
+
+
+def test_under_a_step_budget_the_anchor_batch_is_raised_to_the_critical_batch_never_cut(digest):
+    # a larger batch costs no steps: below the critical batch it buys about proportional progress per step
+    def anchor(**update):
+        candidates, _ = propose(digest.model_copy(update={"step_budget": True, **update}), num_candidates=4)
+        return candidates[0].batch_size
+
+    assert anchor() == 64  # the probe's pick (64) is above the critical batch (40 -> 32): kept, not cut
+    assert anchor(batch_noise_scale=200.0) == 256  # the critical batch (200 -> 256) is above it: raised
+    assert anchor(batch_noise_scale=None) == 64
 
 
 def test_offline_refine_never_repeats_a_measured_candidate(digest):
@@ -131,7 +143,6 @@ def test_unreachable_lm_falls_back_unless_strict(digest):
 
 @pytest.mark.parametrize("noise", [-12.5, 0.0])
 def test_a_non_positive_noise_scale_does_not_break_the_plan(digest, noise):
-    from trainopt.agent.planner import propose
 
     # B_simple estimated from noisy norms can be negative (seen on a tanh MLP with lr 0.3): no usable scale
     candidates, _ = propose(digest.model_copy(update={"batch_noise_scale": noise}), num_candidates=4)
