@@ -28,7 +28,8 @@ def respond(state: RunState, gain: Gain) -> OptimizationResponse:
     else:
         recommended, runs, best = baseline, state.confirm["baseline"], state.baseline_outcome()
     state.confirm["recommended"] = runs
-    state.notes.append(gain.reason)
+    if gain.reason not in state.notes:  # "no raced candidate ..." is noted when the finals find none
+        state.notes.append(gain.reason)
     forecast = state.decide("convergence forecast", lambda: forecast_fits(state))
     prediction = None if forecast.skip else predict(state, runs[0])
     explanation = state.planner.ask(
