@@ -433,6 +433,19 @@ def _cost(toy: dict, row: dict) -> str:
     return f"{c['iterations']} it, {c['seconds']:.0f} s ({c['rounds']} rounds)"
 
 
+def _ode_gaps(toy: dict) -> str:
+    """Each student's energy minus heun/50's (the teacher's ODE), paired by seed: what distillation loses."""
+    ode = next(r for r in toy["static"] if (r["expert"], r["steps"]) == ("heun", 50))
+    parts = []
+    for r in toy["static"]:
+        if r["expert"] == "distilled":
+            gaps = [a["energy"] - b["energy"] for a, b in zip(r["runs"], ode["runs"], strict=True)]
+            mean, low, high = t_interval(gaps)
+            parts.append(f"distilled/{r['steps']} {mean:+.5f} [{low:+.5f}, {high:+.5f}]")
+    return ("Energy gap to heun/50 (the teacher's ODE), mean over seeds with its 90% t-interval: "
+            + "; ".join(parts) + ".")
+
+
 def _distill_text(settings: dict) -> str:
     """The settings a reader needs: batch, iterations per round, round-1 teacher sub-steps, and any extras."""
     text = (f"batch {settings['batch_size']}, {settings['iterations']} per round, {settings['teacher_substeps']} "
@@ -473,7 +486,7 @@ def render_markdown(results: dict) -> str:
                          f"{r['off_mode']:.3f} | {r['wall_s']:.2f} | {_cost(toy, r)} |")
         if results.get("dev"):
             lines += ["", f"Distilled students within the DDPM-1000 spread: "
-                          f"{', '.join(toy['distilled_matches_reference']) or 'none'}.", ""]
+                          f"{', '.join(toy['distilled_matches_reference']) or 'none'}.", "", _ode_gaps(toy), ""]
             continue
         lines += ["", f"<= 20 NFE configurations within the DDPM-1000 spread: "
                       f"{', '.join(toy['fast_matches_reference']) or 'none'}; distilled students within it: "
