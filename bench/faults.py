@@ -176,18 +176,29 @@ def stored_keys(db: Path) -> list[str]:
     """``study/key`` of every COMPLETE trial in the SQLite file (repeats included).
 
     Every study counts: the trials (trainopt-trials) and the stored probe-tool outputs (trainopt-tool-outputs),
-    which a rerun reads back as well.
+    which a rerun reads back as well. Read from a copy of the file and its journal, so that a hot journal
+    left by a killed writer is rolled back there (as the next run would) instead of failing a read-only open;
+    a file without tables yet is no trials, any other damage is raised.
     """
     if not db.exists():
         return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / db.name
+        for suffix in ("", "-journal", "-wal"):
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+        connection = sqlite3.connect(copy)
+        try:
             rows = connection.execute(
                 "select s.study_name, a.value_json from trial_user_attributes a join trials t on a.trial_id = "
                 "t.trial_id join studies s on t.study_id = s.study_id where t.state = 'COMPLETE' and a.key = 'key'"
             ).fetchall()
-    except sqlite3.DatabaseError:  # no tables yet (killed before the schema was written)
-        return []
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # killed before the schema was written
+                return []
+            raise
+        finally:
+            connection.close()
     return [f"{study}/{json.loads(value)}" for study, value in rows]
 
 
@@ -264,19 +275,33 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
         finished_first_count += finished_first
         delay = time.monotonic() - started
         stdout, stderr = process.communicate(timeout=300)
-        before = Counter(stored_keys(out / "trials.db"))
+        try:
+            before = Counter(stored_keys(out / "trials.db"))
+        except sqlite3.DatabaseError as error:  # what sqlite itself cannot read: every trial in it is at risk
+            before = Counter()
+            wrong += 1
+            notes.append(f"{name} #{i}: the store left by a signal at {delay:.1f} s is unreadable: {error}")
         kept_at_kill.append(sum(before.values()))
-        # Ctrl-C: a short message, no traceback, not exit 0
-        if sig == signal.SIGINT and not finished_first and (process.returncode == 0
+        # Ctrl-C: a short message, no traceback, not exit 0 (unless the run had finished its work: the whole
+        # answer printed, the same as the reference's, and the signal came during the interpreter's exit)
+        completed = process.returncode == 0 and answer(stdout) == expected
+        if sig == signal.SIGINT and not finished_first and ((process.returncode == 0 and not completed)
                                                              or traceback_shown(stderr + stdout)):
             unclear += 1
             notes.append(f"{name} #{i}: Ctrl-C at {delay:.1f} s gave exit {process.returncode}: "
-                         f"{(stderr or stdout)[-200:]!r}")
+                         f"{_interrupt_lines(stderr + stdout)}")
+        elif sig == signal.SIGINT and not finished_first and completed:
+            notes.append(f"{name} #{i}: Ctrl-C at {delay:.1f} s came after the answer was printed (exit 0, the "
+                         f"reference's answer){'; ' + _interrupt_lines(stderr) if 'Interrupt' in stderr else ''}")
         if not files_whole(out):
             wrong += 1
             notes.append(f"{name} #{i}: a half-written result.json or report.html after the signal")
         rc, stdout, stderr, _ = run_cli(args, out)
-        after = Counter(stored_keys(out / "trials.db"))
+        try:
+            after = Counter(stored_keys(out / "trials.db"))
+        except sqlite3.DatabaseError as error:
+            after = Counter()
+            notes.append(f"{name} #{i}: the store after the rerun is unreadable: {error}")
         rerun = sum(1 for key in before if after[key] > before[key])
         lost += rerun + sum(1 for key in before if after[key] == 0)
         if rc != 0 or traceback_shown(stderr):
@@ -284,7 +309,8 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
             notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s failed (exit {rc}): {stderr[-300:]!r}")
         elif answer(stdout) != expected:
             wrong += 1
-            notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s answered differently")
+            notes.append(f"{name} #{i}: rerun after a signal at {delay:.1f} s ({sum(before.values())} finished "
+                         f"trials kept) answered differently: {differences(expected, answer(stdout))}")
         print(f"  {name} #{i}: signal at {delay:5.1f} s (trial {after_trials} stored + {offset:.1f} s)"
               f"{' (had finished)' if finished_first else ''}, {sum(before.values())} finished trials kept, "
               f"{rerun} re-run, rerun exit {rc}", flush=True)
@@ -292,6 +318,21 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
                  f"the store at each signal: {kept_at_kill}; {finished_first_count} run(s) had ended before their "
                  f"moment (no signal sent)")
     return row(name, moments, lost, wrong, unclear, notes)
+
+
+def differences(expected, got) -> str:
+    """What differs between two answers, field by field (values shortened)."""
+    if not isinstance(expected, dict) or not isinstance(got, dict):
+        return f"expected {str(expected)[:200]}, got {str(got)[:200]}"
+    return "; ".join(f"{key}: {str(expected.get(key))[:160]} -> {str(got.get(key))[:160]}"
+                     for key in sorted(set(expected) | set(got)) if expected.get(key) != got.get(key))
+
+
+def _interrupt_lines(text: str) -> str:
+    """The lines of a terminal's text that say what happened to an interrupt (not the progress bars)."""
+    lines = [line for line in text.splitlines() if "━" not in line and line.strip()]
+    keep = [line for line in lines if re.search(r"Interrupt|Aborted|interrupted|ignored|Error", line)]
+    return repr("\n".join(keep[-6:] or lines[-3:])[-400:])
 
 
 def stored_times(db: Path, started: datetime) -> list[float]:
@@ -321,9 +362,16 @@ def moments_over(wall: float, timeline: list[float], moments: int, rng: random.R
     return placed
 
 
+def _count_or_zero(db: Path) -> int:
+    try:
+        return len(stored_keys(db))
+    except (sqlite3.DatabaseError, OSError):  # copied mid-write: look again
+        return 0
+
+
 def wait_for_trials(process: subprocess.Popen, db: Path, count: int, poll: float = 0.2) -> bool:
     """Wait until ``db`` holds ``count`` finished trials; False if the process ended first."""
-    while count and len(stored_keys(db)) < count:
+    while count and _count_or_zero(db) < count:
         if process.poll() is not None:
             return False
         time.sleep(poll)

@@ -52,7 +52,7 @@ def test_kill_moments_are_spread_over_the_run_and_placed_between_its_trials(faul
     at = [(timeline[k - 1] if k else 0.0) + offset for k, offset in moments]
     # one moment in each twentieth of 2..95 s, each as "k trials stored, then offset seconds"
     assert all(2.0 + i * 4.65 <= t < 2.0 + (i + 1) * 4.65 for i, t in enumerate(at))
-    assert all(offset >= 0 and k == sum(t <= x for t in timeline) for (k, offset), x in zip(moments, at))
+    assert all(offset >= 0 and k == sum(t <= x for t in timeline) for (k, offset), x in zip(moments, at, strict=True))
     assert {k for k, _ in moments} == {0, 1, 3}  # before the first trial, between, and after the last
 
 
@@ -69,3 +69,24 @@ def test_the_header_names_the_commit_torch_and_load(faults):
     text = faults.header(meta)
     assert "`0123456789ab`" in text and "torch 2.13.0" in text and "load average 3.0" in text
     assert "uncommitted" not in text
+
+
+def test_a_wrong_answer_is_noted_field_by_field(faults):
+    # only the fields that differ, old -> new
+    assert faults.differences({"lr": 0.1, "adopted": True}, {"lr": 0.2, "adopted": True}) == "lr: 0.1 -> 0.2"
+
+
+def test_stored_keys_counts_the_finished_work_of_every_study(faults, tmp_path):
+    import sqlite3
+
+    db = tmp_path / "trials.db"
+    with sqlite3.connect(db) as connection:
+        connection.executescript(
+            "create table studies (study_id int, study_name text); create table trials (trial_id int, study_id int, "
+            "state text); create table trial_user_attributes (trial_id int, key text, value_json text);"
+            "insert into studies values (1, 'trainopt-trials'), (2, 'trainopt-tool-outputs');"
+            "insert into trials values (1, 1, 'COMPLETE'), (2, 2, 'COMPLETE'), (3, 1, 'RUNNING');"
+            "insert into trial_user_attributes values (1, 'key', '\"a\"'), (2, 'key', '\"b\"'), (3, 'key', '\"c\"');")
+    # a finished trial and a stored tool output; the running trial is not finished work
+    assert sorted(faults.stored_keys(db)) == ["trainopt-tool-outputs/b", "trainopt-trials/a"]
+    assert faults.stored_keys(tmp_path / "missing.db") == []
