@@ -90,3 +90,28 @@ def test_stored_keys_counts_the_finished_work_of_every_study(faults, tmp_path):
     # a finished trial and a stored tool output; the running trial is not finished work
     assert sorted(faults.stored_keys(db)) == ["trainopt-tool-outputs/b", "trainopt-trials/a"]
     assert faults.stored_keys(tmp_path / "missing.db") == []
+
+
+def test_the_control_run_keeps_the_tool_outputs_and_drops_the_trials(faults, tmp_path, monkeypatch):
+    import sqlite3
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with sqlite3.connect(out / "trials.db") as connection:
+        connection.executescript(
+            "create table studies (study_id int, study_name text); create table trials (trial_id int, study_id int, "
+            "state text); create table trial_user_attributes (trial_id int, key text, value_json text);"
+            "insert into studies values (1, 'trainopt-trials'), (2, 'trainopt-tool-outputs');"
+            "insert into trials values (1, 1, 'COMPLETE'), (2, 2, 'COMPLETE');"
+            "insert into trial_user_attributes values (1, 'key', '\"a\"'), (2, 'key', '\"b\"');")
+    seen = {}
+
+    def fake_run(args, where, timeout=900):
+        seen["keys"] = faults.stored_keys(where / "trials.db")
+        return 0, '{"answer": 1}', "", 1.0
+
+    monkeypatch.setattr(faults, "run_cli", fake_run)
+    got = faults.same_measurements_answer(["optimize"], faults.json.loads, out, tmp_path / "control")
+    # the control starts with the measurements (tool outputs) only, and the killed run's store is untouched
+    assert seen["keys"] == ["trainopt-tool-outputs/b"] and got == {"answer": 1}
+    assert sorted(faults.stored_keys(out / "trials.db")) == ["trainopt-tool-outputs/b", "trainopt-trials/a"]
