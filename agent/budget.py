@@ -37,24 +37,28 @@ class RunPolicy(BaseModel):
     """The run's rules that a recording keeps, so a replay of an older recording takes that recording's path
     (``LEGACY_POLICY`` for recordings that name none).
 
-    planned_seeds  held-out seeds the plan pays for. Five: with three, the t quantile is 2.92 and the spread
-                   rests on two degrees of freedom, so one tight triple can make noise look significant;
-                   with five it is 2.13 on four.
-    extend_by      held-out seeds the confirm adds at a time while budget is left: one spends what the plan
-                   leaves in pieces of two runs.
-    reserve_seeds  extension seeds the extra refine rounds and the longer search leave room for.
-    step_batches   under a step budget a larger batch costs no budget: the planner's anchor batch is raised to
-                   the critical batch (never cut to it, as under a time budget) and the search also tries every
-                   larger power of two up to the probed range's top."""
+    planned_seeds    held-out seeds the plan pays for. Five: with three, the t quantile is 2.92 and the
+                     spread rests on two degrees of freedom, so one tight triple can make noise look
+                     significant; with five it is 2.13 on four.
+    extend_by        held-out seeds the confirm adds at a time while budget is left: one spends what the
+                     plan leaves in pieces of two runs.
+    reserve_seeds    extension seeds the extra refine rounds and the longer search leave room for.
+    min_adopt_seeds  the fewest held-out seeds a gain is claimed on (a tiny budget that affords 3 keeps the
+                     baseline): a t interval on 2 degrees of freedom undercovers when seed-to-seed gains are
+                     heavy-tailed (bench/agent_vs_baselines: a 3-seed, 30-step claim reversed on fresh seeds).
+    step_batches     under a step budget a larger batch costs no budget: the planner's anchor batch is raised
+                     to the critical batch (never cut to it, as under a time budget) and the search also tries
+                     every larger power of two up to the probed range's top."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
     reserve_seeds: int = Field(2, ge=0)
+    min_adopt_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS)
     step_batches: bool = True
 
 
 # recordings that name no policy were made under these rules
-LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, step_batches=False)
+LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False)
 
 
 class StepBudget(BaseModel):

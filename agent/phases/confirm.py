@@ -7,7 +7,8 @@ finals    up to FINALISTS race leaders and the baseline, L steps, on the first F
 confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
           by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py). The
           challenger is recommended only when the interval of its objective gain lies above
-          ``min_gain``; otherwise the baseline is, with the measured difference and the reason.
+          ``min_gain`` over at least RunPolicy.min_adopt_seeds seeds (5; unless the request named the
+          seeds); otherwise the baseline is, with the measured difference and the reason.
 
 While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
 a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS, until the interval clears
@@ -144,7 +145,7 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     pairs = list(zip(chals, bases, strict=True))
     objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs])
     has_challenger = state.challenger is not None
-    significant = has_challenger and objective.above(state.request.min_gain)
+    significant = has_challenger and objective.above(state.request.min_gain) and _enough_seeds(state, len(seeds))
     metric_change = None
     if all(r.final_val_metric is not None for r in bases + chals):
         metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in pairs) / len(seeds)
@@ -166,6 +167,9 @@ def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
     measured = (f"held-out gain {objective.mean:+.1%} (90% interval {lo:+.1%} to {hi:+.1%}; better on "
                 f"{objective.wins} of {n} seeds)")
     threshold = state.request.min_gain
+    if lo > threshold and not _enough_seeds(state, n):
+        return (f"only {n} held-out seeds fit the budget and a gain is claimed on {state.policy.min_adopt_seeds} or "
+                f"more: {measured}; the baseline is recommended")
     if lo > threshold:
         return f"adopted: {measured} lies above {threshold:.0%}"
     if hi < 0:
@@ -173,6 +177,11 @@ def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
     if lo <= 0 <= hi:
         return f"no significant difference: {measured} straddles zero; the baseline is recommended"
     return f"the {measured} does not clear min_gain {threshold:.0%}; the baseline is recommended"
+
+
+def _enough_seeds(state: RunState, n: int) -> bool:
+    """A gain is claimed on at least RunPolicy.min_adopt_seeds held-out seeds, unless the request named them."""
+    return state.request.confirm_seeds is not None or n >= state.policy.min_adopt_seeds
 
 
 def full_length(config: TrialConfig, steps: int, seed: int) -> TrialConfig:

@@ -3,10 +3,15 @@ and the budget is used or the reason stated. One real step-budgeted run, shared 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
+from trainopt.agent.budget import LEGACY_POLICY, RunPolicy
+from trainopt.agent.phases.confirm import _reason
 from trainopt.agent.schemas import CONFIRM_SEED_START, MIN_CONFIRM_SEEDS
+from trainopt.agent.stats import paired
 
 BUDGET = 1200
 
@@ -41,8 +46,8 @@ def test_confirm_seeds_are_held_out_from_every_selection(response):
 def test_the_decision_follows_the_interval(response):
     g = response.gain
     low, high = g.objective_interval
-    # adopted exactly when the whole interval lies above min_gain, and the reason quotes it
-    assert g.adopted == (low > 0) == g.significant
+    # adopted exactly when the whole interval lies above min_gain on 5 seeds or more, and the reason quotes it
+    assert g.adopted == (low > 0 and len(g.seeds) >= 5) == g.significant
     assert (response.recommended == response.challenger) == g.adopted
     assert f"{low:+.1%}" in g.reason and f"{high:+.1%}" in g.reason
     assert g.interval[0] <= g.relative_loss_reduction <= g.interval[1]
@@ -75,3 +80,15 @@ def test_a_gain_below_min_gain_recommends_the_baseline(store_dir, response):
 def test_selection_and_confirm_seeds_must_not_overlap():
     with pytest.raises(ValueError, match=r"held out .* both hold \[1\]"):
         OptimizationRequest(seeds=[0, 1], confirm_seeds=[1, 5])
+
+
+@pytest.mark.parametrize(("confirm_seeds", "adopted"), [(None, False), ([7, 8, 9], True)])
+def test_a_gain_is_claimed_on_five_held_out_seeds_unless_the_request_named_them(confirm_seeds, adopted):
+    # three seeds, all clearly better: the t interval lies above zero, but rests on 2 degrees of freedom
+    state = SimpleNamespace(request=OptimizationRequest(confirm_seeds=confirm_seeds), policy=RunPolicy())
+    reason = _reason(state, paired([0.10, 0.12, 0.11]), has_challenger=True)
+    assert reason.startswith("adopted") == adopted
+    if not adopted:
+        assert "only 3 held-out seeds" in reason and "baseline is recommended" in reason
+    assert _reason(SimpleNamespace(request=state.request, policy=LEGACY_POLICY), paired([0.10, 0.12, 0.11]),
+                   has_challenger=True).startswith("adopted")  # an older recording's rule: 3 seeds were enough
