@@ -56,6 +56,21 @@ def record(workload: str) -> None:
             f"{response.gain.relative_loss_reduction:+.1%} (90% interval {response.gain.interval[0]:+.1%} to "
             f"{response.gain.interval[1]:+.1%}), adopted: {response.gain.adopted}"
         )
+    portable(CASSETTES / workload)
+
+
+def portable(folder: Path) -> None:
+    """Name the recording's trial store by its repository-relative path where the search tool recorded the
+    absolute one (the recording lies outside the run's working folder): in result.json and in the stored
+    tool output alike, so the replay still matches."""
+    import sqlite3
+
+    absolute = f"sqlite:///{(folder / 'trials.db').resolve()}"
+    relative = f"sqlite:///{(folder / 'trials.db').resolve().relative_to(CASSETTES.parents[1]).as_posix()}"
+    result = folder / "result.json"
+    result.write_text(result.read_text().replace(absolute, relative))
+    with sqlite3.connect(folder / "trials.db") as db:
+        db.execute("UPDATE trial_user_attributes SET value_json = replace(value_json, ?, ?)", (absolute, relative))
 
 
 if __name__ == "__main__":
