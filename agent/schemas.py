@@ -148,8 +148,8 @@ class OptimizationRequest(BaseModel):
     confirm_seeds: list[int] | None = Field(
         None,
         description="held-out seeds of the confirm runs (winner against baseline, paired per seed); None: "
-        f"{CONFIRM_SEED_START}, {CONFIRM_SEED_START + 1}, ... at least {MIN_CONFIRM_SEEDS}, more while the budget "
-        f"lasts (up to {MAX_CONFIRM_SEEDS})",
+        f"{CONFIRM_SEED_START}, {CONFIRM_SEED_START + 1}, ... 5 planned (at least {MIN_CONFIRM_SEEDS} on a tiny "
+        f"budget, and a gain is then claimed on 5 or more), more while the budget lasts (up to {MAX_CONFIRM_SEEDS})",
     )
     min_gain: float = Field(
         0.0, ge=0, lt=1, description="a change is recommended only when the 90% interval of its relative gain over "
