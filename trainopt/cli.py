@@ -9,11 +9,16 @@ import typer
 
 import trainopt
 
+INTERRUPTED = 130  # the exit code of a Ctrl-C (128 + SIGINT)
+INTERRUPTED_MESSAGE = ("interrupted: every finished trial is kept in the trial store; the same command again "
+                       "resumes without re-running them")
+
 
 class _App(typer.Typer):
     """The typer app, with one boundary for every command: an OptimizationError that a command did not
     handle itself (a damaged trial store opened before its own ``try``, say) is printed as one line with
-    its type and exit code 2, never as a traceback. Any other exception is a bug and keeps its traceback."""
+    its type and exit code 2, never as a traceback; a Ctrl-C exits 130 with one line saying what is kept.
+    Any other exception is a bug and keeps its traceback."""
 
     def __call__(self, *args, **kwargs):
         from trainopt.errors import OptimizationError
@@ -23,6 +28,10 @@ class _App(typer.Typer):
         except OptimizationError as error:
             typer.echo(f"error ({error.type}): {error.message}", err=True)
             raise SystemExit(2) from None
+        except SystemExit as exit_:
+            if exit_.code == INTERRUPTED:  # typer's exit on Ctrl-C: say what is kept
+                typer.echo(INTERRUPTED_MESSAGE, err=True)
+            raise
 
 
 app = _App(

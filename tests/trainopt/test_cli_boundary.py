@@ -1,8 +1,9 @@
-"""The CLI's one boundary: an OptimizationError no command caught is one line and exit 2, not a traceback."""
+"""The CLI's one boundary: an OptimizationError no command caught is one line and exit 2, not a traceback;
+a Ctrl-C is exit 130 and one line saying what is kept."""
 
 import pytest
 
-from trainopt.cli import app
+from trainopt.cli import INTERRUPTED_MESSAGE, _App, app
 
 
 def test_a_damaged_store_is_one_line_naming_the_file(tmp_path, capsys):
@@ -14,3 +15,17 @@ def test_a_damaged_store_is_one_line_naming_the_file(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert err.startswith("error (resource): cannot open the trial store") and str(tmp_path / "trials.db") in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_exits_130_with_one_line_saying_what_is_kept(capsys):
+    interrupted = _App()
+
+    @interrupted.command()
+    def slow() -> None:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a trial
+
+    with pytest.raises(SystemExit) as exit_info:
+        interrupted(args=[], prog_name="trainopt")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130
+    assert INTERRUPTED_MESSAGE in err and "Traceback" not in err
