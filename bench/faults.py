@@ -66,6 +66,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainopt.cli import INTERRUPTED, INTERRUPTED_MESSAGE
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks" / "faults.md"
@@ -284,11 +286,13 @@ def interrupted(name: str, args: list[str], answer, moments: int, sig: int, rng:
             wrong += 1
             notes.append(f"{name} #{i}: the store left by a signal at {delay:.1f} s is unreadable: {error}")
         kept_at_kill.append(sum(before.values()))
-        # Ctrl-C: a short message, no traceback, not exit 0 (unless the run had finished its work: the whole
-        # answer printed, the same as the reference's, and the signal came during the interpreter's exit)
+        # Ctrl-C: the CLI's one-line message with exit 130, no traceback, not exit 0 (unless the run had finished
+        # its work: the whole answer printed, the same as the reference's, and the signal came during the
+        # interpreter's exit)
         completed = process.returncode == 0 and answer(stdout) == expected
+        silent = process.returncode == INTERRUPTED and INTERRUPTED_MESSAGE not in " ".join(stderr.split())
         if sig == signal.SIGINT and not finished_first and ((process.returncode == 0 and not completed)
-                                                             or traceback_shown(stderr + stdout)):
+                                                             or traceback_shown(stderr + stdout) or silent):
             unclear += 1
             notes.append(f"{name} #{i}: Ctrl-C at {delay:.1f} s gave exit {process.returncode}: "
                          f"{_interrupt_lines(stderr + stdout)}")
