@@ -146,13 +146,14 @@ def open_study(storage: str, study_name: str) -> optuna.Study:
     """The named study of ``storage`` (created if missing).
 
     SQLite: a writer waits up to ``SQLITE_BUSY_TIMEOUT_S`` for another process's lock instead of failing
-    with "database is locked", and two processes creating the tables of a new file at once retry
+    with "database is locked", and two processes creating the tables of a new file at once (a table that
+    "already exists", a schema version stamped twice) retry
     (``OPEN_ATTEMPTS``, backing off). A file that is not a usable database is a ResourceError naming
     the file, not a traceback."""
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return optuna.create_study(storage=_rdb(storage), study_name=study_name, load_if_exists=True)
-        except sqlalchemy.exc.OperationalError as error:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
             if attempt + 1 < OPEN_ATTEMPTS and _transient(error):
                 time.sleep(0.2 * 2**attempt)
                 continue
@@ -170,7 +171,8 @@ def _rdb(storage: str) -> optuna.storages.BaseStorage | str:
 
 def _transient(error: Exception) -> bool:
     text = str(error).lower()
-    return any(word in text for word in ("locked", "busy", "already exists"))
+    # "unique constraint failed: alembic_version...": the other process stamped the new file's schema first
+    return any(word in text for word in ("locked", "busy", "already exists", "unique constraint failed"))
 
 
 def _unusable(storage: str, error: Exception) -> ResourceError:

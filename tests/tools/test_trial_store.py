@@ -164,7 +164,9 @@ def test_a_locked_or_half_created_store_is_retried_then_opened(tmp_path, monkeyp
 
     real = optuna.create_study
     failures = [sqlalchemy.exc.OperationalError("create table studies", {}, Exception("database is locked")),
-                sqlalchemy.exc.OperationalError("create table", {}, Exception("table studies already exists"))]
+                sqlalchemy.exc.OperationalError("create table", {}, Exception("table studies already exists")),
+                sqlalchemy.exc.IntegrityError("insert into alembic_version", {},
+                                              Exception("UNIQUE constraint failed: alembic_version.version_num"))]
 
     def flaky(**kwargs):
         if failures:
