@@ -4,6 +4,7 @@ under ``trainopt/commands`` and is registered here."""
 from __future__ import annotations
 
 import importlib
+import signal
 
 import typer
 
@@ -17,7 +18,8 @@ INTERRUPTED_MESSAGE = ("interrupted: every finished trial is kept in the trial s
 class _App(typer.Typer):
     """The typer app, with one boundary for every command: an OptimizationError that a command did not
     handle itself (a damaged trial store opened before its own ``try``, say) is printed as one line with
-    its type and exit code 2, never as a traceback; a Ctrl-C exits 130 with one line saying what is kept.
+    its type and exit code 2, never as a traceback; a Ctrl-C exits 130 with one line saying what is kept,
+    and one after the command finished is ignored while Python exits.
     Any other exception is a bug and keeps its traceback."""
 
     def __call__(self, *args, **kwargs):
@@ -31,6 +33,8 @@ class _App(typer.Typer):
         except SystemExit as exit_:
             if exit_.code == INTERRUPTED:  # typer's exit on Ctrl-C: say what is kept
                 typer.echo(INTERRUPTED_MESSAGE, err=True)
+            elif not exit_.code:  # done and answered: a late Ctrl-C must not break the interpreter's exit
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             raise
 
 

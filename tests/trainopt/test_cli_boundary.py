@@ -29,3 +29,21 @@ def test_ctrl_c_exits_130_with_one_line_saying_what_is_kept(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 130
     assert INTERRUPTED_MESSAGE in err and "Traceback" not in err
+
+
+def test_a_ctrl_c_after_the_command_finished_does_not_interrupt_the_exit():
+    import signal
+
+    done = _App()
+
+    @done.command()
+    def quick() -> None:
+        pass
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            done(args=[], prog_name="trainopt")
+        assert exit_info.value.code == 0 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
