@@ -24,7 +24,7 @@ from pathlib import Path
 import dspy
 import torch
 
-from trainopt.agent.budget import LEGACY_POLICY, RunPolicy
+from trainopt.agent.budget import RunPolicy, recorded_policy
 from trainopt.agent.clock import WallClock
 from trainopt.agent.lm import resolve_lm_spec
 from trainopt.agent.phases import PHASES, RunState, execute
@@ -117,7 +117,7 @@ class TrainingOptimizationAgent:
                 store, cache = ReplayStore(storage, device_type), ProbeCache(storage, readonly=True)
                 lm_spec = self.lm if self.lm is not None else meta["lm"]
                 local_device = torch.device("cpu")
-                policy = RunPolicy(**meta["policy"]) if "policy" in meta else LEGACY_POLICY
+                policy = recorded_policy(meta)
             else:
                 storage = recording.storage() if recording else (self.storage or default_storage(self.out_dir))
                 local_device = resolve_device(self.device)

@@ -48,17 +48,29 @@ class RunPolicy(BaseModel):
                      heavy-tailed (bench/agent_vs_baselines: a 3-seed, 30-step claim reversed on fresh seeds).
     step_batches     under a step budget a larger batch costs no budget: the planner's anchor batch is raised
                      to the critical batch (never cut to it, as under a time budget) and the search also tries
-                     every larger power of two up to the probed range's top."""
+                     every larger power of two up to the probed range's top.
+    untimed_batch    under a step budget the batch probe's pick is the critical batch (the noise scale rounded
+                     to a power of two; the baseline's batch without one), not a throughput figure: seconds do
+                     not count there, and a timing on a loaded machine must not change a rerun's choices."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
     reserve_seeds: int = Field(2, ge=0)
     min_adopt_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS)
     step_batches: bool = True
+    untimed_batch: bool = True
 
 
 # recordings that name no policy were made under these rules
-LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False)
+LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
+                          untimed_batch=False)
+# rules added after recordings began to name their policy: the value a recording without the key was made under
+ADDED_RULES = {"untimed_batch": False}
+
+
+def recorded_policy(meta: dict) -> RunPolicy:
+    """The rules a recording was made under, from its recording.json."""
+    return RunPolicy(**{**ADDED_RULES, **meta["policy"]}) if "policy" in meta else LEGACY_POLICY
 
 
 class StepBudget(BaseModel):

@@ -101,12 +101,13 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
             candidates.append(c)
         if len(candidates) == num_candidates:
             break
+    knee = "" if digest.batch_knee is None else f"throughput knee {digest.batch_knee}, "
     clip_note = f" Gradient clipping at {clip:.3g} follows the gradient findings." if clip else ""
     rationale = (
         f"The LR range test (batch {digest.lr_batch_size}) suggests a peak of {digest.lr_suggested:.3g} "
         f"({digest.lr_rule}), {lr0:.3g} at batch {b0}; it trained without diverging "
         f"between {digest.lr_safe_range[0]:.3g} and {digest.lr_safe_range[1]:.3g}. "
-        f"The batch probe recommends {b_probe} (throughput knee {digest.batch_knee}, noise-scale batch "
+        f"The batch probe recommends {b_probe} ({knee}noise-scale batch "
         f"{_fmt(digest.batch_noise_scale)}); the anchor batch is {b0}. Peaks are matched by their mean LR "
         f"(a cosine applies half its peak on average). The {len(candidates)} candidates spread the LR, the "
         f"schedule and the batch so that {digest.steps_per_candidate}-step measurements can separate "

@@ -8,11 +8,13 @@ becomes a note (RunState.tool_or_note). A bug in the workload propagates.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from pydantic import BaseModel
 
+from trainopt.agent.digest import ProbeDigest
 from trainopt.agent.evidence import build_digest
 from trainopt.agent.phases.state import Decision, RunState
 
@@ -53,8 +55,20 @@ def probe(state: RunState) -> None:
     )
     if state.policy.step_batches and state.request.constraints.step_budget is not None:
         state.digest = state.digest.model_copy(update={"step_budget": True})
+        if state.policy.untimed_batch:
+            state.digest = state.digest.model_copy(update={"batch_recommended": critical_batch(state.digest),
+                                                           "batch_knee": None})
     if state.request.wants_latency:
         measure_latency(state)
+
+
+def critical_batch(digest: ProbeDigest) -> int:
+    """The noise scale's batch as a power of two (the baseline's batch without one), inside the probed range:
+    the batch probe's pick when seconds do not count, with no timing in it (RunPolicy.untimed_batch)."""
+    noise = digest.batch_noise_scale
+    batch = digest.baseline["batch_size"] if noise is None else 2 ** max(0, round(math.log2(noise)))
+    low, high = digest.batch_range
+    return int(min(max(batch, low), high))
 
 
 def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any) -> BaseModel | None:
