@@ -23,8 +23,10 @@ class _App(typer.Typer):
     Any other exception is a bug and keeps its traceback."""
 
     def __call__(self, *args, **kwargs):
+        from trainopt import commands
         from trainopt.errors import OptimizationError
 
+        commands.STANDALONE = True  # a command may ignore a Ctrl-C once its work is done (commands.work_done)
         try:
             return super().__call__(*args, **kwargs)
         except OptimizationError as error:
@@ -36,6 +38,8 @@ class _App(typer.Typer):
             elif not exit_.code:  # done and answered: a late Ctrl-C must not break the interpreter's exit
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
             raise
+        finally:
+            commands.STANDALONE = False
 
 
 app = _App(

@@ -47,3 +47,27 @@ def test_a_ctrl_c_after_the_command_finished_does_not_interrupt_the_exit():
         assert exit_info.value.code == 0 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_once_the_work_is_done_lets_the_answer_print():
+    import os
+    import signal
+
+    from trainopt.commands import work_done
+
+    printing = _App()
+    printed = []
+
+    @printing.command()
+    def answer() -> None:
+        work_done()  # finished and stored
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the answer prints
+        printed.append("the answer")
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            printing(args=[], prog_name="trainopt")
+        assert exit_info.value.code == 0 and printed == ["the answer"]
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trainopt.commands import work_done
 from trainopt.errors import OptimizationError
 
 console = Console(stderr=True)
@@ -103,6 +104,7 @@ def optimize(
         except OptimizationError as error:
             console.print(f"[red]error[/red] ({error.type}): {error.message}")
             raise typer.Exit(2) from None
+        work_done()
         for step in STEPS:
             task = bars.tasks[tasks[step]]
             bars.update(tasks[step], completed=task.total or 1, total=task.total or 1)

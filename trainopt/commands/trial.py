@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from trainopt.commands import work_done
 from trainopt.errors import OptimizationError
 
 console = Console(stderr=True)
@@ -178,6 +179,7 @@ def sweep(
                 bar.advance(study)
     except OptimizationError as error:
         _fail(error)
+    work_done()
     _print_sweep(workload, results, reused, store.storage, json_output)
 
 
@@ -199,6 +201,7 @@ def _sweep_queued(workload, configs, device, storage, out, workers, json_output)
                                          progress=lambda done, total: bar.update(task, completed=done))
     except OptimizationError as error:
         _fail(error)
+    work_done()
     _print_sweep(workload, results, stored, store.storage, json_output)
 
 
