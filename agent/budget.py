@@ -49,9 +49,10 @@ class RunPolicy(BaseModel):
     step_batches     under a step budget a larger batch costs no budget: the planner's anchor batch is raised
                      to the critical batch (never cut to it, as under a time budget) and the search also tries
                      every larger power of two up to the probed range's top.
-    untimed_batch    under a step budget the batch probe's pick is the critical batch (the noise scale rounded
-                     to a power of two; the baseline's batch without one), not a throughput figure: seconds do
-                     not count there, and a timing on a loaded machine must not change a rerun's choices."""
+    untimed_batch    under a step budget the batch probe's pick comes from the noise scale alone (4 B_noise,
+                     where the predicted steps are within 25% of the fewest; agent/phases/probe.py), not from a
+                     throughput figure: seconds do not count there, and a timing on a loaded machine must not
+                     change a rerun's choices."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)

@@ -19,6 +19,7 @@ from trainopt.agent.evidence import build_digest
 from trainopt.agent.phases.state import Decision, RunState
 
 GRADIENT_STEPS = 200  # longest gradient analysis
+STEPS_WITHIN = 4  # B = 4 B_noise: steps within 1 + 1/4 of S_min
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
 
 
@@ -56,17 +57,19 @@ def probe(state: RunState) -> None:
     if state.policy.step_batches and state.request.constraints.step_budget is not None:
         state.digest = state.digest.model_copy(update={"step_budget": True})
         if state.policy.untimed_batch:
-            state.digest = state.digest.model_copy(update={"batch_recommended": critical_batch(state.digest),
+            state.digest = state.digest.model_copy(update={"batch_recommended": step_budget_batch(state.digest),
                                                            "batch_knee": None})
     if state.request.wants_latency:
         measure_latency(state)
 
 
-def critical_batch(digest: ProbeDigest) -> int:
-    """The noise scale's batch as a power of two (the baseline's batch without one), inside the probed range:
-    the batch probe's pick when seconds do not count, with no timing in it (RunPolicy.untimed_batch)."""
+def step_budget_batch(digest: ProbeDigest) -> int:
+    """The batch probe's pick when seconds do not count, with no timing in it (RunPolicy.untimed_batch): the
+    smallest power of two whose predicted steps to a target loss are within 25% of the fewest possible,
+    S = S_min (1 + B_noise / B) <= 1.25 S_min, i.e. B >= 4 B_noise (McCandlish et al. 2018, eq. 2.11); the
+    baseline's batch without a noise scale; inside the probed range."""
     noise = digest.batch_noise_scale
-    batch = digest.baseline["batch_size"] if noise is None else 2 ** max(0, round(math.log2(noise)))
+    batch = digest.baseline["batch_size"] if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
     low, high = digest.batch_range
     return int(min(max(batch, low), high))
 

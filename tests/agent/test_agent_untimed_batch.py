@@ -7,19 +7,19 @@ from types import SimpleNamespace
 import pytest
 
 from trainopt.agent.budget import LEGACY_POLICY, RunPolicy, recorded_policy
-from trainopt.agent.phases.probe import critical_batch
+from trainopt.agent.phases.probe import step_budget_batch
 
 
 @pytest.mark.parametrize(("noise", "baseline", "expected"), [
-    (100.0, 64, 128),  # log2(100) = 6.64: the nearest power of two is 2^7
-    (45.0, 64, 32),  # log2(45) = 5.49: 2^5
+    (6.0, 64, 32),  # 4 B_noise = 24: the next power of two
+    (20.0, 64, 128),  # 80: steps S_min (1 + 20/128) are within 25% of S_min, at 64 they are not
     (None, 64, 64),  # no usable noise scale: the baseline's batch
     (5000.0, 64, 256),  # above the probed range: its top
     (0.5, 64, 16),  # below it: its bottom
 ])
-def test_critical_batch(noise, baseline, expected):
+def test_step_budget_batch(noise, baseline, expected):
     digest = SimpleNamespace(batch_noise_scale=noise, baseline={"batch_size": baseline}, batch_range=(16, 256))
-    assert critical_batch(digest) == expected
+    assert step_budget_batch(digest) == expected
 
 
 def test_a_recording_replays_under_its_own_rules():
