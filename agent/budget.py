@@ -52,7 +52,10 @@ class RunPolicy(BaseModel):
     untimed_batch    under a step budget the batch probe's pick comes from the noise scale alone (4 B_noise,
                      where the predicted steps are within 25% of the fewest; agent/phases/probe.py), not from a
                      throughput figure: seconds do not count there, and a timing on a loaded machine must not
-                     change a rerun's choices."""
+                     change a rerun's choices.
+    confirm_to_budget the confirm adds held-out seeds while the budget lasts (up to MAX_CONFIRM_SEEDS), also
+                     after its interval clears ``min_gain`` by more than its half width: the decision would not
+                     change, but the size of the gain a user is told rests on more seeds."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -60,13 +63,14 @@ class RunPolicy(BaseModel):
     min_adopt_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS)
     step_batches: bool = True
     untimed_batch: bool = True
+    confirm_to_budget: bool = True
 
 
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
-                          untimed_batch=False)
+                          untimed_batch=False, confirm_to_budget=False)
 # rules added after recordings began to name their policy: the value a recording without the key was made under
-ADDED_RULES = {"untimed_batch": False}
+ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False}
 
 
 def recorded_policy(meta: dict) -> RunPolicy:

@@ -11,8 +11,9 @@ confirm   challenger and baseline, L steps, on held-out seeds that no phase befo
           seeds); otherwise the baseline is, with the measured difference and the reason.
 
 While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
-a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS, until the interval clears
-or misses ``min_gain`` by more than its own half width; why the confirm stopped is noted.
+a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS; why the confirm stopped is
+noted. (Recordings made before RunPolicy.confirm_to_budget also stop once the interval clears or misses
+``min_gain`` by more than its own half width.)
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
         return "no challenger to confirm"
     if n >= MAX_CONFIRM_SEEDS:
         return f"{MAX_CONFIRM_SEEDS} seeds is the most the confirm uses"
-    if math.isfinite(half) and (lo > threshold + half or hi < threshold - half):
+    if not state.policy.confirm_to_budget and math.isfinite(half) and (lo > threshold + half
+                                                                        or hi < threshold - half):
         return (f"the 90% interval [{lo:+.1%}, {hi:+.1%}] already clears {threshold:.0%} by more than its half "
                 "width; more seeds would not change the decision")
     cost = 2 * min(state.budget.confirm_extend_by, MAX_CONFIRM_SEEDS - n) * steps

@@ -92,3 +92,17 @@ def test_a_gain_is_claimed_on_five_held_out_seeds_unless_the_request_named_them(
         assert "only 3 held-out seeds" in reason and "baseline is recommended" in reason
     assert _reason(SimpleNamespace(request=state.request, policy=LEGACY_POLICY), paired([0.10, 0.12, 0.11]),
                    has_challenger=True).startswith("adopted")  # an older recording's rule: 3 seeds were enough
+
+
+@pytest.mark.parametrize(("policy", "extends"), [(RunPolicy(), True), (LEGACY_POLICY, False)])
+def test_a_clear_gain_still_gets_more_seeds_while_the_budget_lasts(policy, extends):
+    from trainopt.agent.phases.confirm import _stop_reason
+
+    state = SimpleNamespace(
+        policy=policy, request=OptimizationRequest(), challenger=object(),
+        budget=SimpleNamespace(confirm_extend_by=policy.extend_by), steps_left=lambda: 10_000,
+        decide=lambda name, compute: compute(), time_note=lambda: "")
+    clear = SimpleNamespace(objective_interval=(0.50, 0.60))  # clears 0 by ten half widths
+    stop = _stop_reason(state, clear, 5, 100)
+    assert (stop is None) == extends
+    assert extends or "already clears" in stop

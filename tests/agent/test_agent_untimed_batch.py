@@ -25,5 +25,5 @@ def test_step_budget_batch(noise, baseline, expected):
 def test_a_recording_replays_under_its_own_rules():
     assert recorded_policy({}) == LEGACY_POLICY  # made before recordings named a policy
     named = {"planned_seeds": 5, "extend_by": 1, "reserve_seeds": 2, "min_adopt_seeds": 5, "step_batches": True}
-    assert recorded_policy({"policy": named}) == RunPolicy(untimed_batch=False)  # before untimed_batch existed
+    assert recorded_policy({"policy": named}) == RunPolicy(untimed_batch=False, confirm_to_budget=False)  # older
     assert recorded_policy({"policy": RunPolicy().model_dump()}) == RunPolicy()
