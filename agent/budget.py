@@ -55,7 +55,10 @@ class RunPolicy(BaseModel):
                      change a rerun's choices.
     confirm_to_budget the confirm adds held-out seeds while the budget lasts (up to MAX_CONFIRM_SEEDS), also
                      after its interval clears ``min_gain`` by more than its half width: the decision would not
-                     change, but the size of the gain a user is told rests on more seeds."""
+                     change, but the size of the gain a user is told rests on more seeds.
+    race_fits_budget a round races only as many proposals as fit before the shortest confirm (a budget too small
+                     for them at the candidates' shortest length races fewer, with a note, rather than spend
+                     beyond the user's step budget)."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -64,13 +67,14 @@ class RunPolicy(BaseModel):
     step_batches: bool = True
     untimed_batch: bool = True
     confirm_to_budget: bool = True
+    race_fits_budget: bool = True
 
 
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
-                          untimed_batch=False, confirm_to_budget=False)
+                          untimed_batch=False, confirm_to_budget=False, race_fits_budget=False)
 # rules added after recordings began to name their policy: the value a recording without the key was made under
-ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False}
+ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False}
 
 
 def recorded_policy(meta: dict) -> RunPolicy:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 
+from trainopt.agent.budget import full_length_runs
 from trainopt.agent.digest import CAP_TOLERANCE, UPWARD_CAP, mean_lr
-from trainopt.agent.phases.state import RunState
+from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.proposals import Proposal
 from trainopt.agent.schemas import CandidateOutcome
 from trainopt.agent.scoring import constraint_violation, objective_score
@@ -45,6 +46,8 @@ def race(state: RunState, proposals: list[Proposal]) -> None:
             fresh.append(CandidateOutcome(config=p.config, source=p.source, round=p.round, steps=p.config.steps,
                                           val_loss=math.nan, val_metric=None, peak_memory_mb=0.0, diverged=False,
                                           score=math.inf, clamped=p.clamped))
+    if state.policy.race_fits_budget and len(fresh) > 1:
+        fresh = fresh[: race_size(state, fresh[0].round, len(fresh))]
     state.outcomes.extend(fresh)
     seeds = state.request.seeds
     _measure(state, [o for o in state.outcomes if seeds[0] not in o.seed_scores], seeds[0])
@@ -52,6 +55,32 @@ def race(state: RunState, proposals: list[Proposal]) -> None:
         promoted = promotions(state, k)
         _measure(state, promoted, seeds[k + 1])
     _mark_stops(state)
+
+
+def race_runs(candidates: int, seeds: int, baseline_missing: int) -> int:
+    """At most the runs a race of ``candidates`` new proposals takes: ceil(n / ETA^k) of them on seed k, and
+    the baseline on each selection seed it was not measured on yet."""
+    return sum(math.ceil(candidates / ETA**k) for k in range(seeds)) + baseline_missing
+
+
+def race_size(state: RunState, round: int, proposed: int) -> int:
+    """How many of ``proposed`` new proposals round ``round`` races (at least one): those whose race fits in what
+    is left before the shortest confirm (no finals, the planned held-out seeds at the candidates' length,
+    phases/confirm.py final_plan), so a tiny step budget races fewer rather than overspends."""
+    b, seeds = state.budget, state.request.seeds
+    missing = sum(s not in state.baseline_outcome().seed_scores for s in seeds)
+    shortest_confirm = full_length_runs(b, 1) * b.candidate_steps
+
+    def compute() -> Decision:
+        room = state.steps_left() - shortest_confirm
+        n = proposed
+        while n > 1 and race_runs(n, len(seeds), missing) * b.candidate_steps > room:
+            n -= 1
+        return Decision(candidates=n, note=None if n == proposed else (
+            f"round {round} races {n} of its {proposed} proposals: {state.time_note()}, and the shortest "
+            f"confirm needs {shortest_confirm}; more would spend beyond the budget"))
+
+    return state.decide(f"race of round {round}", compute).candidates or proposed
 
 
 def challengers(state: RunState) -> list[CandidateOutcome]:

@@ -40,6 +40,7 @@ class Decision(BaseModel):
     finalists: int | None = None
     steps: int | None = None
     seeds: int | None = None
+    candidates: int | None = None
     note: str | None = None
 
 

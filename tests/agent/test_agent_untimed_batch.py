@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainopt.agent.budget import LEGACY_POLICY, RunPolicy, recorded_policy
+from trainopt.agent.budget import ADDED_RULES, LEGACY_POLICY, RunPolicy, recorded_policy
 from trainopt.agent.phases.probe import step_budget_batch
 
 
@@ -25,5 +25,6 @@ def test_step_budget_batch(noise, baseline, expected):
 def test_a_recording_replays_under_its_own_rules():
     assert recorded_policy({}) == LEGACY_POLICY  # made before recordings named a policy
     named = {"planned_seeds": 5, "extend_by": 1, "reserve_seeds": 2, "min_adopt_seeds": 5, "step_batches": True}
-    assert recorded_policy({"policy": named}) == RunPolicy(untimed_batch=False, confirm_to_budget=False)  # older
+    older = recorded_policy({"policy": named})  # made before the rules added since
+    assert older == RunPolicy(**named, **ADDED_RULES) and not any(getattr(older, rule) for rule in ADDED_RULES)
     assert recorded_policy({"policy": RunPolicy().model_dump()}) == RunPolicy()
