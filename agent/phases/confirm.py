@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
-from trainopt.agent.phases.race import pick_finalists
+from trainopt.agent.phases.race import cap_note, pick_finalists
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
@@ -65,6 +65,8 @@ def finals(state: RunState) -> int:
     if len(state.finalists) == 1:
         state.challenger = state.finalists[0]
         return steps
+    if (note := cap_note(state, state.finalists)) is not None:
+        state.notes.append(note)
     seeds = state.request.seeds[: b.final_seeds]
     base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
     runs = {i: [full_length(o.config, steps, s) for s in seeds] for i, o in enumerate(state.finalists)}

@@ -136,22 +136,31 @@ def ranking(state: RunState) -> list[CandidateOutcome]:
 
 def pick_finalists(state: RunState, count: int) -> list[CandidateOutcome]:
     """The best ``count`` of the race; when the best one's mean LR lies above the digest's cap (short runs
-    favour aggressive LRs), the next is the best one within the cap."""
+    favour aggressive LRs), the next is the best one within the cap (``cap_note`` says so)."""
     ranked = ranking(state)
     if not ranked:
         return []
-    within = lambda o: mean_lr(o.config.lr, o.config.schedule) <= state.digest.mean_lr_cap(  # noqa: E731
-        o.config.batch_size) * CAP_TOLERANCE
     first, rest = ranked[0], ranked[1:]
-    if not within(first) and count > 1:
-        trusted = [o for o in rest if within(o)]
-        if trusted:
-            state.notes.append(
-                f"finalist 1 (lr {first.config.lr:.3g}, {first.config.schedule}) led the race with a mean LR above "
-                f"{UPWARD_CAP:g}x the range test's suggestion; short runs favour aggressive LRs, so finalist 2 is "
-                "the best candidate within that cap")
-        rest = trusted + [o for o in rest if not within(o)]
+    if not _within_cap(state, first) and count > 1:
+        trusted = [o for o in rest if _within_cap(state, o)]
+        rest = trusted + [o for o in rest if not _within_cap(state, o)]
     return [first, *rest[: count - 1]]
+
+
+def cap_note(state: RunState, finalists: list[CandidateOutcome]) -> str | None:
+    """Why the second finalist is not the race's runner-up, when the finals compare them."""
+    ranked = ranking(state)
+    if len(finalists) < 2 or len(ranked) < 2 or finalists[1] is ranked[1]:
+        return None
+    first = finalists[0]
+    return (f"finalist 1 (lr {first.config.lr:.3g}, {first.config.schedule}) led the race with a mean LR above "
+            f"{UPWARD_CAP:g}x the range test's suggestion; short runs favour aggressive LRs, so finalist 2 is the "
+            "best candidate within that cap")
+
+
+def _within_cap(state: RunState, outcome: CandidateOutcome) -> bool:
+    config = outcome.config
+    return mean_lr(config.lr, config.schedule) <= state.digest.mean_lr_cap(config.batch_size) * CAP_TOLERANCE
 
 
 def _measure(state: RunState, outcomes: list[CandidateOutcome], seed: int) -> None:

@@ -11,7 +11,7 @@ from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
 from trainopt.agent.budget import plan_steps
 from trainopt.agent.clock import WallClock
 from trainopt.agent.phases.confirm import final_plan
-from trainopt.agent.phases.race import pick_finalists
+from trainopt.agent.phases.race import cap_note, pick_finalists
 from trainopt.agent.phases.respond import plots_fit
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.schemas import CandidateOutcome
@@ -116,7 +116,8 @@ def test_a_finalist_within_the_lr_cap_joins_an_aggressive_leader(tmp_path, diges
     finalists = pick_finalists(run, 2)
     # the race's leader stays; the second finalist is the best one a short run can be trusted on
     assert [f.config.lr for f in finalists] == [4 * cap, cap / 2]
-    assert "short runs favour aggressive LRs" in run.notes[-1]
+    assert "short runs favour aggressive LRs" in cap_note(run, finalists)
+    assert cap_note(run, finalists[:1]) is None  # no finals (one finalist): nothing to explain
 
 
 def test_step_budget_is_validated_and_needs_no_time_budget():
