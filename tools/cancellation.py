@@ -88,11 +88,33 @@ async def run_in_worker(work: Callable[[CancelToken], T]) -> T:
 _current = threading.local()  # the CancelToken of the call this worker thread runs, if any
 
 
+_interrupt = threading.Event()  # a Ctrl-C reached trainopt's command line (trainopt.cli)
+
+
+def request_interrupt() -> None:
+    """Note a Ctrl-C. Python raises its KeyboardInterrupt wherever the main thread happens to be, and
+    one raised inside a weakref callback or ``__del__`` is printed as "Exception ignored" and dropped:
+    the next training step (``check_cancelled``) or the command's end raises it again."""
+    _interrupt.set()
+
+
+def clear_interrupt() -> None:
+    _interrupt.clear()
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt in the main thread if a Ctrl-C was noted (``request_interrupt``)."""
+    if _interrupt.is_set() and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
+
+
 def check_cancelled(done: int = 0, total: int = 0) -> None:
-    """Raise ``Cancelled`` if the call running in this thread was cancelled (a no-op elsewhere).
+    """Raise ``Cancelled`` if the call running in this thread was cancelled (a no-op elsewhere), and
+    KeyboardInterrupt in the main thread after a Ctrl-C (``request_interrupt``).
 
     ``run_in_worker`` sets the thread's token, so code deep inside a call (a training loop) can
     stop at its next step without a token passed down to it."""
+    check_interrupted()
     token = getattr(_current, "token", None)
     if token is not None:
         token.check("training", done, total)

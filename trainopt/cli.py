@@ -9,6 +9,7 @@ import signal
 import typer
 
 import trainopt
+from trainopt.tools.cancellation import clear_interrupt, request_interrupt
 
 INTERRUPTED = 130  # the exit code of a Ctrl-C (128 + SIGINT)
 INTERRUPTED_MESSAGE = ("interrupted: every finished trial is kept in the trial store; the same command again "
@@ -27,6 +28,8 @@ class _App(typer.Typer):
         from trainopt.errors import OptimizationError
 
         commands.STANDALONE = True  # a command may ignore a Ctrl-C once its work is done (commands.work_done)
+        clear_interrupt()
+        signal.signal(signal.SIGINT, _interrupt)
         try:
             return super().__call__(*args, **kwargs)
         except OptimizationError as error:
@@ -40,6 +43,14 @@ class _App(typer.Typer):
             raise
         finally:
             commands.STANDALONE = False
+            clear_interrupt()  # a caller in this process (a test) goes on without it
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGINT: Python's KeyboardInterrupt, noted so that one Python drops (raised in a weakref callback) is
+    raised again at the next training step or at the command's end (trainopt.tools.cancellation)."""
+    request_interrupt()
+    raise KeyboardInterrupt
 
 
 app = _App(

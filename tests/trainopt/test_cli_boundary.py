@@ -71,3 +71,36 @@ def test_a_ctrl_c_once_the_work_is_done_lets_the_answer_print():
         assert exit_info.value.code == 0 and printed == ["the answer"]
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop is the point
+def test_a_ctrl_c_python_drops_in_a_weakref_callback_still_interrupts(capsys):
+    import os
+    import signal
+    import weakref
+
+    from trainopt.commands import work_done
+    from trainopt.tools.cancellation import check_interrupted
+
+    dropping = _App()
+
+    @dropping.command()
+    def work() -> None:
+        class Trial:
+            pass
+
+        trial = Trial()
+        # the KeyboardInterrupt is raised inside the callback, where Python prints "Exception ignored" and drops it
+        keep = weakref.ref(trial, lambda ref: os.kill(os.getpid(), signal.SIGINT))
+        del trial
+        assert keep() is None
+        work_done()  # the noted Ctrl-C interrupts here, before the answer
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            dropping(args=[], prog_name="trainopt")
+        assert exit_info.value.code == 130 and INTERRUPTED_MESSAGE in capsys.readouterr().err
+        check_interrupted()  # nothing left pending for this process's later work
+    finally:
+        signal.signal(signal.SIGINT, before)
