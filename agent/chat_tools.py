@@ -28,7 +28,7 @@ from trainopt.agent.chat_diffusion import SAMPLE_DIFFUSION, TOOL_ARGS, TOOL_DESC
 from trainopt.agent.probe_cache import ProbeCache, output_key
 from trainopt.tools import TOOL_CLASSES, get_tool
 from trainopt.tools.base import parse_input
-from trainopt.tools.cancellation import check_cancelled, run_in_worker
+from trainopt.tools.cancellation import check_cancelled, clear_interrupt, run_in_worker
 from trainopt.tools.summaries import summarize, write_full_output
 from trainopt.tools.workloads import get_workload, workload_names
 
@@ -142,6 +142,7 @@ def _probe_tool(ctx: ToolContext, name: str) -> dspy.Tool:
         try:
             output, _ = ctx.cache.run(key, name, cls.Output, lambda: tool.run(input))
         except KeyboardInterrupt:
+            clear_interrupt()  # handled: the session goes on (tools/cancellation.py)
             return _interrupted(ctx, name, workload, seen)
         summary = summarize(name, output, workload=workload, files=_write_files(ctx, tool, output, key))
         ctx.measured.append(summary)
@@ -180,6 +181,7 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
         try:
             output, _ = ctx.cache.run(key, OPTIMIZE, OptimizeSummary, lambda: _optimize(ctx, workload, budget, seen))
         except KeyboardInterrupt:
+            clear_interrupt()  # handled: the session goes on (tools/cancellation.py)
             return _interrupted(ctx, OPTIMIZE, workload, seen)
         summary = {"tool": OPTIMIZE, **output.model_dump(mode="json")}
         ctx.measured.append(summary)

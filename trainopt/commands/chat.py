@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from trainopt.errors import OptimizationError
+from trainopt.tools.cancellation import clear_interrupt
 
 
 class ToolBars:
@@ -76,11 +77,13 @@ def chat(
             except EOFError:
                 break
             except KeyboardInterrupt:
+                clear_interrupt()  # handled: the session goes on (tools/cancellation.py)
                 console.print("\n(Ctrl-C: nothing is running; /quit leaves)")
                 continue
             try:
                 reply = session.handle(line)
             except KeyboardInterrupt:
+                clear_interrupt()
                 bars.stop()
                 console.print("[yellow]interrupted[/yellow]: the question was dropped; the session goes on")
                 continue
