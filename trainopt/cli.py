@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 
 import typer
 
@@ -30,6 +31,7 @@ class _App(typer.Typer):
         commands.STANDALONE = True  # a command may ignore a Ctrl-C once its work is done (commands.work_done)
         clear_interrupt()
         signal.signal(signal.SIGINT, _interrupt)
+        unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
         try:
             return super().__call__(*args, **kwargs)
         except OptimizationError as error:
@@ -44,6 +46,7 @@ class _App(typer.Typer):
         finally:
             commands.STANDALONE = False
             clear_interrupt()  # a caller in this process (a test) goes on without it
+            sys.unraisablehook = unraisable
 
 
 def _interrupt(signum, frame) -> None:
@@ -51,6 +54,13 @@ def _interrupt(signum, frame) -> None:
     raised again at the next training step or at the command's end (trainopt.tools.cancellation)."""
     request_interrupt()
     raise KeyboardInterrupt
+
+
+def _unraisable(unraisable) -> None:
+    """Python drops an exception raised in a weakref callback or ``__del__`` and prints it as "Exception
+    ignored" with its traceback; a dropped Ctrl-C is raised again (``_interrupt``), so it is not printed."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 app = _App(
