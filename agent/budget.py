@@ -70,11 +70,11 @@ class RunPolicy(BaseModel):
     race_fits_budget: bool = True
 
 
-# recordings that name no policy were made under these rules
-LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
-                          untimed_batch=False, confirm_to_budget=False, race_fits_budget=False)
 # rules added after recordings began to name their policy: the value a recording without the key was made under
 ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False}
+# recordings that name no policy were made under these rules
+LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
+                          **ADDED_RULES)
 
 
 def recorded_policy(meta: dict) -> RunPolicy:

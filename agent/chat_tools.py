@@ -142,7 +142,6 @@ def _probe_tool(ctx: ToolContext, name: str) -> dspy.Tool:
         try:
             output, _ = ctx.cache.run(key, name, cls.Output, lambda: tool.run(input))
         except KeyboardInterrupt:
-            clear_interrupt()  # handled: the session goes on (tools/cancellation.py)
             return _interrupted(ctx, name, workload, seen)
         summary = summarize(name, output, workload=workload, files=_write_files(ctx, tool, output, key))
         ctx.measured.append(summary)
@@ -181,7 +180,6 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
         try:
             output, _ = ctx.cache.run(key, OPTIMIZE, OptimizeSummary, lambda: _optimize(ctx, workload, budget, seen))
         except KeyboardInterrupt:
-            clear_interrupt()  # handled: the session goes on (tools/cancellation.py)
             return _interrupted(ctx, OPTIMIZE, workload, seen)
         summary = {"tool": OPTIMIZE, **output.model_dump(mode="json")}
         ctx.measured.append(summary)
@@ -254,6 +252,9 @@ def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> Opt
 
 
 def _interrupted(ctx: ToolContext, name: str, workload: str, seen: dict) -> dict[str, Any]:
+    """A probe stopped by Ctrl-C, as an observation; the interrupt is handled, so the session goes on without
+    it (tools/cancellation.py)."""
+    clear_interrupt()
     summary = {
         "tool": name,
         "workload": workload,

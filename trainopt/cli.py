@@ -29,7 +29,6 @@ class _App(typer.Typer):
         from trainopt.errors import OptimizationError
 
         commands.STANDALONE = True  # a command may ignore a Ctrl-C once its work is done (commands.work_done)
-        clear_interrupt()
         signal.signal(signal.SIGINT, _interrupt)
         unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
         try:

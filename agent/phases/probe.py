@@ -55,10 +55,10 @@ def probe(state: RunState) -> None:
         lr_out, batch_out, grad_out,
     )
     if state.policy.step_batches and state.request.constraints.step_budget is not None:
-        state.digest = state.digest.model_copy(update={"step_budget": True})
+        update = {"step_budget": True}
         if state.policy.untimed_batch:
-            state.digest = state.digest.model_copy(update={"batch_recommended": step_budget_batch(state.digest),
-                                                           "batch_knee": None})
+            update |= {"batch_recommended": step_budget_batch(state.digest), "batch_knee": None}
+        state.digest = state.digest.model_copy(update=update)
     if state.request.wants_latency:
         measure_latency(state)
 
