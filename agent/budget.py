@@ -58,7 +58,11 @@ class RunPolicy(BaseModel):
                      change, but the size of the gain a user is told rests on more seeds.
     race_fits_budget a round races only as many proposals as fit before the shortest confirm (a budget too small
                      for them at the candidates' shortest length races fewer, with a note, rather than spend
-                     beyond the user's step budget)."""
+                     beyond the user's step budget).
+    run_spread       the confirm's intervals use at least the seed-to-seed spread the whole run measured for
+                     the baseline and the challenger (their log losses on the race's, the finals' and the
+                     confirm's seeds; agent/stats.py gain_sd): five held-out seeds that agree by chance must
+                     not make a heavy-tailed gain look certain."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -68,10 +72,11 @@ class RunPolicy(BaseModel):
     untimed_batch: bool = True
     confirm_to_budget: bool = True
     race_fits_budget: bool = True
+    run_spread: bool = True
 
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
-ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False}
+ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)

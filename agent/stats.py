@@ -8,6 +8,17 @@ the two-sided interval at ``level`` is the Student t interval
 and the interval for the mean over ``k`` fresh seeds (what a user who re-runs the configuration sees)
 widens the standard error to s * sqrt(1/n + 1/k). scipy.stats supplies the t quantile.
 
+A few held-out seeds can agree by chance while other seeds of the same configurations scatter widely (a
+default at the edge of divergence: most seeds land close, a few far). ``min_sd`` lets a caller put a
+floor under s from that other evidence; ``gain_sd`` gives the floor the rest of a run implies for the
+per-seed relative gain r = 1 - c/b, by the delta method on the log losses:
+
+    sd(r) ~= (c/b) * sqrt(s_b^2 + s_c^2)
+
+with s_b, s_c the pooled within-group standard deviations of log(loss) of each configuration over the
+groups of seeds the run trained it on (``pooled_log_sd``). b and c are taken as independent on a seed,
+which can only widen the figure.
+
 Examples:
     >>> c = paired([0.10, 0.12, 0.08])
     >>> round(c.mean, 3), c.wins, c.losses, c.interval[0] > 0
@@ -43,25 +54,28 @@ class Paired(BaseModel):
         return self.interval[1] < threshold
 
 
-def t_half_width(diffs: list[float], level: float = LEVEL, new_seeds: int | None = None) -> float:
-    """Half width of the t interval of mean(diffs); infinite with fewer than two finite values."""
+def t_half_width(diffs: list[float], level: float = LEVEL, new_seeds: int | None = None,
+                 min_sd: float = 0.0) -> float:
+    """Half width of the t interval of mean(diffs), with s at least ``min_sd``; infinite with fewer than
+    two finite values."""
     n = len(diffs)
     if n < 2 or not all(math.isfinite(d) for d in diffs):
         return math.inf
-    s = statistics.stdev(diffs)
+    s = max(statistics.stdev(diffs), min_sd)
     scale = math.sqrt(1 / n + (1 / new_seeds if new_seeds else 0.0))
     return float(stats.t.ppf((1 + level) / 2, n - 1)) * s * scale
 
 
-def paired(diffs: list[float], level: float = LEVEL, new_seeds: int | None = None) -> Paired:
-    """The mean of ``diffs`` with its t interval (for the mean over ``new_seeds`` fresh seeds when given).
+def paired(diffs: list[float], level: float = LEVEL, new_seeds: int | None = None, min_sd: float = 0.0) -> Paired:
+    """The mean of ``diffs`` with its t interval (for the mean over ``new_seeds`` fresh seeds when given;
+    s at least ``min_sd``).
 
     A non-finite difference (a diverged run) makes the mean infinite in its direction and the interval
     unbounded on that side."""
     finite = [d for d in diffs if math.isfinite(d)]
     mean = math.fsum(diffs) / len(diffs) if len(finite) == len(diffs) else (-math.inf if any(
         d == -math.inf for d in diffs) else math.inf)
-    half = t_half_width(diffs, level, new_seeds)
+    half = t_half_width(diffs, level, new_seeds, min_sd)
     low, high = (mean - half, mean + half) if math.isfinite(mean) else (mean, mean)
     if not math.isfinite(half) and math.isfinite(mean):
         low, high = -math.inf, math.inf
@@ -80,3 +94,30 @@ def relative_gains(baseline: list[float], challenger: list[float]) -> list[float
         else:
             gains.append((b - c) / b)
     return gains
+
+
+def pooled_log_sd(groups: list[list[float]]) -> tuple[float, int]:
+    """Pooled within-group standard deviation of log(x) and its degrees of freedom, over the groups with at
+    least two finite positive values: sqrt(sum_g sum_i (log x_gi - mean_g)^2 / sum_g (n_g - 1)).
+
+    Examples:
+        >>> sd, df = pooled_log_sd([[1.0, math.e], [2.0], [5.0, 5.0]])
+        >>> round(sd, 3), df
+        (0.5, 2)
+    """
+    squares, df = 0.0, 0
+    for group in groups:
+        logs = [math.log(x) for x in group if math.isfinite(x) and x > 0]
+        if len(logs) >= 2:
+            mean = math.fsum(logs) / len(logs)
+            squares += math.fsum((v - mean) ** 2 for v in logs)
+            df += len(logs) - 1
+    return (math.sqrt(squares / df), df) if df else (0.0, 0)
+
+
+def gain_sd(ratio: float, baseline_groups: list[list[float]], challenger_groups: list[list[float]]) -> float:
+    """The spread of the per-seed gain 1 - c/b that each side's seed-to-seed spread of log loss implies:
+    ratio * sqrt(s_b^2 + s_c^2), ``ratio`` the mean c/b (delta method; module docstring)."""
+    s_b, _ = pooled_log_sd(baseline_groups)
+    s_c, _ = pooled_log_sd(challenger_groups)
+    return ratio * math.sqrt(s_b**2 + s_c**2) if math.isfinite(ratio) else 0.0

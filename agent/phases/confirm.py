@@ -5,7 +5,9 @@ finals    up to FINALISTS race leaders and the baseline, L steps, on the first F
           seeds; the best mean objective score is the challenger (short runs favour aggressive LRs,
           so the full length has the last word among the finalists)
 confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
-          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py). The
+          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py), whose
+          spread is at least what the rest of the run measured for the two configurations
+          (RunPolicy.run_spread: their log losses across the race's and the finals' seeds). The
           challenger is recommended only when the interval of its objective gain lies above
           ``min_gain`` over at least RunPolicy.min_adopt_seeds seeds (5; unless the request named the
           seeds); otherwise the baseline is, with the measured difference and the reason.
@@ -19,13 +21,14 @@ noted. (Recordings made before RunPolicy.confirm_to_budget also stop once the in
 from __future__ import annotations
 
 import math
+import statistics
 
 from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
 from trainopt.agent.phases.race import cap_note, pick_finalists
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
-from trainopt.agent.stats import LEVEL, Paired, paired, relative_gains
+from trainopt.agent.stats import LEVEL, Paired, gain_sd, paired, relative_gains
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
@@ -102,7 +105,10 @@ def confirm(state: RunState, steps: int) -> Gain:
                                                                         MAX_CONFIRM_SEEDS - len(seeds)))]
         _run_pairs(state, base_config, challenger, more)
         seeds += more
-    return _gain(state, base_config, challenger, seeds, steps)
+    gain = _gain(state, base_config, challenger, seeds, steps)
+    if (note := _spread_note(state, base_config, challenger, gain)) is not None:
+        state.notes.append(note)
+    return gain
 
 
 def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
@@ -143,11 +149,13 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     bases = [state.results[base.model_copy(update={"seed": s}).key()] for s in seeds]
     chals = [state.results[challenger.model_copy(update={"seed": s}).key()] for s in seeds]
     b_losses, c_losses = [r.final_val_loss for r in bases], [r.final_val_loss for r in chals]
-    loss = paired(relative_gains(b_losses, c_losses))
-    fresh = paired(loss.diffs, new_seeds=NEW_SEEDS)
+    floor = run_spread(state, base, challenger, b_losses, c_losses)
+    loss = paired(relative_gains(b_losses, c_losses), min_sd=floor)
+    fresh = paired(loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor)
     weights = state.request.objective_metrics
     pairs = list(zip(chals, bases, strict=True))
-    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs])
+    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs],
+                       min_sd=floor * weights.get("loss", 0.0) / math.fsum(weights.values()))
     has_challenger = state.challenger is not None
     significant = has_challenger and objective.above(state.request.min_gain) and _enough_seeds(state, len(seeds))
     metric_change = None
@@ -161,6 +169,44 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
         wins=objective.wins, losses=objective.losses, significant=significant, adopted=significant,
         reason=_reason(state, objective, has_challenger), metric_change=metric_change,
     )
+
+
+def run_spread(state: RunState, base: TrialConfig, challenger: TrialConfig, b_losses: list[float],
+               c_losses: list[float]) -> float:
+    """The floor under the held-out gains' spread: what both configurations' log losses scattered by over
+    every group of seeds the run trained them on (stats.gain_sd); 0 under recordings made before
+    RunPolicy.run_spread, or without a challenger."""
+    if not state.policy.run_spread or state.challenger is None:
+        return 0.0
+    ratios = [c / b for b, c in zip(b_losses, c_losses, strict=True) if math.isfinite(b) and math.isfinite(c) and b > 0]
+    if not ratios:
+        return 0.0
+    return gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base), _seed_groups(state, challenger))
+
+
+def _seed_groups(state: RunState, config: TrialConfig) -> list[list[float]]:
+    """Final validation losses of ``config``'s settings in this run, one list per length (a list per race,
+    finals or confirm length, one value per seed)."""
+    unseeded = ("steps", "seed", "warmup_steps", "eval_every")
+    settings = config.model_dump(exclude=set(unseeded))
+    groups: dict[str, list[float]] = {}
+    for result in state.results.values():
+        c = result.config
+        if c.model_dump(exclude=set(unseeded)) == settings:
+            groups.setdefault(c.model_copy(update={"seed": 0}).key(), []).append(result.final_val_loss)
+    return list(groups.values())
+
+
+def _spread_note(state: RunState, base: TrialConfig, challenger: TrialConfig, gain: Gain) -> str | None:
+    """Says so when the run's spread, not the held-out seeds' own, set the interval's width."""
+    floor = run_spread(state, base, challenger, gain.baseline_val_losses, gain.challenger_val_losses)
+    gains = [g for g in relative_gains(gain.baseline_val_losses, gain.challenger_val_losses) if math.isfinite(g)]
+    own = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    if floor <= own:
+        return None
+    return (f"the gain's interval uses the seed-to-seed spread the whole run measured for the two configurations "
+            f"(s {floor:.3f}, from their losses on every seed they were trained on), since the {len(gain.seeds)} "
+            f"held-out seeds varied less (s {own:.3f})")
 
 
 def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
