@@ -106,3 +106,38 @@ def test_a_clear_gain_still_gets_more_seeds_while_the_budget_lasts(policy, exten
     stop = _stop_reason(state, clear, 5, 100)
     assert (stop is None) == extends
     assert extends or "already clears" in stop
+
+
+def _spread_state(policy: RunPolicy):
+    """A run whose baseline scattered widely on the race's seeds and agreed on the five held-out seeds."""
+    from trainopt.tools.trial_config import TrialConfig
+
+    configs = {"base": TrialConfig(lr=0.3, steps=120), "chal": TrialConfig(lr=0.02, steps=120, schedule="cosine")}
+    runs = {("base", 40): [0.40, 0.12, 0.38], ("chal", 40): [0.10, 0.11, 0.09],
+            ("base", 120): [0.21, 0.24, 0.19, 0.34, 0.24], ("chal", 120): [0.09, 0.11, 0.09, 0.11, 0.10]}
+    results = {}
+    for (name, steps), losses in runs.items():
+        for i, loss in enumerate(losses):
+            c = configs[name].model_copy(update={"steps": steps, "seed": i if steps == 40 else CONFIRM_SEED_START + i})
+            results[c.key()] = SimpleNamespace(config=c, final_val_loss=loss)
+    state = SimpleNamespace(policy=policy, challenger=object(), results=results, notes=[])
+    gain = SimpleNamespace(baseline_val_losses=runs["base", 120], challenger_val_losses=runs["chal", 120],
+                           seeds=list(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5)))
+    return state, configs["base"], configs["chal"], gain
+
+
+def test_the_interval_keeps_the_spread_the_race_saw():
+    import statistics
+
+    from trainopt.agent.phases.confirm import _spread_note, run_spread
+    from trainopt.agent.stats import relative_gains
+
+    state, base, chal, gain = _spread_state(RunPolicy())
+    floor = run_spread(state, base, chal, gain.baseline_val_losses, gain.challenger_val_losses)
+    own = statistics.stdev(relative_gains(gain.baseline_val_losses, gain.challenger_val_losses))
+    # the race's baseline losses 0.12-0.40 say more about seed noise than five agreeing held-out seeds
+    assert floor > 2 * own
+    note = _spread_note(state, base, chal, gain)
+    assert note is not None and f"s {floor:.3f}" in note and f"s {own:.3f}" in note
+    legacy, *_ = _spread_state(LEGACY_POLICY)  # an older recording's rule: the held-out seeds' own spread
+    assert run_spread(legacy, base, chal, gain.baseline_val_losses, gain.challenger_val_losses) == 0.0

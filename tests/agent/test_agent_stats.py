@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trainopt.agent.stats import paired, relative_gains
+from trainopt.agent.stats import gain_sd, paired, pooled_log_sd, relative_gains
 
 
 def test_interval_matches_scipy_t_interval():
@@ -40,3 +40,32 @@ def test_relative_gains_sign_and_divergence():
     assert relative_gains([1.0, 2.0], [0.5, 3.0]) == [0.5, -0.5]
     assert relative_gains([1.0], [math.nan]) == [-math.inf]
     assert paired([0.2, -math.inf]).interval == (-math.inf, -math.inf)
+
+
+def test_min_sd_puts_a_floor_under_the_spread_and_only_widens():
+    diffs = [0.50, 0.52, 0.51, 0.49, 0.53]
+    own = paired(diffs, new_seeds=5)
+    assert paired(diffs, new_seeds=5, min_sd=0.001).interval == own.interval  # below s: no change
+    lo, hi = paired(diffs, new_seeds=5, min_sd=0.2).interval
+    half = stats.t.ppf(0.95, 4) * 0.2 * math.sqrt(1 / 5 + 1 / 5)
+    assert (lo, hi) == pytest.approx((0.51 - half, 0.51 + half))
+
+
+def test_pooled_log_sd_is_the_within_group_spread():
+    rng = np.random.default_rng(0)
+    groups = [list(np.exp(rng.normal(mu, 0.3, size=n))) for mu, n in ((0.0, 3), (2.0, 5), (-1.0, 4))]
+    sd, df = pooled_log_sd([*groups, [1.0], [math.inf, 2.0]])  # one value, or one finite: no spread to pool
+    logs = [np.log(g) for g in groups]
+    expected = math.sqrt(sum(((x - x.mean()) ** 2).sum() for x in logs) / sum(len(x) - 1 for x in logs))
+    assert df == 3 + 5 + 4 - 3 and sd == pytest.approx(expected)
+
+
+def test_gain_sd_predicts_the_spread_of_relative_gains():
+    # baselines scatter by 40% in log loss, challengers by 10%: the per-seed gains 1 - c/b scatter by about
+    # (c/b) sqrt(0.4^2 + 0.1^2), which a few runs per side (here groups of 3, as in a race) already estimate
+    rng = np.random.default_rng(1)
+    b = np.exp(rng.normal(0.0, 0.4, size=4000))
+    c = 0.5 * np.exp(rng.normal(0.0, 0.1, size=4000))
+    predicted = gain_sd(float(np.mean(c / b)), [list(b[i:i + 3]) for i in range(0, 300, 3)],
+                        [list(c[i:i + 3]) for i in range(0, 300, 3)])
+    assert predicted == pytest.approx(float(np.std(1 - c / b, ddof=1)), rel=0.15)

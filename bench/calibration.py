@@ -1,0 +1,181 @@
+"""How often the agent's claims hold for a user who re-runs them: each claim's interval on many fresh seeds.
+
+A response's ``gain.new_seeds_interval`` says where the mean gain over 5 fresh seeds lands, 90% of the
+time. bench/agent_vs_baselines.py checks each claim once, on its 5 evaluation seeds: one draw per claim.
+Here each agent run's challenger and the workload's default are trained at the claim's length on K
+calibration seeds (40_000, 40_001, ...: disjoint from every selection, confirm, evaluation and
+development seed), and the chance that a user's mean over 5 of them lands inside the claim's interval is
+estimated from R random 5-seed subsets (drawn without replacement):
+
+    coverage = P( mean_{i in U} r_i  in  [lo, hi] ),   U a random 5-subset of the K seeds,
+    r_i = (b_i - c_i) / b_i   (clipped to [-1, 1], as the evaluation does)
+
+A calibrated claim scores 0.90. The mean over claims is the chance that a claim, picked at random, holds
+for a user's five seeds: the calibration target asks for 0.90.
+
+    python3 bench/calibration.py --jobs 2          # the claims of bench/results/agent_vs_baselines.json
+    python3 bench/calibration.py --results DIR/agent_vs_baselines.json --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import agent_vs_baselines as bench  # noqa: E402
+
+CALIBRATION_SEED_START = 40_000
+SEEDS = 40  # K
+DRAWS = 20_000  # R
+TARGET = 0.9
+DOCS = HERE.parent / "docs" / "benchmarks" / "calibration.md"
+
+
+def coverage(gains: list[float], interval: tuple[float, float], k: int, draws: int, seed: int = 0) -> float:
+    """The fraction of ``draws`` random k-subsets of ``gains`` whose mean lies inside ``interval``.
+
+    Examples:
+        >>> coverage([0.5] * 10, (0.4, 0.6), 5, 100)
+        1.0
+        >>> coverage([0.5] * 10, (0.6, 0.7), 5, 100)
+        0.0
+    """
+    values = np.asarray(gains, dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = np.argsort(rng.random((draws, len(values))), axis=1)[:, :k]  # k distinct seeds per draw
+    means = values[picks].mean(axis=1)
+    return float(np.mean((means >= interval[0]) & (means <= interval[1])))
+
+
+def claims(result: dict) -> list[dict]:
+    """Every agent run of a results JSON that has a challenger and an interval for fresh seeds."""
+    out = []
+    for row in result["rows"]:
+        for variant, contender in row["contenders"].items():
+            claim = contender.get("claim")
+            if claim and claim.get("challenger") and claim.get("new_seeds_interval"):
+                out.append({"workload": row["workload"], "run": variant, "steps": claim["confirm_steps"],
+                            "challenger": claim["challenger"], "interval": claim["new_seeds_interval"],
+                            "new_seeds": claim["new_seeds"], "claimed": claim["claimed"],
+                            "default": row["contenders"]["default"]["config"]})
+    return out
+
+
+def _train(job: tuple[str, dict, int, list[int]]) -> list[float]:
+    import torch
+
+    torch.set_num_threads(1)
+    workload, config, steps, seeds = job
+    return bench.evaluate(bench.load_workload(workload), config, steps, seeds)["val_losses"]
+
+
+def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[dict]:
+    """Train each distinct (workload, configuration, length) once on ``seeds``, then score every claim."""
+    from rich.progress import Progress
+
+    ident = lambda w, c, s: json.dumps([w, c, s], sort_keys=True)  # noqa: E731
+    wanted = {}
+    for item in items:
+        for config in (item["default"], item["challenger"]):
+            wanted[ident(item["workload"], config, item["steps"])] = (item["workload"], config, item["steps"], seeds)
+    losses = {}
+    with Progress() as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
+        task = bar.add_task(f"{len(wanted)} configurations x {len(seeds)} seeds", total=len(wanted))
+        for key, result in zip(wanted, pool.map(_train, wanted.values()), strict=True):
+            losses[key] = result
+            bar.advance(task)
+    rows = []
+    for item in items:
+        b = losses[ident(item["workload"], item["default"], item["steps"])]
+        c = losses[ident(item["workload"], item["challenger"], item["steps"])]
+        gains = [bench.relative_reduction(x, y) for x, y in zip(b, c, strict=True)]
+        rows.append({**{k: item[k] for k in ("workload", "run", "steps", "claimed", "interval", "new_seeds")},
+                     "gains": gains, "mean": statistics.fmean(gains), "sd": statistics.stdev(gains),
+                     "coverage": coverage(gains, item["interval"], item["new_seeds"], draws)})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    rows = result["rows"]
+    mean = result["mean_coverage"]
+    lines = [
+        f"Calibration seeds {result['seeds'][0]}-{result['seeds'][-1]} (K = {len(result['seeds'])}), "
+        f"{result['draws']} random 5-seed draws per claim; claims from {result['source']} "
+        f"(commit {result['source_commit']}); wall time {result['wall_s']:.0f} s.",
+        "",
+        "| workload | run | length | claimed | 90% interval for 5 fresh seeds | mean over K seeds (sd) | "
+        "chance a 5-seed re-run lands inside |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["interval"]
+        lines.append(f"| {r['workload']} | {r['run']} | {r['steps']} | {r['claimed']:+.1%} | [{lo:+.1%}, {hi:+.1%}] "
+                     f"| {r['mean']:+.1%} ({r['sd']:.3f}) | {r['coverage']:.2f} |")
+    verdict = "holds" if mean >= TARGET else "falls short"
+    lines += ["", f"**Mean chance over {len(rows)} claims: {mean:.3f}** (target {TARGET:.2f}: {verdict}); "
+              f"claims at 0.90 or more: {sum(r['coverage'] >= TARGET for r in rows)}/{len(rows)}; "
+              f"below 0.5: {sum(r['coverage'] < 0.5 for r in rows)}."]
+    return "\n".join(lines) + "\n"
+
+
+DOC_HEAD = """# Calibration of the agent's claims, on 40 fresh seeds per claim
+
+A response's `gain.new_seeds_interval` is a promise: over 5 seeds of your own, the mean gain of the
+recommended change lands inside it 90% of the time. The main benchmark
+([agent_vs_baselines.md](agent_vs_baselines.md)) checks each claim on its 5 evaluation seeds, which is
+one draw of that promise. This page measures the promise itself: for each agent run of that
+benchmark, the challenger and the default are trained at the claim's length on 40 calibration seeds
+that nothing else used, and the chance that a random 5 of them average inside the interval is
+counted. A calibrated claim scores 0.90.
+
+    python3 bench/calibration.py --jobs 2
+
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=bench.RESULTS / "agent_vs_baselines.json",
+                        help="a results JSON of bench/agent_vs_baselines.py (default: the committed run)")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help=f"calibration seeds K (default {SEEDS})")
+    parser.add_argument("--draws", type=int, default=DRAWS, help=f"random 5-seed draws per claim (default {DRAWS})")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
+    parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
+    args = parser.parse_args(argv)
+    from trainopt.agent.record import atomic_write
+
+    if not args.results.is_file():
+        parser.error(f"--results {args.results} is not a file: run bench/agent_vs_baselines.py first")
+    source = json.loads(args.results.read_text())
+    items = claims(source)
+    if not items:
+        parser.error(f"{args.results.name} holds no agent claim with a challenger and a fresh-seeds interval")
+    if args.seeds < max(i["new_seeds"] for i in items):
+        parser.error(f"--seeds must be at least {max(i['new_seeds'] for i in items)} (a claim's fresh seeds)")
+    seeds = list(range(CALIBRATION_SEED_START, CALIBRATION_SEED_START + args.seeds))
+    started = time.perf_counter()
+    rows = measure(items, seeds, args.jobs, args.draws)
+    result = {"source": args.results.name, "source_commit": source["config"].get("commit"), "seeds": seeds,
+              "draws": args.draws, "rows": rows, "mean_coverage": statistics.fmean(r["coverage"] for r in rows),
+              "wall_s": round(time.perf_counter() - started, 1)}
+    out = args.out or bench.RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    atomic_write(out / "calibration.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(out / "calibration.md", text)
+    if args.out is None:
+        atomic_write(DOCS, DOC_HEAD + text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

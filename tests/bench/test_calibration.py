@@ -1,0 +1,69 @@
+"""bench/calibration.py: the chance a claim holds for a user's five fresh seeds, counted right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "calibration.py"
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    spec = importlib.util.spec_from_file_location("calibration", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_calibrated_interval_covers_ninety_percent(calibration):
+    # gains ~ N(0.5, 0.1): the mean of 5 lies within 1.645 * 0.1 / sqrt(5) of 0.5 with probability 0.90
+    gains = list(np.random.default_rng(0).normal(0.5, 0.1, size=2000))
+    half = 1.6449 * 0.1 / math.sqrt(5)
+    assert calibration.coverage(gains, (0.5 - half, 0.5 + half), 5, 20_000) == pytest.approx(0.90, abs=0.015)
+    assert calibration.coverage(gains, (0.5, 0.5 + half), 5, 20_000) == pytest.approx(0.45, abs=0.015)
+
+
+def _result(default: dict, challenger: dict | None) -> dict:
+    claim = {"challenger": challenger, "new_seeds_interval": [0.0, 0.9], "new_seeds": 5, "claimed": 0.4,
+             "confirm_steps": 60}
+    return {"config": {"commit": "abc1234"}, "rows": [{"workload": "wine-small", "contenders": {
+        "default": {"config": default}, "agent": {"config": default, "claim": claim}}}]}
+
+
+def test_a_run_scores_each_claim_on_fresh_seeds(tmp_path, calibration):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import agent_vs_baselines as bench
+
+    default = bench.default_config(bench.load_workload("wine-small"))
+    challenger = {**default, "lr": 0.01}
+    (tmp_path / "agent_vs_baselines.json").write_text(json.dumps(_result(default, challenger)))
+    command = [sys.executable, str(SCRIPT), "--results", str(tmp_path / "agent_vs_baselines.json"),
+               "--seeds", "6", "--draws", "200", "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    (row,) = result["rows"]
+    # six seeds from 40000 on, none a selection, confirm or evaluation seed; one gain per seed
+    assert result["seeds"] == list(range(40_000, 40_006)) and len(row["gains"]) == 6
+    inside = calibration.coverage(row["gains"], (0.0, 0.9), 5, 200)
+    assert row["coverage"] == inside and str(tmp_path) not in (tmp_path / "out" / "calibration.md").read_text()
+
+
+def test_results_without_claims_are_refused_by_name(tmp_path):
+    path = tmp_path / "agent_vs_baselines.json"
+    path.write_text(json.dumps(_result({"optimizer": "adamw"}, None)))
+    done = subprocess.run([sys.executable, str(SCRIPT), "--results", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "holds no agent claim" in done.stderr
+    missing = subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path / "none.json")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "run bench/agent_vs_baselines.py first" in missing.stderr
