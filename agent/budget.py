@@ -59,10 +59,11 @@ class RunPolicy(BaseModel):
     race_fits_budget a round races only as many proposals as fit before the shortest confirm (a budget too small
                      for them at the candidates' shortest length races fewer, with a note, rather than spend
                      beyond the user's step budget).
-    run_spread       the confirm's intervals use at least the seed-to-seed spread the whole run measured for
-                     the baseline and the challenger (their log losses on the race's, the finals' and the
-                     confirm's seeds; agent/stats.py gain_sd): five held-out seeds that agree by chance must
-                     not make a heavy-tailed gain look certain."""
+    run_spread       when the rest of the run saw the baseline and the challenger scatter more across seeds
+                     (their log losses on the race's and the finals' seeds; agent/stats.py gain_sd), the
+                     confirm's intervals pool that spread with the held-out seeds' own, by degrees of
+                     freedom: five held-out seeds that agree by chance must not make a heavy-tailed gain
+                     look certain."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)

@@ -10,14 +10,15 @@ widens the standard error to s * sqrt(1/n + 1/k). scipy.stats supplies the t qua
 
 A few held-out seeds can agree by chance while other seeds of the same configurations scatter widely (a
 default at the edge of divergence: most seeds land close, a few far). ``min_sd`` lets a caller put a
-floor under s from that other evidence; ``gain_sd`` gives the floor the rest of a run implies for the
+floor under s from that other evidence. ``gain_sd`` gives the spread the rest of a run implies for the
 per-seed relative gain r = 1 - c/b, by the delta method on the log losses:
 
     sd(r) ~= (c/b) * sqrt(s_b^2 + s_c^2)
 
 with s_b, s_c the pooled within-group standard deviations of log(loss) of each configuration over the
-groups of seeds the run trained it on (``pooled_log_sd``). b and c are taken as independent on a seed,
-which can only widen the figure.
+groups of seeds the run trained it on (``pooled_log_sd``); b and c are taken as independent on a seed,
+which can only widen the figure. ``pooled_sd`` combines it with the held-out seeds' own s, each weighted
+by its degrees of freedom.
 
 Examples:
     >>> c = paired([0.10, 0.12, 0.08])
@@ -115,9 +116,24 @@ def pooled_log_sd(groups: list[list[float]]) -> tuple[float, int]:
     return (math.sqrt(squares / df), df) if df else (0.0, 0)
 
 
-def gain_sd(ratio: float, baseline_groups: list[list[float]], challenger_groups: list[list[float]]) -> float:
-    """The spread of the per-seed gain 1 - c/b that each side's seed-to-seed spread of log loss implies:
-    ratio * sqrt(s_b^2 + s_c^2), ``ratio`` the mean c/b (delta method; module docstring)."""
-    s_b, _ = pooled_log_sd(baseline_groups)
-    s_c, _ = pooled_log_sd(challenger_groups)
-    return ratio * math.sqrt(s_b**2 + s_c**2) if math.isfinite(ratio) else 0.0
+def gain_sd(ratio: float, baseline_groups: list[list[float]], challenger_groups: list[list[float]]
+            ) -> tuple[float, int]:
+    """The spread of the per-seed gain 1 - c/b that each side's seed-to-seed spread of log loss implies,
+    ratio * sqrt(s_b^2 + s_c^2) with ``ratio`` the mean c/b (delta method; module docstring), and its
+    degrees of freedom (the smaller side's); (0, 0) when either side has no group of two seeds."""
+    s_b, df_b = pooled_log_sd(baseline_groups)
+    s_c, df_c = pooled_log_sd(challenger_groups)
+    if not (df_b and df_c and math.isfinite(ratio)):
+        return 0.0, 0
+    return ratio * math.sqrt(s_b**2 + s_c**2), min(df_b, df_c)
+
+
+def pooled_sd(s1: float, df1: int, s2: float, df2: int) -> float:
+    """sqrt((df1 s1^2 + df2 s2^2) / (df1 + df2)): two estimates of one spread, weighted by their degrees of
+    freedom.
+
+    Examples:
+        >>> round(pooled_sd(0.1, 4, 0.3, 2), 4), pooled_sd(0.1, 4, 0.3, 0)
+        (0.1915, 0.1)
+    """
+    return math.sqrt((df1 * s1**2 + df2 * s2**2) / (df1 + df2)) if df1 + df2 else 0.0

@@ -5,9 +5,10 @@ finals    up to FINALISTS race leaders and the baseline, L steps, on the first F
           seeds; the best mean objective score is the challenger (short runs favour aggressive LRs,
           so the full length has the last word among the finalists)
 confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
-          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py), whose
-          spread is at least what the rest of the run measured for the two configurations
-          (RunPolicy.run_spread: their log losses across the race's and the finals' seeds). The
+          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when
+          the rest of the run saw the two configurations scatter more across seeds (their log losses
+          on the race's and the finals' seeds), the interval's spread pools that in
+          (RunPolicy.run_spread). The
           challenger is recommended only when the interval of its objective gain lies above
           ``min_gain`` over at least RunPolicy.min_adopt_seeds seeds (5; unless the request named the
           seeds); otherwise the baseline is, with the measured difference and the reason.
@@ -28,7 +29,7 @@ from trainopt.agent.phases.race import cap_note, pick_finalists
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
-from trainopt.agent.stats import LEVEL, Paired, gain_sd, paired, relative_gains
+from trainopt.agent.stats import LEVEL, Paired, gain_sd, paired, pooled_sd, relative_gains
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
@@ -149,7 +150,7 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     bases = [state.results[base.model_copy(update={"seed": s}).key()] for s in seeds]
     chals = [state.results[challenger.model_copy(update={"seed": s}).key()] for s in seeds]
     b_losses, c_losses = [r.final_val_loss for r in bases], [r.final_val_loss for r in chals]
-    floor = run_spread(state, base, challenger, b_losses, c_losses)
+    floor = run_spread(state, base, challenger, b_losses, c_losses, seeds)
     loss = paired(relative_gains(b_losses, c_losses), min_sd=floor)
     fresh = paired(loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor)
     weights = state.request.objective_metrics
@@ -172,41 +173,45 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
 
 
 def run_spread(state: RunState, base: TrialConfig, challenger: TrialConfig, b_losses: list[float],
-               c_losses: list[float]) -> float:
-    """The floor under the held-out gains' spread: what both configurations' log losses scattered by over
-    every group of seeds the run trained them on (stats.gain_sd); 0 under recordings made before
-    RunPolicy.run_spread, or without a challenger."""
+               c_losses: list[float], seeds: list[int]) -> float:
+    """The floor under the held-out gains' spread s: s pooled (by degrees of freedom) with the spread the
+    rest of the run measured for both configurations' log losses (stats.gain_sd, over their groups of
+    seeds outside ``seeds``); 0 under recordings made before RunPolicy.run_spread, or without a challenger."""
     if not state.policy.run_spread or state.challenger is None:
         return 0.0
+    gains = [g for g in relative_gains(b_losses, c_losses) if math.isfinite(g)]
     ratios = [c / b for b, c in zip(b_losses, c_losses, strict=True) if math.isfinite(b) and math.isfinite(c) and b > 0]
-    if not ratios:
+    if len(gains) < 2 or not ratios:
         return 0.0
-    return gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base), _seed_groups(state, challenger))
+    held_out = set(seeds)
+    elsewhere, df = gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base, held_out),
+                            _seed_groups(state, challenger, held_out))
+    return pooled_sd(statistics.stdev(gains), len(gains) - 1, elsewhere, df)
 
 
-def _seed_groups(state: RunState, config: TrialConfig) -> list[list[float]]:
-    """Final validation losses of ``config``'s settings in this run, one list per length (a list per race,
-    finals or confirm length, one value per seed)."""
-    unseeded = ("steps", "seed", "warmup_steps", "eval_every")
-    settings = config.model_dump(exclude=set(unseeded))
+def _seed_groups(state: RunState, config: TrialConfig, held_out: set[int]) -> list[list[float]]:
+    """Final validation losses of ``config``'s settings in this run on seeds outside ``held_out``, one list
+    per length (the race's, the finals'), one value per seed."""
+    unseeded = {"steps", "seed", "warmup_steps", "eval_every"}
+    settings = config.model_dump(exclude=unseeded)
     groups: dict[str, list[float]] = {}
     for result in state.results.values():
         c = result.config
-        if c.model_dump(exclude=set(unseeded)) == settings:
+        if c.seed not in held_out and c.model_dump(exclude=unseeded) == settings:
             groups.setdefault(c.model_copy(update={"seed": 0}).key(), []).append(result.final_val_loss)
     return list(groups.values())
 
 
 def _spread_note(state: RunState, base: TrialConfig, challenger: TrialConfig, gain: Gain) -> str | None:
     """Says so when the run's spread, not the held-out seeds' own, set the interval's width."""
-    floor = run_spread(state, base, challenger, gain.baseline_val_losses, gain.challenger_val_losses)
+    floor = run_spread(state, base, challenger, gain.baseline_val_losses, gain.challenger_val_losses, gain.seeds)
     gains = [g for g in relative_gains(gain.baseline_val_losses, gain.challenger_val_losses) if math.isfinite(g)]
     own = statistics.stdev(gains) if len(gains) > 1 else 0.0
     if floor <= own:
         return None
-    return (f"the gain's interval uses the seed-to-seed spread the whole run measured for the two configurations "
-            f"(s {floor:.3f}, from their losses on every seed they were trained on), since the {len(gain.seeds)} "
-            f"held-out seeds varied less (s {own:.3f})")
+    return (f"the gain's interval pools the seed-to-seed spread the rest of the run measured for the two "
+            f"configurations (the race's and the finals' seeds) with the {len(gain.seeds)} held-out seeds' own, "
+            f"which varied less: s {floor:.3f} instead of {own:.3f}")
 
 
 def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:

@@ -133,11 +133,14 @@ def test_the_interval_keeps_the_spread_the_race_saw():
     from trainopt.agent.stats import relative_gains
 
     state, base, chal, gain = _spread_state(RunPolicy())
-    floor = run_spread(state, base, chal, gain.baseline_val_losses, gain.challenger_val_losses)
-    own = statistics.stdev(relative_gains(gain.baseline_val_losses, gain.challenger_val_losses))
+    losses = gain.baseline_val_losses, gain.challenger_val_losses
+    floor = run_spread(state, base, chal, *losses, gain.seeds)
+    own = statistics.stdev(relative_gains(*losses))
     # the race's baseline losses 0.12-0.40 say more about seed noise than five agreeing held-out seeds
     assert floor > 2 * own
     note = _spread_note(state, base, chal, gain)
-    assert note is not None and f"s {floor:.3f}" in note and f"s {own:.3f}" in note
+    assert note is not None and f"s {floor:.3f} instead of {own:.3f}" in note
+    # held-out seeds only (as if the race had not run these two): nothing to pool, the seeds' own spread
+    assert run_spread(state, base, chal, *losses, [0, 1, 2, *gain.seeds]) == pytest.approx(own)
     legacy, *_ = _spread_state(LEGACY_POLICY)  # an older recording's rule: the held-out seeds' own spread
-    assert run_spread(legacy, base, chal, gain.baseline_val_losses, gain.challenger_val_losses) == 0.0
+    assert run_spread(legacy, base, chal, *losses, gain.seeds) == 0.0

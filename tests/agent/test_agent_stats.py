@@ -66,6 +66,7 @@ def test_gain_sd_predicts_the_spread_of_relative_gains():
     rng = np.random.default_rng(1)
     b = np.exp(rng.normal(0.0, 0.4, size=4000))
     c = 0.5 * np.exp(rng.normal(0.0, 0.1, size=4000))
-    predicted = gain_sd(float(np.mean(c / b)), [list(b[i:i + 3]) for i in range(0, 300, 3)],
-                        [list(c[i:i + 3]) for i in range(0, 300, 3)])
-    assert predicted == pytest.approx(float(np.std(1 - c / b, ddof=1)), rel=0.15)
+    predicted, df = gain_sd(float(np.mean(c / b)), [list(b[i:i + 3]) for i in range(0, 300, 3)],
+                            [list(c[i:i + 3]) for i in range(0, 300, 3)])
+    assert predicted == pytest.approx(float(np.std(1 - c / b, ddof=1)), rel=0.15) and df == 200
+    assert gain_sd(0.5, [list(b[:3])], [[0.5]]) == (0.0, 0)  # one side never ran on two seeds: no evidence
