@@ -16,8 +16,8 @@ per-seed relative gain r = 1 - c/b, by the delta method on the log losses:
     sd(r) ~= (c/b) * sqrt(s_b^2 + s_c^2)
 
 with s_b, s_c the pooled within-group standard deviations of log(loss) of each configuration over the
-groups of seeds the run trained it on (``pooled_log_sd``); b and c are taken as independent on a seed,
-which can only widen the figure. ``pooled_sd`` combines it with the held-out seeds' own s, each weighted
+groups of seeds the run trained it on (``pooled_log_sd``); b and c are taken as independent on a seed
+(a seed that favours both runs, the usual case, would make the true spread smaller). ``pooled_sd`` combines it with the held-out seeds' own s, each weighted
 by its degrees of freedom.
 
 Examples:
