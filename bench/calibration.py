@@ -15,6 +15,8 @@ for a user's five seeds: the calibration target asks for 0.90.
 
     python3 bench/calibration.py --jobs 2          # the claims of bench/results/agent_vs_baselines.json
     python3 bench/calibration.py --results DIR/agent_vs_baselines.json --out DIR
+    python3 bench/calibration.py --jobs 2 --compare OLD.json   # also score an older run's intervals for the
+                                                               # same claims (same challengers) on these seeds
 """
 
 from __future__ import annotations
@@ -104,6 +106,28 @@ def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[
     return rows
 
 
+def compare(rows: list[dict], other: dict, draws: int) -> dict:
+    """The chance for another results JSON's intervals of the same claims (same run, same claimed gain), on the
+    gains measured here; claims it does not share are left out."""
+    theirs = {(c["workload"], c["run"]): c for c in claims_with_intervals(other)}
+    scored = []
+    for r in rows:
+        c = theirs.get((r["workload"], r["run"]))
+        if c is not None and abs(c["claimed"] - r["claimed"]) < 1e-9:
+            scored.append({"workload": r["workload"], "run": r["run"], "interval": c["interval"],
+                           "coverage": coverage(r["gains"], c["interval"], c["new_seeds"], draws)})
+    return {"source_commit": other["config"].get("commit"), "rows": scored,
+            "mean_coverage": statistics.fmean(x["coverage"] for x in scored) if scored else None}
+
+
+def claims_with_intervals(result: dict) -> list[dict]:
+    """(workload, run, claimed, interval, new_seeds) of every agent claim with a fresh-seeds interval."""
+    return [{"workload": row["workload"], "run": variant, "claimed": c["claim"]["claimed"],
+             "interval": c["claim"]["new_seeds_interval"], "new_seeds": c["claim"]["new_seeds"]}
+            for row in result["rows"] for variant, c in row["contenders"].items()
+            if c.get("claim") and c["claim"].get("new_seeds_interval")]
+
+
 def markdown(result: dict) -> str:
     rows = result["rows"]
     mean = result["mean_coverage"]
@@ -124,6 +148,10 @@ def markdown(result: dict) -> str:
     lines += ["", f"**Mean chance over {len(rows)} claims: {mean:.3f}** (target {TARGET:.2f}: {verdict}); "
               f"claims at 0.90 or more: {sum(r['coverage'] >= TARGET for r in rows)}/{len(rows)}; "
               f"below 0.5: {sum(r['coverage'] < 0.5 for r in rows)}."]
+    if (other := result.get("compare")) and other["rows"]:
+        lines += ["", f"The intervals of the run at commit {other['source_commit']} for {len(other['rows'])} of these "
+                  f"claims (the same challengers and claimed gains), on the same seeds: mean chance "
+                  f"{other['mean_coverage']:.3f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -137,7 +165,11 @@ benchmark, the challenger and the default are trained at the claim's length on 4
 that nothing else used, and the chance that a random 5 of them average inside the interval is
 counted. A calibrated claim scores 0.90.
 
-    python3 bench/calibration.py --jobs 2
+    python3 bench/calibration.py --jobs 2 --compare before.json
+
+where before.json is the benchmark's results from before the confirm pooled the run's seed-to-seed
+spread into its intervals (`git show 14da558:bench/results/agent_vs_baselines.json > before.json`):
+its agent chose the same challengers and claimed the same gains, with the held-out seeds' own spread.
 
 """
 
@@ -150,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"random 5-seed draws per claim (default {DRAWS})")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
+    parser.add_argument("--compare", type=Path, help="another results JSON whose intervals for the same claims to "
+                                                     "score on the same seeds (e.g. one from before a change)")
     args = parser.parse_args(argv)
     from trainopt.agent.record import atomic_write
 
@@ -161,12 +195,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.results.name} holds no agent claim with a challenger and a fresh-seeds interval")
     if args.seeds < max(i["new_seeds"] for i in items):
         parser.error(f"--seeds must be at least {max(i['new_seeds'] for i in items)} (a claim's fresh seeds)")
+    if args.compare is not None and not args.compare.is_file():
+        parser.error(f"--compare {args.compare} is not a file")
     seeds = list(range(CALIBRATION_SEED_START, CALIBRATION_SEED_START + args.seeds))
     started = time.perf_counter()
     rows = measure(items, seeds, args.jobs, args.draws)
     result = {"source": args.results.name, "source_commit": source["config"].get("commit"), "seeds": seeds,
               "draws": args.draws, "rows": rows, "mean_coverage": statistics.fmean(r["coverage"] for r in rows),
               "wall_s": round(time.perf_counter() - started, 1)}
+    if args.compare is not None:
+        result["compare"] = compare(rows, json.loads(args.compare.read_text()), args.draws)
     out = args.out or bench.RESULTS
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)

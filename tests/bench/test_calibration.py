@@ -67,3 +67,13 @@ def test_results_without_claims_are_refused_by_name(tmp_path):
     missing = subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path / "none.json")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "run bench/agent_vs_baselines.py first" in missing.stderr
+
+
+def test_an_older_runs_intervals_are_scored_on_the_same_gains(calibration):
+    rows = [{"workload": "w", "run": "agent", "claimed": 0.4, "gains": [0.5] * 10}]
+    older = {"config": {"commit": "abc"}, "rows": [{"workload": "w", "contenders": {
+        "agent": {"claim": {"claimed": 0.4, "new_seeds_interval": [0.6, 0.7], "new_seeds": 5}},
+        "agent-none": {"claim": {"claimed": 0.1, "new_seeds_interval": [0.0, 1.0], "new_seeds": 5}}}}]}
+    scored = calibration.compare(rows, older, draws=50)
+    # only the claim both runs made is scored: its interval misses every 5-seed mean of 0.5
+    assert [r["run"] for r in scored["rows"]] == ["agent"] and scored["mean_coverage"] == 0.0
