@@ -17,8 +17,8 @@ per-seed relative gain r = 1 - c/b, by the delta method on the log losses:
 
 with s_b, s_c the pooled within-group standard deviations of log(loss) of each configuration over the
 groups of seeds the run trained it on (``pooled_log_sd``); b and c are taken as independent on a seed
-(a seed that favours both runs, the usual case, would make the true spread smaller). ``pooled_sd`` combines it with the held-out seeds' own s, each weighted
-by its degrees of freedom.
+(a seed that favours both runs, the usual case, would make the true spread smaller). ``pooled_sd``
+combines it with the held-out seeds' own s, each weighted by its degrees of freedom.
 
 Examples:
     >>> c = paired([0.10, 0.12, 0.08])
