@@ -58,18 +58,22 @@ def coverage(gains: list[float], interval: tuple[float, float], k: int, draws: i
     return float(np.mean((means >= interval[0]) & (means <= interval[1])))
 
 
-def claims(result: dict) -> list[dict]:
-    """Every agent run of a results JSON that has a challenger and an interval for fresh seeds."""
-    out = []
+def agent_claims(result: dict):
+    """(row, run, claim) of every agent run of a results JSON with an interval for fresh seeds."""
     for row in result["rows"]:
-        for variant, contender in row["contenders"].items():
+        for run, contender in row["contenders"].items():
             claim = contender.get("claim")
-            if claim and claim.get("challenger") and claim.get("new_seeds_interval"):
-                out.append({"workload": row["workload"], "run": variant, "steps": claim["confirm_steps"],
-                            "challenger": claim["challenger"], "interval": claim["new_seeds_interval"],
-                            "new_seeds": claim["new_seeds"], "claimed": claim["claimed"],
-                            "default": row["contenders"]["default"]["config"]})
-    return out
+            if claim and claim.get("new_seeds_interval"):
+                yield row, run, claim
+
+
+def claims(result: dict) -> list[dict]:
+    """What to measure: every agent claim with a challenger, its length and interval, and the default."""
+    return [{"workload": row["workload"], "run": run, "steps": claim["confirm_steps"],
+             "challenger": claim["challenger"], "interval": claim["new_seeds_interval"],
+             "new_seeds": claim["new_seeds"], "claimed": claim["claimed"],
+             "default": row["contenders"]["default"]["config"]}
+            for row, run, claim in agent_claims(result) if claim.get("challenger")]
 
 
 def _train(job: tuple[str, dict, int, list[int]]) -> list[float]:
@@ -109,23 +113,15 @@ def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[
 def compare(rows: list[dict], other: dict, draws: int) -> dict:
     """The chance for another results JSON's intervals of the same claims (same run, same claimed gain), on the
     gains measured here; claims it does not share are left out."""
-    theirs = {(c["workload"], c["run"]): c for c in claims_with_intervals(other)}
+    theirs = {(row["workload"], run): claim for row, run, claim in agent_claims(other)}
     scored = []
     for r in rows:
         c = theirs.get((r["workload"], r["run"]))
         if c is not None and abs(c["claimed"] - r["claimed"]) < 1e-9:
-            scored.append({"workload": r["workload"], "run": r["run"], "interval": c["interval"],
-                           "coverage": coverage(r["gains"], c["interval"], c["new_seeds"], draws)})
+            scored.append({"workload": r["workload"], "run": r["run"], "interval": c["new_seeds_interval"],
+                           "coverage": coverage(r["gains"], c["new_seeds_interval"], c["new_seeds"], draws)})
     return {"source_commit": other["config"].get("commit"), "rows": scored,
             "mean_coverage": statistics.fmean(x["coverage"] for x in scored) if scored else None}
-
-
-def claims_with_intervals(result: dict) -> list[dict]:
-    """(workload, run, claimed, interval, new_seeds) of every agent claim with a fresh-seeds interval."""
-    return [{"workload": row["workload"], "run": variant, "claimed": c["claim"]["claimed"],
-             "interval": c["claim"]["new_seeds_interval"], "new_seeds": c["claim"]["new_seeds"]}
-            for row in result["rows"] for variant, c in row["contenders"].items()
-            if c.get("claim") and c["claim"].get("new_seeds_interval")]
 
 
 def markdown(result: dict) -> str:
