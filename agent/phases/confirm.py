@@ -211,7 +211,7 @@ def _spread_note(state: RunState, base: TrialConfig, challenger: TrialConfig, ga
         return None
     return (f"the gain's interval pools the seed-to-seed spread the rest of the run measured for the two "
             f"configurations (the race's and the finals' seeds) with the {len(gain.seeds)} held-out seeds' own, "
-            f"which varied less: s {floor:.3f} instead of {own:.3f}")
+            f"which varied less: s {floor:.3f}, where the held-out seeds alone give {own:.3f}")
 
 
 def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
