@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import NamedTuple
 
 from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
 from trainopt.agent.phases.race import cap_note, pick_finalists
@@ -96,19 +97,17 @@ def confirm(state: RunState, steps: int) -> Gain:
     base_config = full_length(state.baseline_config(steps), steps, 0)
     challenger = full_length(state.challenger.config, steps, 0) if state.challenger else base_config
     _run_pairs(state, base_config, challenger, seeds)
-    while not fixed:
-        gain = _gain(state, base_config, challenger, seeds, steps)
-        stop = _stop_reason(state, gain, len(seeds), steps)
-        if stop is not None:
-            state.notes.append(f"confirm stopped after {len(seeds)} held-out seeds: {stop}")
-            break
+    gain, spread = _gain(state, base_config, challenger, seeds, steps)
+    while not fixed and (stop := _stop_reason(state, gain, len(seeds), steps)) is None:
         more = [CONFIRM_SEED_START + len(seeds) + i for i in range(min(b.confirm_extend_by,
                                                                         MAX_CONFIRM_SEEDS - len(seeds)))]
         _run_pairs(state, base_config, challenger, more)
         seeds += more
-    gain = _gain(state, base_config, challenger, seeds, steps)
-    if (note := _spread_note(state, base_config, challenger, gain)) is not None:
-        state.notes.append(note)
+        gain, spread = _gain(state, base_config, challenger, seeds, steps)
+    if not fixed:
+        state.notes.append(f"confirm stopped after {len(seeds)} held-out seeds: {stop}")
+    if spread.floor > spread.own:
+        state.notes.append(_spread_note(spread, len(seeds)))
     return gain
 
 
@@ -146,11 +145,14 @@ def _run_pairs(state: RunState, base: TrialConfig, challenger: TrialConfig, seed
             state.results[challenger.model_copy(update={"seed": s}).key()])
 
 
-def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int], steps: int) -> Gain:
+def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int], steps: int
+          ) -> tuple[Gain, Spread]:
+    """The paired comparison on ``seeds``, and the spread its intervals used."""
     bases = [state.results[base.model_copy(update={"seed": s}).key()] for s in seeds]
     chals = [state.results[challenger.model_copy(update={"seed": s}).key()] for s in seeds]
     b_losses, c_losses = [r.final_val_loss for r in bases], [r.final_val_loss for r in chals]
-    floor = run_spread(state, base, challenger, b_losses, c_losses, seeds)
+    spread = run_spread(state, base, challenger, b_losses, c_losses, seeds)
+    floor = spread.floor
     loss = paired(relative_gains(b_losses, c_losses), min_sd=floor)
     fresh = paired(loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor)
     weights = state.request.objective_metrics
@@ -162,7 +164,7 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     metric_change = None
     if all(r.final_val_metric is not None for r in bases + chals):
         metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in pairs) / len(seeds)
-    return Gain(
+    gain = Gain(
         steps=steps, seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
         baseline_val_losses=b_losses, challenger_val_losses=c_losses,
         relative_loss_reduction=loss.mean, interval=loss.interval, new_seeds_interval=fresh.interval,
@@ -170,23 +172,31 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
         wins=objective.wins, losses=objective.losses, significant=significant, adopted=significant,
         reason=_reason(state, objective, has_challenger), metric_change=metric_change,
     )
+    return gain, spread
+
+
+class Spread(NamedTuple):
+    """The held-out gains' own standard deviation, and the floor their intervals put under it."""
+
+    own: float
+    floor: float
 
 
 def run_spread(state: RunState, base: TrialConfig, challenger: TrialConfig, b_losses: list[float],
-               c_losses: list[float], seeds: list[int]) -> float:
-    """The floor under the held-out gains' spread s: s pooled (by degrees of freedom) with the spread the
+               c_losses: list[float], seeds: list[int]) -> Spread:
+    """The held-out gains' own s, and the floor under it: s pooled (by degrees of freedom) with the spread the
     rest of the run measured for both configurations' log losses (stats.gain_sd, over their groups of
-    seeds outside ``seeds``); 0 under recordings made before RunPolicy.run_spread, or without a challenger."""
-    if not state.policy.run_spread or state.challenger is None:
-        return 0.0
+    seeds outside ``seeds``); floor 0 under recordings made before RunPolicy.run_spread, or without a
+    challenger."""
     gains = [g for g in relative_gains(b_losses, c_losses) if math.isfinite(g)]
+    own = statistics.stdev(gains) if len(gains) > 1 else 0.0
     ratios = [c / b for b, c in zip(b_losses, c_losses, strict=True) if math.isfinite(b) and math.isfinite(c) and b > 0]
-    if len(gains) < 2 or not ratios:
-        return 0.0
+    if not state.policy.run_spread or state.challenger is None or len(gains) < 2 or not ratios:
+        return Spread(own, 0.0)
     held_out = set(seeds)
     elsewhere, df = gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base, held_out),
                             _seed_groups(state, challenger, held_out))
-    return pooled_sd(statistics.stdev(gains), len(gains) - 1, elsewhere, df)
+    return Spread(own, pooled_sd(own, len(gains) - 1, elsewhere, df))
 
 
 def _seed_groups(state: RunState, config: TrialConfig, held_out: set[int]) -> list[list[float]]:
@@ -202,16 +212,11 @@ def _seed_groups(state: RunState, config: TrialConfig, held_out: set[int]) -> li
     return list(groups.values())
 
 
-def _spread_note(state: RunState, base: TrialConfig, challenger: TrialConfig, gain: Gain) -> str | None:
+def _spread_note(spread: Spread, seeds: int) -> str:
     """Says so when the run's spread, not the held-out seeds' own, set the interval's width."""
-    floor = run_spread(state, base, challenger, gain.baseline_val_losses, gain.challenger_val_losses, gain.seeds)
-    gains = [g for g in relative_gains(gain.baseline_val_losses, gain.challenger_val_losses) if math.isfinite(g)]
-    own = statistics.stdev(gains) if len(gains) > 1 else 0.0
-    if floor <= own:
-        return None
     return (f"the gain's interval pools the seed-to-seed spread the rest of the run measured for the two "
-            f"configurations (the race's and the finals' seeds) with the {len(gain.seeds)} held-out seeds' own, "
-            f"which varied less: s {floor:.3f}, where the held-out seeds alone give {own:.3f}")
+            f"configurations (the race's and the finals' seeds) with the {seeds} held-out seeds' own, "
+            f"which varied less: s {spread.floor:.3f}, where the held-out seeds alone give {spread.own:.3f}")
 
 
 def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:

@@ -134,13 +134,14 @@ def test_the_interval_keeps_the_spread_the_race_saw():
 
     state, base, chal, gain = _spread_state(RunPolicy())
     losses = gain.baseline_val_losses, gain.challenger_val_losses
-    floor = run_spread(state, base, chal, *losses, gain.seeds)
+    spread = run_spread(state, base, chal, *losses, gain.seeds)
+    floor = spread.floor
     own = statistics.stdev(relative_gains(*losses))
     # the race's baseline losses 0.12-0.40 say more about seed noise than five agreeing held-out seeds
-    assert floor > 2 * own
-    note = _spread_note(state, base, chal, gain)
-    assert note is not None and f"s {floor:.3f}, where the held-out seeds alone give {own:.3f}" in note
+    assert floor > 2 * own and spread.own == pytest.approx(own)
+    note = _spread_note(spread, len(gain.seeds))
+    assert f"s {floor:.3f}, where the held-out seeds alone give {own:.3f}" in note
     # held-out seeds only (as if the race had not run these two): nothing to pool, the seeds' own spread
-    assert run_spread(state, base, chal, *losses, [0, 1, 2, *gain.seeds]) == pytest.approx(own)
+    assert run_spread(state, base, chal, *losses, [0, 1, 2, *gain.seeds]).floor == pytest.approx(own)
     legacy, *_ = _spread_state(LEGACY_POLICY)  # an older recording's rule: the held-out seeds' own spread
-    assert run_spread(legacy, base, chal, *losses, gain.seeds) == 0.0
+    assert run_spread(legacy, base, chal, *losses, gain.seeds).floor == 0.0
