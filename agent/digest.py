@@ -53,6 +53,11 @@ class ProbeDigest(BaseModel):
     grad_clip_suggested: float | None = Field(None, description="a percentile of measured gradient norms")
     memory_mb_at_batch: dict[int, float] = Field(default_factory=dict, description="peak MiB per batch size")
 
+    def clip_batch(self, batch_size: int) -> int:
+        """``batch_size`` moved inside the probed range (batch_range)."""
+        low, high = self.batch_range
+        return int(min(max(batch_size, low), high))
+
     def lr_at_batch(self, batch_size: int) -> float:
         """The range test's suggestion carried from its batch to ``batch_size`` by the probe's rule
         (linear: lr * b'/b, Goyal et al. 2017; sqrt: lr * sqrt(b'/b), Malladi et al. 2022)."""

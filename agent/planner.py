@@ -38,11 +38,6 @@ def _lr(digest: ProbeDigest, lr: float) -> float:
     return float(f"{min(max(lr, low), high):.3g}")
 
 
-def _batch(digest: ProbeDigest, batch: int) -> int:
-    low, high = digest.batch_range
-    return int(min(max(batch, low), high))
-
-
 def _scale_lr(digest: ProbeDigest, lr: float, from_batch: int, to_batch: int) -> float:
     return lr * digest.lr_at_batch(to_batch) / digest.lr_at_batch(from_batch)
 
@@ -63,10 +58,10 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     """k candidates anchored on the measured LR and batch, spread so measurements separate them."""
     opt = "adamw" if "adamw" in digest.optimizer_options else digest.optimizer_options[0]
     wd = 0.01 if opt in ("adamw", "schedulefree") else 0.0
-    b_probe, clip = _batch(digest, digest.batch_recommended), _clip_value(digest)
+    b_probe, clip = digest.clip_batch(digest.batch_recommended), _clip_value(digest)
     b0 = b_probe
     if digest.batch_noise_scale is not None and digest.batch_noise_scale > 0:
-        critical = _batch(digest, 2 ** max(0, round(math.log2(digest.batch_noise_scale))))
+        critical = digest.clip_batch(2 ** max(0, round(math.log2(digest.batch_noise_scale))))
         # below the critical batch (B_simple, McCandlish et al. 2018) a bigger batch buys about proportional
         # progress per step, beyond it little: in seconds the batch is cut to it; in steps, where a bigger
         # batch costs nothing, it is raised to it
@@ -75,7 +70,7 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     lr0 = digest.lr_at_batch(b0)
     # half the batch: more updates per epoch, and fewer epochs in a step budget (a bigger batch wins short
     # runs on examples seen, then overfits in the long ones)
-    b_alt = _batch(digest, max(digest.batch_range[0], b0 // 2))
+    b_alt = digest.clip_batch(max(digest.batch_range[0], b0 // 2))
     alt_why = f"batch {b_alt}: more updates per epoch"
     rule = digest.lr_rule.split(":")[0]
     plan = [
@@ -170,11 +165,11 @@ def refine(
     )
     plan = [dict(base, lr=best.lr * f, why=why) for f, why in steps]
     batches = sorted({r.batch_size for r in usable})
-    alt_batch = _batch(digest, best.batch_size // 2 if best.batch_size <= batches[0] else best.batch_size * 2)
+    alt_batch = digest.clip_batch(best.batch_size // 2 if best.batch_size <= batches[0] else best.batch_size * 2)
     if best.batch_size > batches[0] and best.batch_size < batches[-1]:
-        alt_batch = _batch(digest, best.batch_size // 2)  # inside the measured batches: the cheaper side
+        alt_batch = digest.clip_batch(best.batch_size // 2)  # inside the measured batches: the cheaper side
     if alt_batch == best.batch_size:  # half of it is below the allowed range: the other side
-        alt_batch = _batch(digest, best.batch_size * 2)
+        alt_batch = digest.clip_batch(best.batch_size * 2)
     plan.append(dict(base, batch_size=alt_batch, lr=_scale_lr(digest, best.lr, best.batch_size, alt_batch),
                      why=f"batch {alt_batch} with the LR scaled by the {digest.lr_scaling_rule} rule"))
     plan.append(dict(base, lr=best.lr, weight_decay=0.1 if best.weight_decay < 0.1 else 0.01,

@@ -70,8 +70,7 @@ def step_budget_batch(digest: ProbeDigest) -> int:
     baseline's batch without a noise scale; inside the probed range."""
     noise = digest.batch_noise_scale
     batch = digest.baseline["batch_size"] if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
-    low, high = digest.batch_range
-    return int(min(max(batch, low), high))
+    return digest.clip_batch(batch)
 
 
 def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any) -> BaseModel | None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from trainopt.agent.budget import ADDED_RULES, LEGACY_POLICY, RunPolicy, recorded_policy
+from trainopt.agent.digest import ProbeDigest
 from trainopt.agent.phases.probe import step_budget_batch
 
 
@@ -18,7 +17,8 @@ from trainopt.agent.phases.probe import step_budget_batch
     (0.5, 64, 16),  # below it: its bottom
 ])
 def test_step_budget_batch(noise, baseline, expected):
-    digest = SimpleNamespace(batch_noise_scale=noise, baseline={"batch_size": baseline}, batch_range=(16, 256))
+    digest = ProbeDigest.model_construct(batch_noise_scale=noise, baseline={"batch_size": baseline},
+                                         batch_range=(16, 256))
     assert step_budget_batch(digest) == expected
 
 
