@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -17,11 +16,8 @@ SCRIPT = ROOT / "bench" / "agent_vs_baselines.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("agent_vs_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(bench_script):
+    return bench_script("agent_vs_baselines")
 
 
 def test_quick_run_writes_relative_results(tmp_path):

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
 
 
 @pytest.fixture(scope="module")
-def faults():
-    spec = importlib.util.spec_from_file_location("faults", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def faults(bench_script):
+    return bench_script("faults")
 
 
 def test_failing_writes_leave_whole_files_and_clear_errors(faults, tmp_path):

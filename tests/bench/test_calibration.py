@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -12,16 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "calibration.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "calibration.py"
 
 
 @pytest.fixture(scope="module")
-def calibration():
-    spec = importlib.util.spec_from_file_location("calibration", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def calibration(bench_script):
+    return bench_script("calibration")
 
 
 def test_a_calibrated_interval_covers_ninety_percent(calibration):
@@ -39,10 +34,8 @@ def _result(default: dict, challenger: dict | None) -> dict:
         "default": {"config": default}, "agent": {"config": default, "claim": claim}}}]}
 
 
-def test_a_run_scores_each_claim_on_fresh_seeds(tmp_path, calibration):
-    sys.path.insert(0, str(ROOT / "bench"))
-    import agent_vs_baselines as bench
-
+def test_a_run_scores_each_claim_on_fresh_seeds(tmp_path, calibration, bench_script):
+    bench = bench_script("agent_vs_baselines")
     default = bench.default_config(bench.load_workload("wine-small"))
     challenger = {**default, "lr": 0.01}
     (tmp_path / "agent_vs_baselines.json").write_text(json.dumps(_result(default, challenger)))
