@@ -88,11 +88,11 @@ def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[
     """Train each distinct (workload, configuration, length) once on ``seeds``, then score every claim."""
     from rich.progress import Progress
 
-    ident = lambda w, c, s: json.dumps([w, c, s], sort_keys=True)  # noqa: E731
+    ident = lambda item, config: (item["workload"], bench.eval_ident(config, item["steps"]))  # noqa: E731
     wanted = {}
     for item in items:
         for config in (item["default"], item["challenger"]):
-            wanted[ident(item["workload"], config, item["steps"])] = (item["workload"], config, item["steps"], seeds)
+            wanted[ident(item, config)] = (item["workload"], config, item["steps"], seeds)
     losses = {}
     with Progress() as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
         task = bar.add_task(f"{len(wanted)} configurations x {len(seeds)} seeds", total=len(wanted))
@@ -101,8 +101,7 @@ def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[
             bar.advance(task)
     rows = []
     for item in items:
-        b = losses[ident(item["workload"], item["default"], item["steps"])]
-        c = losses[ident(item["workload"], item["challenger"], item["steps"])]
+        b, c = losses[ident(item, item["default"])], losses[ident(item, item["challenger"])]
         gains = [bench.relative_reduction(x, y) for x, y in zip(b, c, strict=True)]
         rows.append({**{k: item[k] for k in ("workload", "run", "steps", "claimed", "interval", "new_seeds")},
                      "gains": gains, "mean": statistics.fmean(gains), "sd": statistics.stdev(gains),
