@@ -10,9 +10,9 @@ request's step budget as it is, then
 
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
-too small for finals of at least MIN_FINAL_STEPS drops them (the race's leader is the challenger) and
-gives the confirm runs their share: L = 0.4 T / 10; one too small for 5 held-out seeds of MIN_CONFIRM_STEPS
-plans fewer (at least MIN_CONFIRM_SEEDS). Whatever
+too small for finals of at least MIN_FINAL_STEPS holds them on one selection seed, L = 0.4 T / 13
+(RunPolicy.horizon_final; before, it dropped them, the race's leader was the challenger and L = 0.4 T / 10);
+one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least MIN_CONFIRM_SEEDS). Whatever
 the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
 seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
 resumed run asks for the same trials.
@@ -63,7 +63,15 @@ class RunPolicy(BaseModel):
                      (their log losses on the race's and the finals' seeds; agent/stats.py gain_sd), the
                      confirm's intervals pool that spread with the held-out seeds' own, by degrees of
                      freedom: five held-out seeds that agree by chance must not make a heavy-tailed gain
-                     look certain."""
+                     look certain.
+    ranked_refine    the refine planner sees the measured candidates in the race's order (highest rung first,
+                     agent/phases/propose.py ranked_outcomes) and refines around the first; before, it took the
+                     lowest mean score, and means over different seeds do not compare.
+    horizon_final    the finals compare the race's leader with itself at a lower LR (phases/confirm.py
+                     horizon_twin), not with the race's runner-up: the race measures C steps, the confirm L,
+                     and the LR a longer run wants is lower (short-horizon bias, Wu et al. 2018). A budget too
+                     small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed,
+                     paid from what the race leaves, instead of none."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -74,10 +82,14 @@ class RunPolicy(BaseModel):
     confirm_to_budget: bool = True
     race_fits_budget: bool = True
     run_spread: bool = True
+    ranked_refine: bool = True
+    horizon_final: bool = True
 
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
-ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False}
+ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
+               "ranked_refine": False,
+               "horizon_final": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)
@@ -155,8 +167,9 @@ def plan_steps(
     while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
     runs = (1 + FINALISTS) * final_seeds + 2 * seeds
-    if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:
-        final_seeds, runs = 0, 2 * seeds
+    if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:  # finals on one seed (RunPolicy.horizon_final), or none
+        final_seeds = min(1, final_seeds) if policy.horizon_final else 0
+        runs = (1 + FINALISTS) * final_seeds + 2 * seeds
     length = _round(min(max_steps, FINAL_SHARE * total / runs), low=MIN_CONFIRM_STEPS)
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per

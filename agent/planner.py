@@ -114,7 +114,8 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
 def refine(
     digest: ProbeDigest, results: list[MeasuredResult], num_candidates: int
 ) -> tuple[list[CandidateProposal], str]:
-    """New candidates around the best measured one; none repeats a measured configuration."""
+    """New candidates around the best measured one (``results`` come best first); none repeats a measured
+    configuration."""
     usable = [r for r in results if not r.diverged and r.rejected is None and math.isfinite(r.score)]
     if not usable:
         lowest = min(r.lr for r in results)
@@ -127,7 +128,7 @@ def refine(
             why=f"every measured candidate failed: a third of the lowest measured LR {lowest:.3g}",
         )
         return [seed], f"No measured candidate was usable; retrying below the lowest LR {lowest:.3g}."
-    best = min(usable, key=lambda r: r.score)
+    best = usable[0]
     # neighbours are judged against runs of the same schedule and batch: a cosine peak and a constant
     # LR of the same value are different mean LRs
     lrs = sorted({r.lr for r in usable if (r.schedule, r.batch_size) == (best.schedule, best.batch_size)})

@@ -1,9 +1,11 @@
 """Phase 6, finals and confirm: the finalists at full length on selection seeds pick the challenger;
 the challenger and the baseline, paired on held-out seeds, decide the recommendation.
 
-finals    up to FINALISTS race leaders and the baseline, L steps, on the first FINAL_SEEDS selection
-          seeds; the best mean objective score is the challenger (short runs favour aggressive LRs,
-          so the full length has the last word among the finalists)
+finals    the race's leader, the leader at the lower LR a run of L steps wants (horizon_twin) and the
+          baseline, L steps, on the first FINAL_SEEDS selection seeds (one, when the budget is small); the
+          best mean objective score is the challenger: short runs favour aggressive LRs, so the full length
+          has the last word (recordings made before RunPolicy.horizon_final: the race's two leaders, and no
+          finals on a small budget)
 confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
           by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when
           the rest of the run saw the two configurations scatter more across seeds (their log losses
@@ -26,9 +28,9 @@ import statistics
 from typing import NamedTuple
 
 from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
-from trainopt.agent.phases.race import cap_note, pick_finalists
+from trainopt.agent.phases.race import cap_note, pick_finalists, ranking
 from trainopt.agent.phases.state import Decision, RunState
-from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
+from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, CandidateOutcome, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
 from trainopt.agent.stats import LEVEL, Paired, gain_sd, paired, pooled_sd, relative_gains
 from trainopt.tools.trial_config import TrialConfig
@@ -36,6 +38,7 @@ from trainopt.tools.trials import TrialResult
 
 CONFIRM_EVALS = 25  # validation points of a full-length run
 NEW_SEEDS = 5  # the gain's second interval: the mean a user sees over this many fresh seeds
+HORIZON_EXPONENT = 0.5  # horizon_twin: the best constant LR over T steps scales as T^-1/2
 
 
 def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
@@ -54,11 +57,15 @@ def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
 
 
 def finals(state: RunState) -> int:
-    """Choose the challenger among the race's finalists; returns the full length L the confirm uses."""
+    """Choose the challenger among the finalists; returns the full length L the confirm uses."""
     b = state.budget
-    finalists = pick_finalists(state, FINALISTS)
-    plan = state.decide("finals", lambda: final_plan(state, len(finalists), b.confirm_steps))
+    horizon = state.policy.horizon_final
+    finalists = ranking(state)[:1] if horizon else pick_finalists(state, FINALISTS)
+    count = 2 * len(finalists) if horizon else len(finalists)  # horizon: the leader and its twin
+    plan = state.decide("finals", lambda: final_plan(state, count, b.confirm_steps))
     steps = plan.steps or b.confirm_steps
+    if horizon and finalists and (plan.finalists or count) > 1 and b.final_seeds:
+        finalists += [t for t in [horizon_twin(state, finalists[0], steps)] if t is not None]
     state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
     if not state.finalists:
         state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
@@ -70,7 +77,7 @@ def finals(state: RunState) -> int:
     if len(state.finalists) == 1:
         state.challenger = state.finalists[0]
         return steps
-    if (note := cap_note(state, state.finalists)) is not None:
+    if not horizon and (note := cap_note(state, state.finalists)) is not None:
         state.notes.append(note)
     seeds = state.request.seeds[: b.final_seeds]
     base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
@@ -81,12 +88,42 @@ def finals(state: RunState) -> int:
         scores = [objective_score(state.results[c.key()], state.results[bc.key()], weights, state.latency_ms)
                   for c, bc in zip(runs[i], base, strict=True)]
         o.final_score = math.fsum(scores) / len(scores) if all(map(math.isfinite, scores)) else math.inf
+        if o.source == "horizon":
+            _record_twin(state, o, runs[i])
     ranked = sorted(state.finalists, key=lambda o: o.final_score)
     state.challenger = ranked[0]
     state.notes.append("finals ({} steps, selection seeds {}): {}; 1.0 is the baseline".format(
         steps, seeds, ", ".join(f"lr {o.config.lr:.3g} {o.config.schedule} b{o.config.batch_size} score "
                                 f"{o.final_score:.3g}" for o in ranked)))
     return steps
+
+
+def horizon_twin(state: RunState, leader: CandidateOutcome, steps: int) -> CandidateOutcome | None:
+    """The leader at the LR a run of ``steps`` (L) wants rather than the race's C: lr (C / L)^HORIZON_EXPONENT,
+    not below the probed safe range; None when that rounds to the leader's own LR.
+
+    Short runs favour aggressive LRs (Wu et al. 2018, short-horizon bias); for SGD the best constant step
+    over T steps scales as 1 / sqrt(T) (Bubeck 2015, Theorem 3.2), hence the exponent 1/2."""
+    factor = (leader.config.steps / steps) ** HORIZON_EXPONENT
+    lr = float(f"{max(leader.config.lr * factor, state.digest.lr_safe_range[0]):.3g}")
+    if lr >= leader.config.lr:
+        return None
+    config = full_length(leader.config.model_copy(update={"lr": lr}), steps, leader.config.seed)
+    return CandidateOutcome(config=config, source="horizon", round=-1, steps=steps, val_loss=math.nan,
+                            val_metric=None, peak_memory_mb=0.0, diverged=False, score=math.inf)
+
+
+def _record_twin(state: RunState, twin: CandidateOutcome, runs: list[TrialConfig]) -> None:
+    """The twin joins the run's candidates with what its full-length runs measured."""
+    results = [state.results[c.key()] for c in runs]
+    twin.val_loss = math.fsum(r.final_val_loss for r in results) / len(results)
+    metrics_ = [r.final_val_metric for r in results]
+    twin.val_metric = None if None in metrics_ else math.fsum(metrics_) / len(metrics_)
+    twin.peak_memory_mb = max(r.peak_memory_mb for r in results)
+    twin.diverged = any(r.diverged for r in results)
+    twin.score = twin.final_score
+    twin.stopped = None
+    state.outcomes.append(twin)
 
 
 def confirm(state: RunState, steps: int) -> Gain:

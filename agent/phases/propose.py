@@ -13,6 +13,7 @@ import math
 import random
 
 from trainopt.agent.digest import MeasuredResult
+from trainopt.agent.phases.race import ranking
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.proposals import Proposal, bound
 from trainopt.agent.schemas import CandidateOutcome, CandidateProposal
@@ -61,11 +62,22 @@ def ask_planner(state: RunState, round: int) -> tuple[list, str]:
         prediction = state.planner.ask("propose", **common)
         state.rationale.append(f"Proposal: {prediction.rationale}")
     else:
-        ranked = sorted(state.outcomes, key=lambda o: o.score)
+        ranked = ranked_outcomes(state)
         prediction = state.planner.ask("refine", results=[measured(o) for o in ranked], **common)
         state.rationale.append(f"Refinement {round}: {prediction.rationale}")
     origin = state.planner.answered_by[-1].split(": ", 1)[1]
     return list(prediction.candidates or []), origin
+
+
+def ranked_outcomes(state: RunState) -> list[CandidateOutcome]:
+    """Every measured candidate, best first: the race's ranking (highest rung, then mean score on that rung's
+    seeds), then the rest by score (RunPolicy.ranked_refine). Mean scores over different seed sets do not
+    compare: a candidate stopped after one seed whose baseline did badly looks better than the race's leader."""
+    by_score = sorted(state.outcomes, key=lambda o: o.score)
+    if not state.policy.ranked_refine:
+        return by_score
+    ranked = ranking(state)
+    return ranked + [o for o in by_score if all(o is not r for r in ranked)]
 
 
 def random_draws(state: RunState, round: int) -> list[CandidateProposal]:

@@ -80,9 +80,9 @@ def test_offline_refine_keeps_the_mean_lr_under_the_cap(digest):
     cap = digest.mean_lr_cap(32)  # 2x the suggestion carried to batch 32
     best = dict(optimizer="adamw", batch_size=32, weight_decay=0.01, warmup_fraction=0.0, grad_clip=None,
                 val_metric=0.9, diverged=False)
-    results = [
-        MeasuredResult(**best, lr=cap / 2, schedule="constant", val_loss=0.4, score=0.8),
+    results = [  # best first
         MeasuredResult(**best, lr=cap, schedule="constant", val_loss=0.3, score=0.6),  # best, at the cap
+        MeasuredResult(**best, lr=cap / 2, schedule="constant", val_loss=0.4, score=0.8),
     ]
     candidates, _ = refine(digest, results, num_candidates=4)
     # short runs favour aggressive LRs: nothing above the cap, and the LR step goes between the two measured

@@ -120,6 +120,43 @@ def test_a_finalist_within_the_lr_cap_joins_an_aggressive_leader(tmp_path, diges
     assert cap_note(run, finalists[:1]) is None  # no finals (one finalist): nothing to explain
 
 
+def test_the_finals_race_the_leader_against_itself_at_the_lr_of_the_longer_run(tmp_path, digest):
+    from trainopt.agent.phases.confirm import HORIZON_EXPONENT, horizon_twin
+
+    run = _run(tmp_path, WallClock(budget_s=None))
+    run.digest = digest
+    config = TrialConfig(lr=0.02, batch_size=32, schedule="warmup_cosine", warmup_steps=3, steps=30)
+    leader = CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=0.3, val_metric=None,
+                              peak_memory_mb=1.0, diverged=False, score=0.5, seed_scores={0: 0.5})
+    twin = horizon_twin(run, leader, steps=120)
+    # the race measured 30 steps, the confirm runs 120: a lower LR, the same settings at the full length
+    assert twin.source == "horizon" and twin.config.lr == pytest.approx(0.02 * (30 / 120) ** HORIZON_EXPONENT, 1e-2)
+    assert (twin.config.steps, twin.config.warmup_steps, twin.config.schedule) == (120, 12, "warmup_cosine")
+    assert horizon_twin(run, leader, steps=30) is None  # no longer run: no other LR to try
+    low = leader.model_copy(update={"config": config.model_copy(update={"lr": digest.lr_safe_range[0]})})
+    assert horizon_twin(run, low, steps=120) is None  # already at the bottom of the probed safe range
+
+
+def test_refine_sees_the_race_leader_first_not_the_lowest_mean_over_other_seeds(tmp_path):
+    from trainopt.agent.budget import RunPolicy
+    from trainopt.agent.phases.propose import ranked_outcomes
+
+    run = _run(tmp_path, WallClock(budget_s=None), seeds=(0, 1, 2))
+
+    def outcome(lr: float, scores: dict[int, float]) -> CandidateOutcome:
+        config = TrialConfig(lr=lr, batch_size=32, steps=30)
+        mean = sum(scores.values()) / len(scores)
+        return CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=mean, val_metric=None,
+                                peak_memory_mb=1.0, diverged=False, score=mean, seed_scores=scores)
+
+    # seed 0's baseline did badly, so every score there is low; the leader also ran on seeds 1 and 2
+    leader, dropped = outcome(0.01, {0: 0.2, 1: 0.8, 2: 0.5}), outcome(0.03, {0: 0.3})
+    run.outcomes = [dropped, leader]
+    assert ranked_outcomes(run)[0] is leader
+    run.policy = RunPolicy(ranked_refine=False)  # recordings made before: the lowest mean score first
+    assert ranked_outcomes(run)[0] is dropped
+
+
 def test_step_budget_is_validated_and_needs_no_time_budget():
     from trainopt.agent.agent import DEFAULT_BUDGET_S, _time_budget
 
