@@ -5,7 +5,8 @@ request's step budget as it is, then
 
     probe  25%   LR range test and schedule check, batch-size probe, gradient analysis
     race   35%   candidates of every round raced over the selection seeds at C steps, plus the seeded search
-    final  40%   two finalists and the baseline at L steps on FINAL_SEEDS selection seeds (6 runs), then
+    final  40%   two finalists (the race's leader and its horizon twin) and the baseline at L steps on
+                 FINAL_SEEDS selection seeds (6 runs), then
                  the winner and the baseline on RunPolicy.planned_seeds held-out seeds (5: 10 runs)
 
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
@@ -29,7 +30,7 @@ CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cos
 PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers setup and validation
 FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
-MIN_FINAL_STEPS = 150  # finals shorter than this cannot correct the short-run bias they are for
+MIN_FINAL_STEPS = 150  # finals on FINAL_SEEDS seeds shorter than this: on one seed (or none, before horizon_final)
 MIN_CONFIRM_STEPS = 50  # the shortest confirm run; a budget too small for the planned seeds at it plans fewer
 
 

@@ -214,8 +214,9 @@ class CandidateOutcome(BaseModel):
     """A candidate and what measuring it showed."""
 
     config: TrialConfig
-    source: str = Field(description="who proposed it: the LM's name, 'offline', 'search' or 'baseline'")
-    round: int = Field(description="0: first proposal, 1..: refine rounds, -1: search or baseline")
+    source: str = Field(description="who proposed it: the LM's name, 'offline', 'random', 'search', 'horizon' "
+                                    "(the finals' lower-LR twin of the race's leader) or 'baseline'")
+    round: int = Field(description="0: first proposal, 1..: refine rounds, -1: search, horizon twin or baseline")
     steps: int
     val_loss: float = Field(description="final validation loss, mean over the selection seeds it was raced on")
     val_metric: float | None
