@@ -71,8 +71,8 @@ class RunPolicy(BaseModel):
     horizon_final    the finals compare the race's leader with itself at a lower LR (phases/confirm.py
                      horizon_twin), not with the race's runner-up: the race measures C steps, the confirm L,
                      and the LR a longer run wants is lower (short-horizon bias, Wu et al. 2018). A budget too
-                     small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed,
-                     paid from what the race leaves, instead of none."""
+                     small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed
+                     (3 more runs of L: L = 0.4 T / 13) instead of none (L = 0.4 T / 10)."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -89,8 +89,7 @@ class RunPolicy(BaseModel):
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
 ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
-               "ranked_refine": False,
-               "horizon_final": False}
+               "ranked_refine": False, "horizon_final": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)
