@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))  # the script imports bench/doc_block.py as a sibling
-SPEC = importlib.util.spec_from_file_location("diffusion_sampling", BENCH / "diffusion_sampling.py")
-bench = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(bench)
+
+@pytest.fixture(scope="module")
+def bench(bench_script):
+    return bench_script("diffusion_sampling")
 
 
-def test_development_and_evaluation_seeds_are_disjoint():
+def test_development_and_evaluation_seeds_are_disjoint(bench):
     dev, evaluation = bench.run_seeds(100, dev=True), bench.run_seeds(100, dev=False)
     # Even at the largest allowed count no seed (hence no x_T or reference generator) is shared.
     assert not set(dev) & set(evaluation)
     assert evaluation[:5] == [0, 1, 2, 3, 4]
 
 
-def test_distillation_overrides_are_refused_outside_dev_runs():
+def test_distillation_overrides_are_refused_outside_dev_runs(bench):
     # Settings are tried on development seeds only; the evaluation runs route.py's chosen settings.
     with pytest.raises(ValueError, match="--dev"):
         bench.parse_args(["--distill-override", '{"iterations": 5}'])
@@ -35,7 +30,7 @@ def row(expert, steps, energy, nfe):
 
 
 @pytest.mark.parametrize(("student_energy", "verdict"), [(0.0028, "holds"), (0.0030, "falls short")])
-def test_dev_targets_compare_the_students_with_the_ddpm_1000_worst_seed(student_energy, verdict):
+def test_dev_targets_compare_the_students_with_the_ddpm_1000_worst_seed(bench, student_energy, verdict):
     reference = {**row("ddpm", 1000, 0.0019, 1000), "energy_max": 0.0029}
     results = {"dev": True, "toys": {"8gaussians": {"reference": reference, "router": {},
                                                     "static": [row("distilled", 4, student_energy, 4)]}}}
