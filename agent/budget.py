@@ -12,7 +12,8 @@ request's step budget as it is, then
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
 too small for finals of at least MIN_FINAL_STEPS holds them on one selection seed, L = 0.4 T / 13
-(RunPolicy.horizon_final; before, it dropped them, the race's leader was the challenger and L = 0.4 T / 10);
+(RunPolicy.horizon_final; before, it dropped them, the race's leader was the challenger and L = 0.4 T / 10),
+unless it affords fewer held-out seeds than a gain is claimed on (then none, as before);
 one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least MIN_CONFIRM_SEEDS). Whatever
 the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
 seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
@@ -168,7 +169,8 @@ def plan_steps(
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
     runs = (1 + FINALISTS) * final_seeds + 2 * seeds
     if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:  # finals on one seed (RunPolicy.horizon_final), or none
-        final_seeds = min(1, final_seeds) if policy.horizon_final else 0
+        one_seed = policy.horizon_final and seeds >= policy.min_adopt_seeds  # never at the cost of a claim
+        final_seeds = min(1, final_seeds) if one_seed else 0
         runs = (1 + FINALISTS) * final_seeds + 2 * seeds
     length = _round(min(max_steps, FINAL_SHARE * total / runs), low=MIN_CONFIRM_STEPS)
     rounds = 1 + refine_rounds

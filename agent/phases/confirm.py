@@ -64,15 +64,16 @@ def finals(state: RunState) -> int:
     count = 2 * len(finalists) if horizon else len(finalists)  # horizon: the leader and its twin
     plan = state.decide("finals", lambda: final_plan(state, count, b.confirm_steps))
     steps = plan.steps or b.confirm_steps
-    if horizon and finalists and (plan.finalists or count) > 1 and b.final_seeds:
+    if horizon and finalists and (plan.finalists or count) > 1:
         finalists += [t for t in [horizon_twin(state, finalists[0], steps)] if t is not None]
     state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
     if not state.finalists:
         state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
         return steps
     if b.final_seeds == 0 and len(state.finalists) > 1:
+        one_seed = (f", nor on one seed beside {state.policy.min_adopt_seeds} held-out seeds" if horizon else "")
         state.notes.append(f"no finals: the budget of {b.total_steps} steps affords them only below "
-                           f"{MIN_FINAL_STEPS} steps; the race's leader is the challenger")
+                           f"{MIN_FINAL_STEPS} steps{one_seed}; the race's leader is the challenger")
         state.finalists = state.finalists[:1]
     if len(state.finalists) == 1:
         state.challenger = state.finalists[0]

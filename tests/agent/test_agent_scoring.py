@@ -75,6 +75,9 @@ def test_budget_splits_measured_steps():
     before = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
                          policy=RunPolicy(horizon_final=False))
     assert before.final_seeds == 0 and before.confirm_steps == 80  # 0.4 x 2099 / 10
+    # one that affords fewer held-out seeds than a gain is claimed on (5) spends nothing on finals
+    tiny = plan_steps(1200, 4, 1, 3, 10_000)
+    assert (tiny.confirm_seeds, tiny.final_seeds, tiny.confirm_steps) == (4, 0, 60)  # 0.4 x 1200 / 8
     # a budget too small for 5 held-out seeds of 50 steps plans fewer, never below 3
     assert [(plan_steps(t, 4, 1, 3, 10_000).confirm_seeds) for t in (500, 1000, 1500)] == [3, 4, 5]
     # a recording made before the five-seed policy replays with the policy it was made with
