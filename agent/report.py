@@ -70,7 +70,7 @@ def plot_candidates(run: OptimizationRun) -> str | None:
     fig, ax = _figure()
     for outcome in run.outcomes:
         result = run.results.get(outcome.config.key())
-        if result is None or not result.val_losses:
+        if result is None or not result.val_losses or outcome.source == "horizon":  # the twin ran full length only
             continue
         label = f"{outcome.source} r{outcome.round}: lr {outcome.config.lr:.3g} b{outcome.config.batch_size}"
         style = "k--" if outcome.source == "baseline" else "-"
@@ -141,6 +141,8 @@ def _origin(outcome) -> str:
         return "baseline (the workload's default)"
     if outcome.source == "search":
         return "search (best of the Optuna TPE trials below)"
+    if outcome.source == "horizon":
+        return "horizon twin: the race's leader at the LR a full-length run wants (measured in the finals only)"
     return f"{outcome.source}: " + ("first proposal" if outcome.round == 0 else f"refine round {outcome.round}")
 
 

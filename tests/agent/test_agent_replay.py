@@ -40,6 +40,8 @@ def test_replay_returns_the_recorded_answer(workload, tmp_path, blocked_network)
     # the report is one file: plots embedded as PNG, no external resources
     html = Path(response.artifacts.report_html).read_text()
     assert html.count("data:image/png;base64,") >= 4 and 'src="http' not in html
+    # both recordings held finals: the leader's horizon twin is among the candidates, named as such
+    assert [c["source"] for c in recorded["candidates"]].count("horizon") == 1 and "horizon twin" in html
     assert json.loads(Path(response.artifacts.result_json).read_text())["recommended"] == replayed["recommended"]
 
 
