@@ -9,9 +9,10 @@ baseline). A member of rung k moves on to seed k + 1 when
     it is not significantly worse than the rung's leader: the 90% paired t interval of
     (its score - the leader's score) over those seeds does not lie above zero (agent/stats.py).
 
-Candidates of later rounds (refine, search) enter rung 0 and climb the same way. The finalists are the
-best of the highest rung reached; they are compared at full length on the first FINAL_SEEDS selection
-seeds in phases/confirm.py. Seeds used here are never used to confirm.
+Candidates of later rounds (refine, search) enter rung 0 and climb the same way. The race's leader is the
+best of the highest rung reached (``ranking``); phases/confirm.py compares it at full length with its
+horizon twin on the first FINAL_SEEDS selection seeds (recordings made before RunPolicy.horizon_final:
+with the race's runner-up, ``pick_finalists``). Seeds used here are never used to confirm.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def ranking(state: RunState) -> list[CandidateOutcome]:
 
 def pick_finalists(state: RunState, count: int) -> list[CandidateOutcome]:
     """The best ``count`` of the race; when the best one's mean LR lies above the digest's cap (short runs
-    favour aggressive LRs), the next is the best one within the cap (``cap_note`` says so)."""
+    favour aggressive LRs), the next is the best one within the cap (``cap_note`` says so). The finalists of
+    recordings made before RunPolicy.horizon_final."""
     ranked = ranking(state)
     if not ranked:
         return []
