@@ -167,12 +167,11 @@ def plan_steps(
     seeds = policy.planned_seeds
     while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
-    runs = (1 + FINALISTS) * final_seeds + 2 * seeds
-    if FINAL_SHARE * total / runs < MIN_FINAL_STEPS:  # finals on one seed (RunPolicy.horizon_final), or none
+    runs = lambda finals: (1 + FINALISTS) * finals + 2 * seeds  # noqa: E731 (full-length runs of a plan)
+    if FINAL_SHARE * total / runs(final_seeds) < MIN_FINAL_STEPS:  # finals on one seed (horizon_final), or none
         one_seed = policy.horizon_final and seeds >= policy.min_adopt_seeds  # never at the cost of a claim
         final_seeds = min(1, final_seeds) if one_seed else 0
-        runs = (1 + FINALISTS) * final_seeds + 2 * seeds
-    length = _round(min(max_steps, FINAL_SHARE * total / runs), low=MIN_CONFIRM_STEPS)
+    length = _round(min(max_steps, FINAL_SHARE * total / runs(final_seeds)), low=MIN_CONFIRM_STEPS)
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per
     # selection seed; the search about one round's worth

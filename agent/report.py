@@ -70,8 +70,8 @@ def plot_candidates(run: OptimizationRun) -> str | None:
     fig, ax = _figure()
     for outcome in run.outcomes:
         result = run.results.get(outcome.config.key())
-        if result is None or not result.val_losses or outcome.source == "horizon":  # the twin ran full length only
-            continue
+        if result is None or not result.val_losses or outcome.steps != run.budget.candidate_steps:
+            continue  # the finals' horizon twin ran at full length only
         label = f"{outcome.source} r{outcome.round}: lr {outcome.config.lr:.3g} b{outcome.config.batch_size}"
         style = "k--" if outcome.source == "baseline" else "-"
         ax.plot(

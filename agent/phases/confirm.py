@@ -64,8 +64,8 @@ def finals(state: RunState) -> int:
     count = 2 * len(finalists) if horizon else len(finalists)  # horizon: the leader and its twin
     plan = state.decide("finals", lambda: final_plan(state, count, b.confirm_steps))
     steps = plan.steps or b.confirm_steps
-    if horizon and finalists and (plan.finalists or count) > 1:
-        finalists += [t for t in [horizon_twin(state, finalists[0], steps)] if t is not None]
+    if horizon and finalists and (plan.finalists or count) > 1 and (twin := horizon_twin(state, finalists[0], steps)):
+        finalists.append(twin)
     state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
     if not state.finalists:
         state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
@@ -117,13 +117,10 @@ def horizon_twin(state: RunState, leader: CandidateOutcome, steps: int) -> Candi
 def _record_twin(state: RunState, twin: CandidateOutcome, runs: list[TrialConfig]) -> None:
     """The twin joins the run's candidates with what its full-length runs measured."""
     results = [state.results[c.key()] for c in runs]
-    twin.val_loss = math.fsum(r.final_val_loss for r in results) / len(results)
-    metrics_ = [r.final_val_metric for r in results]
-    twin.val_metric = None if None in metrics_ else math.fsum(metrics_) / len(metrics_)
-    twin.peak_memory_mb = max(r.peak_memory_mb for r in results)
+    measured = metrics(state, results)
+    twin.val_loss, twin.val_metric, twin.peak_memory_mb = measured.loss, measured.accuracy, measured.memory_usage
     twin.diverged = any(r.diverged for r in results)
     twin.score = twin.final_score
-    twin.stopped = None
     state.outcomes.append(twin)
 
 

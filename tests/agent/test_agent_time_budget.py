@@ -28,6 +28,13 @@ class FakeTime:
         return self.t
 
 
+def _raced(config: TrialConfig, seed_scores: dict[int, float]) -> CandidateOutcome:
+    """A candidate the race measured on ``seed_scores``'s seeds (its score and loss: their mean)."""
+    mean = sum(seed_scores.values()) / len(seed_scores)
+    return CandidateOutcome(config=config, source="offline", round=0, steps=config.steps, val_loss=mean,
+                            val_metric=None, peak_memory_mb=1.0, diverged=False, score=mean, seed_scores=seed_scores)
+
+
 def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> RunState:
     """A RunState with a plan and a clock, nothing trained: enough to ask its budget decisions."""
     run = RunState(
@@ -107,10 +114,7 @@ def test_a_finalist_within_the_lr_cap_joins_an_aggressive_leader(tmp_path, diges
     cap = digest.mean_lr_cap(32)
 
     def outcome(lr: float, score: float) -> CandidateOutcome:
-        config = TrialConfig(lr=lr, batch_size=32, schedule="constant", steps=30)
-        return CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=score,
-                                val_metric=None, peak_memory_mb=1.0, diverged=False, score=score,
-                                seed_scores={0: score})
+        return _raced(TrialConfig(lr=lr, batch_size=32, schedule="constant", steps=30), {0: score})
 
     run.outcomes = [outcome(4 * cap, 0.2), outcome(3 * cap, 0.3), outcome(cap / 2, 0.5)]
     finalists = pick_finalists(run, 2)
@@ -126,8 +130,7 @@ def test_the_finals_race_the_leader_against_itself_at_the_lr_of_the_longer_run(t
     run = _run(tmp_path, WallClock(budget_s=None))
     run.digest = digest
     config = TrialConfig(lr=0.02, batch_size=32, schedule="warmup_cosine", warmup_steps=3, steps=30)
-    leader = CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=0.3, val_metric=None,
-                              peak_memory_mb=1.0, diverged=False, score=0.5, seed_scores={0: 0.5})
+    leader = _raced(config, {0: 0.5})
     twin = horizon_twin(run, leader, steps=120)
     # the race measured 30 steps, the confirm runs 120: a lower LR, the same settings at the full length
     assert twin.source == "horizon" and twin.config.lr == pytest.approx(0.02 * (30 / 120) ** HORIZON_EXPONENT, 1e-2)
@@ -144,10 +147,7 @@ def test_refine_sees_the_race_leader_first_not_the_lowest_mean_over_other_seeds(
     run = _run(tmp_path, WallClock(budget_s=None), seeds=(0, 1, 2))
 
     def outcome(lr: float, scores: dict[int, float]) -> CandidateOutcome:
-        config = TrialConfig(lr=lr, batch_size=32, steps=30)
-        mean = sum(scores.values()) / len(scores)
-        return CandidateOutcome(config=config, source="offline", round=0, steps=30, val_loss=mean, val_metric=None,
-                                peak_memory_mb=1.0, diverged=False, score=mean, seed_scores=scores)
+        return _raced(TrialConfig(lr=lr, batch_size=32, steps=30), scores)
 
     # seed 0's baseline did badly, so every score there is low; the leader also ran on seeds 1 and 2
     leader, dropped = outcome(0.01, {0: 0.2, 1: 0.8, 2: 0.5}), outcome(0.03, {0: 0.3})
