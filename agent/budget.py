@@ -73,7 +73,12 @@ class RunPolicy(BaseModel):
                      horizon_twin), not with the race's runner-up: the race measures C steps, the confirm L,
                      and the LR a longer run wants is lower (short-horizon bias, Wu et al. 2018). A budget too
                      small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed
-                     (3 more runs of L: L = 0.4 T / 13) instead of none (L = 0.4 T / 10)."""
+                     (3 more runs of L: L = 0.4 T / 13) instead of none (L = 0.4 T / 10).
+    lognormal_fresh  the interval for a user's mean over 5 fresh seeds models the per-seed loss ratio c/b as
+                     log-normal (agent/stats.py fresh_mean_gain), its spread floored as run_spread's, a side
+                     seen on one seed only counting as 0; before, a t interval on the gains 1 - c/b, which a
+                     skewed gain (a default that sometimes lands well) makes too narrow on its low side and
+                     can push past +100%."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -86,11 +91,12 @@ class RunPolicy(BaseModel):
     run_spread: bool = True
     ranked_refine: bool = True
     horizon_final: bool = True
+    lognormal_fresh: bool = True
 
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
 ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
-               "ranked_refine": False, "horizon_final": False}
+               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)

@@ -20,6 +20,10 @@ groups of seeds the run trained it on (``pooled_log_sd``); b and c are taken as 
 (a seed that favours both runs, the usual case, would make the true spread smaller). ``pooled_sd``
 combines it with the held-out seeds' own s, each weighted by its degrees of freedom.
 
+``fresh_mean_gain`` is the interval for a user's mean over ``k`` fresh seeds under a log-normal model of
+the per-seed loss ratio rho = c/b (its docstring has the math): a mean of ratios is skewed, and it never
+reaches a gain of +100%, which a t interval on the gains r_i = 1 - rho_i can pass.
+
 Examples:
     >>> c = paired([0.10, 0.12, 0.08])
     >>> round(c.mean, 3), c.wins, c.losses, c.interval[0] > 0
@@ -126,6 +130,51 @@ def gain_sd(ratio: float, baseline_groups: list[list[float]], challenger_groups:
     if not (df_b and df_c and math.isfinite(ratio)):
         return 0.0, 0
     return ratio * math.sqrt(s_b**2 + s_c**2), min(df_b, df_c)
+
+
+def fresh_mean_gain(baseline: list[float], challenger: list[float], new_seeds: int, level: float = LEVEL,
+                    min_log_sd: float = 0.0) -> tuple[float, float] | None:
+    """Where a user's mean gain over ``new_seeds`` (k) fresh seeds lands, from n paired held-out seeds, under a
+    log-normal model of the per-seed ratio rho_i = c_i / b_i; None when a loss is not finite and positive.
+
+    With log rho ~ N(mu, sigma^2), a mean of m ratios is about log-normal with the same mean (Fenton 1960,
+    moments matched): log rhobar_m ~ N(log E[rho] - sigma_m^2 / 2, sigma_m^2), sigma_m^2 = log(1 + (e^sigma^2
+    - 1) / m). The held-out mean rhobar_n and a user's rhobar_k are independent, so
+
+        log rhobar_k - log rhobar_n ~ N((sigma_n^2 - sigma_k^2) / 2, sigma_n^2 + sigma_k^2)
+
+    and, with sigma estimated by the sample sd of log rho_i (at least ``min_log_sd``) and the t quantile on
+    n - 1 degrees of freedom, the gain 1 - rhobar_k lies in
+
+        1 - rhobar_n exp((sigma_n^2 - sigma_k^2) / 2 +- t sqrt(sigma_n^2 + sigma_k^2)).
+
+    For a small sigma this is the t interval on the gains, mean(r) +- t s sqrt(1/n + 1/k).
+
+    Examples:
+        >>> lo, hi = fresh_mean_gain([0.24, 0.38, 0.11, 0.27, 0.30], [0.064, 0.079, 0.076, 0.081, 0.065], 5)
+        >>> round(lo, 3), round(hi, 3)
+        (0.33, 0.831)
+    """
+    n = len(baseline)
+    if n < 2 or not all(math.isfinite(x) and x > 0 for x in [*baseline, *challenger]):
+        return None
+    logs = [math.log(c / b) for b, c in zip(baseline, challenger, strict=True)]
+    var = max(statistics.stdev(logs), min_log_sd) ** 2
+    var_n, var_k = (math.log1p(math.expm1(var) / m) for m in (n, new_seeds))
+    mean_ratio = math.fsum(c / b for b, c in zip(baseline, challenger, strict=True)) / n
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * math.sqrt(var_n + var_k)
+    center = (var_n - var_k) / 2
+    return 1 - mean_ratio * math.exp(center + half), 1 - mean_ratio * math.exp(center - half)
+
+
+def log_ratio_sd(baseline_groups: list[list[float]], challenger_groups: list[list[float]]) -> tuple[float, int]:
+    """sqrt(s_b^2 + s_c^2), the spread of log(c / b) that each side's seed-to-seed spread of log loss implies
+    (b and c independent on a seed; module docstring), with its degrees of freedom (the smaller side's). A
+    side the run trained on no two seeds alike (the finals' horizon twin) counts as 0 with the other's degrees
+    of freedom: a floor, not an estimate; (0, 0) when neither side has a group of two seeds."""
+    (s_b, df_b), (s_c, df_c) = pooled_log_sd(baseline_groups), pooled_log_sd(challenger_groups)
+    dfs = [df for df in (df_b, df_c) if df]
+    return (math.hypot(s_b, s_c), min(dfs)) if dfs else (0.0, 0)
 
 
 def pooled_sd(s1: float, df1: int, s2: float, df2: int) -> float:

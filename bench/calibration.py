@@ -3,7 +3,7 @@
 A response's ``gain.new_seeds_interval`` says where the mean gain over 5 fresh seeds lands, 90% of the
 time. bench/agent_vs_baselines.py checks each claim once, on its 5 evaluation seeds: one draw per claim.
 Here each agent run's challenger and the workload's default are trained at the claim's length on K
-calibration seeds (40_000, 40_001, ...: disjoint from every selection, confirm, evaluation and
+calibration seeds (80_000, 80_001, ...: disjoint from every selection, confirm, evaluation and
 development seed), and the chance that a user's mean over 5 of them lands inside the claim's interval is
 estimated from R random 5-seed subsets (drawn without replacement):
 
@@ -12,6 +12,16 @@ estimated from R random 5-seed subsets (drawn without replacement):
 
 A calibrated claim scores 0.90. The mean over claims is the chance that a claim, picked at random, holds
 for a user's five seeds: the calibration target asks for 0.90.
+
+Each claim's interval rests on one run's held-out seeds. The rules that build such intervals are scored
+too, free of that one draw: per claim, R_RULE random splits of the K seeds into n = 5 held-out and k = 5
+fresh ones; each rule builds its interval from the held-out five (without the spread a whole run adds),
+and the chance the fresh five's mean lands inside is counted (``rule_coverage``). Rules: ``t``, the t
+interval on the gains r_i (agent/stats.py paired), and ``lognormal``, log-normal in the ratio c_i / b_i
+(agent/stats.py fresh_mean_gain; the agent's rule since RunPolicy.lognormal_fresh).
+
+Seeds: 40_000-40_039 scored the claims of the runs before the log-normal rule, and the resampling of
+their losses is what chose it (development); the calibration seeds are since 80_000-80_039.
 
     python3 bench/calibration.py --jobs 2          # the claims of bench/results/agent_vs_baselines.json
     python3 bench/calibration.py --results DIR/agent_vs_baselines.json --out DIR
@@ -35,9 +45,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import agent_vs_baselines as bench  # noqa: E402
 
-CALIBRATION_SEED_START = 40_000
+CALIBRATION_SEED_START = 80_000
 SEEDS = 40  # K
 DRAWS = 20_000  # R
+RULE_DRAWS = 2_000  # R_RULE
+HELD_OUT = 5  # n of a rule's held-out seeds (the plan's 5)
 TARGET = 0.9
 DOCS = HERE.parent / "docs" / "benchmarks" / "calibration.md"
 
@@ -56,6 +68,35 @@ def coverage(gains: list[float], interval: tuple[float, float], k: int, draws: i
     picks = np.argsort(rng.random((draws, len(values))), axis=1)[:, :k]  # k distinct seeds per draw
     means = values[picks].mean(axis=1)
     return float(np.mean((means >= interval[0]) & (means <= interval[1])))
+
+
+def rules() -> dict:
+    """The interval rules scored by ``rule_coverage``: (baseline losses, challenger losses, k) -> interval."""
+    from trainopt.agent.stats import fresh_mean_gain, paired, relative_gains
+
+    return {"t": lambda b, c, k: paired(relative_gains(b, c), new_seeds=k).interval,
+            "lognormal": lambda b, c, k: fresh_mean_gain(b, c, k)}
+
+
+def rule_coverage(baseline: list[float], challenger: list[float], rule, n: int, k: int, draws: int,
+                  seed: int = 0) -> float:
+    """The chance that ``rule``'s interval from n random seeds holds the mean gain of k other seeds (the
+    evaluation's clipped r_i), over ``draws`` random splits of the paired losses.
+
+    Examples:
+        >>> b, c = [1.0] * 12, [0.5 + 0.01 * i for i in range(12)]
+        >>> rule_coverage(b, c, lambda b, c, k: (-1.0, 1.0), 5, 5, 20)
+        1.0
+    """
+    rng = np.random.default_rng(seed)
+    gains = [bench.relative_reduction(x, y) for x, y in zip(baseline, challenger, strict=True)]
+    hits = 0
+    for _ in range(draws):
+        order = rng.permutation(len(gains))
+        held, fresh = order[:n], order[n:n + k]
+        lo, hi = rule([baseline[i] for i in held], [challenger[i] for i in held], k)
+        hits += lo <= statistics.fmean(gains[i] for i in fresh) <= hi
+    return hits / draws
 
 
 def agent_claims(result: dict):
@@ -84,7 +125,7 @@ def _train(job: tuple[str, dict, int, list[int]]) -> list[float]:
     return bench.evaluate(bench.load_workload(workload), config, steps, seeds)["val_losses"]
 
 
-def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[dict]:
+def measure(items: list[dict], seeds: list[int], jobs: int, draws: int, rule_draws: int = RULE_DRAWS) -> list[dict]:
     """Train each distinct (workload, configuration, length) once on ``seeds``, then score every claim."""
     from rich.progress import Progress
 
@@ -105,7 +146,11 @@ def measure(items: list[dict], seeds: list[int], jobs: int, draws: int) -> list[
         gains = [bench.relative_reduction(x, y) for x, y in zip(b, c, strict=True)]
         rows.append({**{k: item[k] for k in ("workload", "run", "steps", "claimed", "interval", "new_seeds")},
                      "gains": gains, "mean": statistics.fmean(gains), "sd": statistics.stdev(gains),
-                     "coverage": coverage(gains, item["interval"], item["new_seeds"], draws)})
+                     "coverage": coverage(gains, item["interval"], item["new_seeds"], draws),
+                     "baseline_losses": b, "challenger_losses": c,
+                     "rules": {name: rule_coverage(b, c, rule, HELD_OUT, item["new_seeds"], rule_draws)
+                               for name, rule in rules().items()} if len(seeds) >= HELD_OUT + item["new_seeds"]
+                     else {}})
     return rows
 
 
@@ -143,6 +188,12 @@ def markdown(result: dict) -> str:
     lines += ["", f"**Mean chance over {len(rows)} claims: {mean:.3f}** (target {TARGET:.2f}: {verdict}); "
               f"claims at 0.90 or more: {sum(r['coverage'] >= TARGET for r in rows)}/{len(rows)}; "
               f"below 0.5: {sum(r['coverage'] < 0.5 for r in rows)}."]
+    if names := [n for n in rules() if all(n in r.get("rules", {}) for r in rows)]:
+        lines += ["", f"The interval rules on {result.get('rule_draws', RULE_DRAWS)} random splits of each claim's K "
+                  f"seeds into {HELD_OUT} held-out and 5 fresh ones (no run's spread added): mean chance "
+                  + ", ".join(f"{n} {statistics.fmean(r['rules'][n] for r in rows):.3f}" for n in names)
+                  + "; claims at 0.90 or more: "
+                  + ", ".join(f"{n} {sum(r['rules'][n] >= TARGET for r in rows)}/{len(rows)}" for n in names) + "."]
     if (other := result.get("compare")) and other["rows"]:
         lines += ["", f"The intervals of the run at commit {other['source_commit']} for {len(other['rows'])} of these "
                   f"claims (the same challengers and claimed gains), on the same seeds: mean chance "
@@ -177,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a results JSON of bench/agent_vs_baselines.py (default: the committed run)")
     parser.add_argument("--seeds", type=int, default=SEEDS, help=f"calibration seeds K (default {SEEDS})")
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"random 5-seed draws per claim (default {DRAWS})")
+    parser.add_argument("--rule-draws", type=int, default=RULE_DRAWS,
+                        help=f"random held-out/fresh splits per claim that score the interval rules (default "
+                             f"{RULE_DRAWS})")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
     parser.add_argument("--compare", type=Path, help="another results JSON whose intervals for the same claims to "
@@ -196,9 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--compare {args.compare} is not a file")
     seeds = list(range(CALIBRATION_SEED_START, CALIBRATION_SEED_START + args.seeds))
     started = time.perf_counter()
-    rows = measure(items, seeds, args.jobs, args.draws)
+    rows = measure(items, seeds, args.jobs, args.draws, args.rule_draws)
     result = {"source": args.results.name, "source_commit": source["config"].get("commit"), "seeds": seeds,
-              "draws": args.draws, "rows": rows, "mean_coverage": statistics.fmean(r["coverage"] for r in rows),
+              "draws": args.draws, "rule_draws": args.rule_draws, "rows": rows,
+              "mean_coverage": statistics.fmean(r["coverage"] for r in rows),
               "wall_s": round(time.perf_counter() - started, 1)}
     if args.compare is not None:
         result["compare"] = compare(rows, json.loads(args.compare.read_text()), args.draws)

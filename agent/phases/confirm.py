@@ -10,7 +10,8 @@ confirm   challenger and baseline, L steps, on held-out seeds that no phase befo
           by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when
           the rest of the run saw the two configurations scatter more across seeds (their log losses
           on the race's and the finals' seeds), the interval's spread pools that in
-          (RunPolicy.run_spread). The
+          (RunPolicy.run_spread). The interval for a user's mean over 5 fresh seeds is log-normal in
+          the loss ratio c/b (RunPolicy.lognormal_fresh, stats.fresh_mean_gain). The
           challenger is recommended only when the interval of its objective gain lies above
           ``min_gain`` over at least RunPolicy.min_adopt_seeds seeds (5; unless the request named the
           seeds); otherwise the baseline is, with the measured difference and the reason.
@@ -32,7 +33,16 @@ from trainopt.agent.phases.race import cap_note, pick_finalists, ranking
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, CandidateOutcome, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
-from trainopt.agent.stats import LEVEL, Paired, gain_sd, paired, pooled_sd, relative_gains
+from trainopt.agent.stats import (
+    LEVEL,
+    Paired,
+    fresh_mean_gain,
+    gain_sd,
+    log_ratio_sd,
+    paired,
+    pooled_sd,
+    relative_gains,
+)
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
@@ -189,7 +199,8 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     spread = run_spread(state, base, challenger, b_losses, c_losses, seeds)
     floor = spread.floor
     loss = paired(relative_gains(b_losses, c_losses), min_sd=floor)
-    fresh = paired(loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor)
+    fresh = _fresh_interval(state, base, challenger, b_losses, c_losses, seeds) or paired(
+        loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor).interval
     weights = state.request.objective_metrics
     pairs = list(zip(chals, bases, strict=True))
     objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs],
@@ -202,7 +213,7 @@ def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: li
     gain = Gain(
         steps=steps, seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
         baseline_val_losses=b_losses, challenger_val_losses=c_losses,
-        relative_loss_reduction=loss.mean, interval=loss.interval, new_seeds_interval=fresh.interval,
+        relative_loss_reduction=loss.mean, interval=loss.interval, new_seeds_interval=fresh,
         new_seeds=NEW_SEEDS, objective_gain=objective.mean, objective_interval=objective.interval, level=LEVEL,
         wins=objective.wins, losses=objective.losses, significant=significant, adopted=significant,
         reason=_reason(state, objective, has_challenger), metric_change=metric_change,
@@ -232,6 +243,22 @@ def run_spread(state: RunState, base: TrialConfig, challenger: TrialConfig, b_lo
     elsewhere, df = gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base, held_out),
                             _seed_groups(state, challenger, held_out))
     return Spread(own, pooled_sd(own, len(gains) - 1, elsewhere, df))
+
+
+def _fresh_interval(state: RunState, base: TrialConfig, challenger: TrialConfig, b_losses: list[float],
+                    c_losses: list[float], seeds: list[int]) -> tuple[float, float] | None:
+    """The interval for a user's mean gain over NEW_SEEDS fresh seeds, log-normal in the loss ratio
+    (stats.fresh_mean_gain), its log spread pooled with the rest of the run's as run_spread pools it
+    (stats.log_ratio_sd); None under recordings made before RunPolicy.lognormal_fresh, or when a loss is
+    not finite (then the t interval on the gains is the answer)."""
+    if not state.policy.lognormal_fresh or not all(math.isfinite(x) and x > 0 for x in b_losses + c_losses):
+        return None
+    logs = [math.log(c / b) for b, c in zip(b_losses, c_losses, strict=True)]
+    own = statistics.stdev(logs) if len(logs) > 1 else 0.0
+    held_out = set(seeds)
+    elsewhere, df = log_ratio_sd(_seed_groups(state, base, held_out), _seed_groups(state, challenger, held_out))
+    floor = pooled_sd(own, len(logs) - 1, elsewhere, df) if state.challenger is not None else 0.0
+    return fresh_mean_gain(b_losses, c_losses, NEW_SEEDS, min_log_sd=floor)
 
 
 def _seed_groups(state: RunState, config: TrialConfig, held_out: set[int]) -> list[list[float]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trainopt.agent.stats import gain_sd, paired, pooled_log_sd, relative_gains
+from trainopt.agent.stats import fresh_mean_gain, gain_sd, log_ratio_sd, paired, pooled_log_sd, relative_gains
 
 
 def test_interval_matches_scipy_t_interval():
@@ -70,3 +70,40 @@ def test_gain_sd_predicts_the_spread_of_relative_gains():
                             [list(c[i:i + 3]) for i in range(0, 300, 3)])
     assert predicted == pytest.approx(float(np.std(1 - c / b, ddof=1)), rel=0.15) and df == 200
     assert gain_sd(0.5, [list(b[:3])], [[0.5]]) == (0.0, 0)  # one side never ran on two seeds: no evidence
+
+
+def test_fresh_mean_gain_is_the_t_interval_when_the_spread_is_small():
+    baseline = [1.0, 1.02, 0.98, 1.01, 0.99]
+    challenger = [0.90, 0.93, 0.87, 0.92, 0.89]
+    gains = relative_gains(baseline, challenger)
+    assert fresh_mean_gain(baseline, challenger, 5) == pytest.approx(paired(gains, new_seeds=5).interval, abs=2e-4)
+
+
+def test_fresh_mean_gain_is_skewed_below_a_large_gain_and_stays_under_100_percent():
+    # a default that sometimes lands well: the gains scatter far more below the claim than above it
+    baseline = [0.24, 0.38, 0.11, 0.27, 0.30]
+    challenger = [0.064, 0.079, 0.076, 0.081, 0.065]
+    claim = paired(relative_gains(baseline, challenger)).mean
+    t_lo, t_hi = paired(relative_gains(baseline, challenger), new_seeds=5).interval
+    lo, hi = fresh_mean_gain(baseline, challenger, 5)
+    assert hi < 1.0 and hi - claim < claim - lo
+    assert lo < t_lo and hi < t_hi
+    # with as many fresh seeds as held-out ones the interval is centred on the claimed mean ratio, in logs
+    assert math.sqrt((1 - lo) * (1 - hi)) == pytest.approx(1 - claim)
+
+
+def test_fresh_mean_gain_floor_only_widens_and_bad_losses_have_none():
+    baseline, challenger = [1.0, 1.1, 0.9], [0.8, 0.85, 0.75]
+    own = fresh_mean_gain(baseline, challenger, 5)
+    assert fresh_mean_gain(baseline, challenger, 5, min_log_sd=1e-4) == own
+    lo, hi = fresh_mean_gain(baseline, challenger, 5, min_log_sd=0.5)
+    assert lo < own[0] and own[1] < hi < 1.0
+    assert fresh_mean_gain(baseline, [0.8, math.nan, 0.7], 5) is None
+    assert fresh_mean_gain([1.0, 0.0], [0.5, 0.5], 5) is None and fresh_mean_gain([1.0], [0.5], 5) is None
+
+
+def test_log_ratio_sd_takes_one_side_as_a_floor():
+    spread = [[1.0, math.e]]  # log sd 1/sqrt(2)
+    assert log_ratio_sd(spread, spread) == (pytest.approx(1.0), 1)
+    assert log_ratio_sd(spread, [[2.0]]) == (pytest.approx(math.sqrt(0.5)), 1)
+    assert log_ratio_sd([[2.0]], []) == (0.0, 0)

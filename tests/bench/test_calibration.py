@@ -40,13 +40,15 @@ def test_a_run_scores_each_claim_on_fresh_seeds(tmp_path, calibration, bench_scr
     challenger = {**default, "lr": 0.01}
     (tmp_path / "agent_vs_baselines.json").write_text(json.dumps(_result(default, challenger)))
     command = [sys.executable, str(SCRIPT), "--results", str(tmp_path / "agent_vs_baselines.json"),
-               "--seeds", "6", "--draws", "200", "--out", str(tmp_path / "out")]
+               "--seeds", "10", "--draws", "200", "--rule-draws", "50", "--out", str(tmp_path / "out")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "calibration.json").read_text())
     (row,) = result["rows"]
-    # six seeds from 40000 on, none a selection, confirm or evaluation seed; one gain per seed
-    assert result["seeds"] == list(range(40_000, 40_006)) and len(row["gains"]) == 6
+    # ten seeds from 80000 on, none a selection, confirm, evaluation or development seed; one gain per seed
+    assert result["seeds"] == list(range(80_000, 80_010)) and len(row["gains"]) == 6 + 4
+    # ten seeds split 5 + 5: both interval rules are scored on them
+    assert set(row["rules"]) == {"t", "lognormal"} and all(0.0 <= v <= 1.0 for v in row["rules"].values())
     inside = calibration.coverage(row["gains"], (0.0, 0.9), 5, 200)
     assert row["coverage"] == inside and str(tmp_path) not in (tmp_path / "out" / "calibration.md").read_text()
 
@@ -70,3 +72,14 @@ def test_an_older_runs_intervals_are_scored_on_the_same_gains(calibration):
     scored = calibration.compare(rows, older, draws=50)
     # only the claim both runs made is scored: its interval misses every 5-seed mean of 0.5
     assert [r["run"] for r in scored["rows"]] == ["agent"] and scored["mean_coverage"] == 0.0
+
+
+def test_the_lognormal_rule_holds_its_ninety_percent_where_the_t_rule_falls_short(calibration):
+    # a default whose loss scatters log-normally (sd 0.6 in logs) against a steady challenger: the gains
+    # 1 - c/b have a long low tail, which a t interval on them misses more often than it says
+    rng = np.random.default_rng(0)
+    baseline, challenger = list(np.exp(rng.normal(0.0, 0.6, size=400))), [0.3] * 400
+    rules = calibration.rules()
+    lognormal = calibration.rule_coverage(baseline, challenger, rules["lognormal"], 5, 5, 3000)
+    t = calibration.rule_coverage(baseline, challenger, rules["t"], 5, 5, 3000)
+    assert lognormal == pytest.approx(0.90, abs=0.015) and t < 0.885
