@@ -33,7 +33,7 @@ def test_quick_run_writes_relative_results(tmp_path):
     # every contender asked for was chosen and evaluated on the two evaluation seeds, paired with the default
     assert set(row["contenders"]) == {"default", "random", "tpe", "tpe-4x", "lr-finder", "schedulefree", "agent"}
     assert all(len(c["val_losses"]) == 2 for c in row["contenders"].values())
-    assert row["eval_seeds"] == [30_000, 30_001]
+    assert row["eval_seeds"] == [70_000, 70_001]
     # the agent's claim sits beside what the evaluation seeds gave, and every target says holds or falls short
     assert row["contenders"]["agent"]["claim"]["confirm_seeds"]
     text = (out / "agent_vs_baselines_quick.md").read_text()
