@@ -78,10 +78,7 @@ class RunPolicy(BaseModel):
                      log-normal (agent/stats.py fresh_mean_gain), its spread floored as run_spread's, a side
                      seen on one seed only counting as 0; before, a t interval on the gains 1 - c/b, which a
                      skewed gain (a default that sometimes lands well) makes too narrow on its low side and
-                     can push past +100%.
-    baseline_batch_floor under a step budget the batch probe's pick is not below the baseline's batch
-                     (agent/phases/probe.py step_budget_batch): a short probe measures the noise scale early,
-                     where it is smallest, and a smaller batch saves no steps."""
+                     can push past +100%."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -95,13 +92,11 @@ class RunPolicy(BaseModel):
     ranked_refine: bool = True
     horizon_final: bool = True
     lognormal_fresh: bool = True
-    baseline_batch_floor: bool = True
 
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
 ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
-               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False,
-               "baseline_batch_floor": False}
+               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)

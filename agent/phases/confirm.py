@@ -257,7 +257,6 @@ def _fresh_interval(state: RunState, base: TrialConfig, challenger: TrialConfig,
     own = statistics.stdev(logs) if len(logs) > 1 else 0.0
     held_out = set(seeds)
     elsewhere, df = log_ratio_sd(_seed_groups(state, base, held_out), _seed_groups(state, challenger, held_out))
-    # without a challenger the baseline meets itself: no spread to add
     floor = pooled_sd(own, len(logs) - 1, elsewhere, df) if state.challenger is not None else 0.0
     return fresh_mean_gain(b_losses, c_losses, NEW_SEEDS, min_log_sd=floor)
 

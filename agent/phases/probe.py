@@ -57,26 +57,20 @@ def probe(state: RunState) -> None:
     if state.policy.step_batches and state.request.constraints.step_budget is not None:
         update = {"step_budget": True}
         if state.policy.untimed_batch:
-            update |= {"batch_recommended": step_budget_batch(state.digest, state.policy.baseline_batch_floor),
-                       "batch_knee": None}
+            update |= {"batch_recommended": step_budget_batch(state.digest), "batch_knee": None}
         state.digest = state.digest.model_copy(update=update)
     if state.request.wants_latency:
         measure_latency(state)
 
 
-def step_budget_batch(digest: ProbeDigest, baseline_floor: bool = True) -> int:
+def step_budget_batch(digest: ProbeDigest) -> int:
     """The batch probe's pick when seconds do not count, with no timing in it (RunPolicy.untimed_batch): the
     smallest power of two whose predicted steps to a target loss are within 25% of the fewest possible,
     S = S_min (1 + B_noise / B) <= 1.25 S_min, i.e. B >= 4 B_noise (McCandlish et al. 2018, eq. 2.11); the
-    baseline's batch without a noise scale; inside the probed range.
-
-    Not below the baseline's batch (``baseline_floor``, RunPolicy.baseline_batch_floor): the noise scale
-    grows as the loss falls (McCandlish et al. 2018, section 3.3), so a probe's few steps early in
-    training measure it at its smallest, and under a step budget a smaller batch only sees fewer examples
-    per step."""
-    noise, base = digest.batch_noise_scale, digest.baseline["batch_size"]
-    batch = base if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
-    return digest.clip_batch(max(batch, base) if baseline_floor else batch)
+    baseline's batch without a noise scale; inside the probed range."""
+    noise = digest.batch_noise_scale
+    batch = digest.baseline["batch_size"] if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
+    return digest.clip_batch(batch)
 
 
 def optional_tool(state: RunState, name: str, cost_steps: int = 0, **values: Any) -> BaseModel | None:
