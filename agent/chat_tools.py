@@ -94,6 +94,7 @@ class OptimizeSummary(BaseModel):
     recommended_val_loss: float
     relative_loss_reduction: float
     interval: tuple[float, float] = (float("nan"), float("nan"))  # 90%, over the held-out seeds
+    new_seeds_text: str | None = None  # where a user's mean over 5 new seeds lands (90%): Gain.new_seeds_text
     wins: int = 0
     adopted: bool = False
     reason: str = ""
@@ -239,6 +240,7 @@ def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> Opt
         recommended_val_loss=_sig((g.challenger if g.adopted else g.baseline).loss),
         relative_loss_reduction=_sig(g.relative_loss_reduction),
         interval=(_sig(g.interval[0]), _sig(g.interval[1])),
+        new_seeds_text=g.new_seeds_text(),
         wins=g.wins,
         adopted=g.adopted,
         reason=g.reason,

@@ -269,6 +269,7 @@ def _optimize_answer(o: dict, question: str) -> str:
         f"on {len(o['seeds'])} held-out seeds {o['seeds']}: validation-loss reduction "
         f"{o['relative_loss_reduction']:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on "
         f"{o.get('wins', 0)} of {len(o['seeds'])} seeds)"
+        f"{'; ' + o['new_seeds_text'] if o.get('new_seeds_text') else ''}"
         f"{metric}. {o.get('reason', '')}. {o['candidates_measured']} configurations were measured. Report: "
         f"{o['report_html']}.{notes}"
     )

@@ -269,6 +269,7 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
             f" against measured {p.measured_loss:.4g}: {p.abs_pct_error:.1f}% error.</p>"
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*response.notes, *response.lm.fallbacks])
+    rerun = f"; {html.escape(fresh)}" if (fresh := g.new_seeds_text()) else ""
     choice = choice_text(response)
     title = f"trainopt: {html.escape(response.workload)}"
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
@@ -276,7 +277,7 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
 <h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
 <p>Held-out validation-loss reduction of the challenger against the baseline:
 <b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%};
-better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each).
+better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each){rerun}.
 {html.escape(g.reason[0].upper() + g.reason[1:])}.
 LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>

@@ -47,6 +47,7 @@ def summarize_response(response) -> dict[str, Any]:
             "challenger_val_loss": None if challenger is None else _sig(challenger.loss),
             "relative_loss_reduction": _sig(g.relative_loss_reduction),
             "interval": None if interval is None else [_sig(v) for v in interval],
+            "if_you_rerun": g.new_seeds_text() if hasattr(g, "new_seeds_text") else None,
             "level": getattr(g, "level", None),
             "wins": getattr(g, "wins", None),
             "losses": getattr(g, "losses", None),

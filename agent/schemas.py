@@ -7,6 +7,7 @@ proposals are kept as candidates with the measured outcome beside them.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -264,6 +265,14 @@ class Gain(BaseModel):
     adopted: bool = Field(description="the challenger is the recommendation (else the baseline is)")
     reason: str = Field(description="why it was adopted or not, with the interval")
     metric_change: float | None = Field(None, description="challenger - baseline validation metric, mean over seeds")
+
+    def new_seeds_text(self) -> str | None:
+        """What a user who re-runs the challenger should see, in words; None when it is not a figure (no
+        challenger: the interval is 0 to 0; a diverged run: unbounded)."""
+        low, high = self.new_seeds_interval
+        if (low, high) == (0.0, 0.0) or not (math.isfinite(low) and math.isfinite(high)):
+            return None
+        return f"over {self.new_seeds} new seeds of yours its mean gain lands in {low:+.1%} to {high:+.1%} (90%)"
 
 
 class Prediction(BaseModel):

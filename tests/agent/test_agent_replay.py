@@ -42,6 +42,9 @@ def test_replay_returns_the_recorded_answer(workload, tmp_path, blocked_network)
     assert html.count("data:image/png;base64,") >= 4 and 'src="http' not in html
     # both recordings held finals: the leader's horizon twin is among the candidates, named as such
     assert [c["source"] for c in recorded["candidates"]].count("horizon") == 1 and "horizon twin" in html
+    # and what a user's own 5 seeds should show
+    low, high = recorded["gain"]["new_seeds_interval"]
+    assert f"over 5 new seeds of yours its mean gain lands in {low:+.1%} to {high:+.1%} (90%)" in html
     assert json.loads(Path(response.artifacts.result_json).read_text())["recommended"] == replayed["recommended"]
 
 
@@ -79,6 +82,8 @@ def test_cli_optimize_replay_prints_the_table_and_report(tmp_path, blocked_netwo
     gain = recorded["gain"]
     assert "baseline vs challenger" in output and f"{gain['baseline']['loss']:.4f}" in output
     assert f"90% interval {gain['interval'][0]:+.1%}" in output and gain["reason"][:40] in output.replace("\n", " ")
+    low, high = gain["new_seeds_interval"]
+    assert "if you re-run it" in output and f"{low:+.1%} to {high:+.1%}" in output.replace("\n", " ")
     assert str(tmp_path / "report.html") in output.replace("\n", "")
 
 

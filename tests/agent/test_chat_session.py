@@ -145,3 +145,18 @@ def test_recorded_chat_replays_without_network_or_training(blocked_network, tmp_
     assert [t.answer for t in turns] == [t["answer"] for t in recorded["turns"]]
     assert [t.tools for t in turns] == [t["tools"] for t in recorded["turns"]]
     assert {t.answered_by for t in turns} == {"openai/trainopt-planner"}
+
+
+def test_the_optimize_answer_says_what_a_user_s_own_seeds_should_show():
+    from trainopt.agent.offline_chat import _optimize_answer
+
+    config = {"optimizer": "adamw", "lr": 0.003, "batch_size": 64, "schedule": "cosine", "warmup_steps": 0}
+    summary = {"workload": "digits-mlp", "budget_s": 60.0, "recommended": config, "baseline": config,
+               "challenger": config, "steps": 100, "seeds": [1000, 1001, 1002, 1003, 1004],
+               "relative_loss_reduction": 0.2, "interval": (0.1, 0.3), "wins": 5, "adopted": True,
+               "new_seeds_text": "over 5 new seeds of yours its mean gain lands in +5.0% to +33.0% (90%)",
+               "reason": "adopted", "recommended_metric": None, "baseline_metric": None,
+               "candidates_measured": 6, "report_html": "report.html", "notes": []}
+    answer = _optimize_answer(summary, "optimize digits-mlp")
+    assert "(90% interval +10.0% to +30.0%; better on 5 of 5 seeds); over 5 new seeds of yours" in answer
+    assert "new seeds" not in _optimize_answer({**summary, "new_seeds_text": None}, "")  # no challenger: no figure

@@ -165,6 +165,8 @@ def summary_table(response) -> Table:
     shown = "n/a" if not math.isfinite(change) else (
         f"{change:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on {g.wins} of {len(g.seeds)} seeds)")
     table.add_row("loss reduction", "", shown)
+    if (fresh := g.new_seeds_text()) is not None:
+        table.add_row("if you re-run it", "", fresh)
     if response.prediction is not None:
         p = response.prediction
         table.add_row(
