@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import run_trial
 
-SPEC = importlib.util.spec_from_file_location(
-    "public_workloads", Path(__file__).resolve().parents[2] / "bench" / "public_workloads.py")
-public = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(public)
+
+@pytest.fixture(scope="module")
+def public(bench_script):
+    return bench_script("public_workloads")
 
 
-@pytest.mark.parametrize("name", sorted(public.PUBLIC_WORKLOADS))
-def test_workload_trains_at_its_default(name):
-    workload = public.PUBLIC_WORKLOADS[name]()
-    result = run_trial(workload, TrialConfig(**{**workload.default_config, "steps": 5}), device="cpu")
-    # five steps of the default configuration give a finite validation loss
-    assert workload.name == name
-    assert math.isfinite(result.final_val_loss)
+def test_every_workload_trains_at_its_default(public):
+    for name, make in sorted(public.PUBLIC_WORKLOADS.items()):
+        workload = make()
+        result = run_trial(workload, TrialConfig(**{**workload.default_config, "steps": 5}), device="cpu")
+        # five steps of the default configuration give a finite validation loss
+        assert workload.name == name
+        assert math.isfinite(result.final_val_loss), name
 
 
-def test_small_data_workload_has_at_most_200_training_examples():
+def test_small_data_workload_has_at_most_200_training_examples(public):
     assert public.wine_small().num_train <= 200
 
 
-def test_high_lr_workload_defaults_to_adamw_at_lr_0_3():
+def test_high_lr_workload_defaults_to_adamw_at_lr_0_3(public):
     assert public.cancer_high_lr().default_config["lr"] == 0.3
 
 
-def test_waveforms_are_balanced_and_shaped_for_conv1d():
+def test_waveforms_are_balanced_and_shaped_for_conv1d(public):
     x, y = public.waveform_sequences(400)
     # (N, 1, length) signals, four classes each about a quarter of the data
     assert x.shape == (400, 1, 64)
