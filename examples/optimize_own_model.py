@@ -66,6 +66,8 @@ def main() -> None:
           f"(90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%}, better on {g.wins} of {len(g.seeds)} seeds)")
     print(f"accuracy: default {g.baseline.accuracy:.4f}, challenger {g.challenger.accuracy:.4f}")
     print(f"decision: {g.reason}")
+    if (rerun := g.new_seeds_text()) is not None:
+        print(f"if you re-run it: {rerun}")
     print(f"report: {response.artifacts.report_html}")
 
 

@@ -35,6 +35,8 @@ def test_own_model_example_runs_the_agent(tmp_path, monkeypatch, capsys):
     _load("optimize_own_model").main()
     out = capsys.readouterr().out
     assert "challenger: " in out and "held-out seeds" in out and "90% interval" in out and "decision: " in out
+    # with a challenger, what the user's own seeds should show
+    assert ("if you re-run it: over 5 new seeds of yours" in out) == ("no raced candidate" not in out)
     assert (tmp_path / "report.html").is_file()
 
 
