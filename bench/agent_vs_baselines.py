@@ -925,7 +925,8 @@ evaluation seeds, at the claim's length, should fall in the second on at least 9
 (workload, run) pairs; a claimed significant gain whose realized mean is below zero is a reversal.
 Five evaluation seeds are one draw of what a user sees; bench/calibration.py measures the chance of
 landing inside each interval on 40 more fresh seeds, and the interval rules themselves on random
-splits of those seeds (docs/benchmarks/calibration.md).
+splits of those seeds (docs/benchmarks/calibration.md); bench/tpe_ratio.py trains the agent's and TPE's
+choices on 40 more seeds, for the agent / TPE ratios with intervals (docs/benchmarks/tpe_ratio.md).
 
     python3 bench/agent_vs_baselines.py --jobs 2            # this page's run (results cached in bench/.cache)
     python3 bench/agent_vs_baselines.py --quick             # smoke run: 2 workloads, small S, 3 seeds
