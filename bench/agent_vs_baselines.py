@@ -373,6 +373,39 @@ def evaluate(workload, config: dict, steps: int, seeds: list[int]) -> dict:
             "diverged": [r.diverged for r in runs]}
 
 
+def _seed_losses(job: tuple[str, dict, int, list[int]]) -> list[float]:
+    torch.set_num_threads(1)
+    workload, config, steps, seeds = job
+    return evaluate(load_workload(workload), config, steps, seeds)["val_losses"]
+
+
+def evaluate_all(wanted: dict, seeds: list[int], jobs: int) -> dict:
+    """``evaluate``'s validation losses on ``seeds`` for every (workload, config, steps) of ``wanted`` (key ->
+    job), in ``jobs`` worker processes of one torch thread each, under a progress bar: key -> losses."""
+    from rich.progress import Progress
+
+    losses = {}
+    with Progress() as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
+        task = bar.add_task(f"{len(wanted)} configurations x {len(seeds)} seeds", total=len(wanted))
+        tasks = [(*job, seeds) for job in wanted.values()]
+        for key, values in zip(wanted, pool.map(_seed_losses, tasks), strict=True):
+            losses[key] = values
+            bar.advance(task)
+    return losses
+
+
+def write_results(out: Path, name: str, result: dict, text: str, page: str | None = None) -> None:
+    """``out``/name.json and name.md, each written whole (atomic_write); and, given its text, the docs page
+    docs/benchmarks/name.md."""
+    from trainopt.agent.record import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(out / f"{name}.md", text)
+    if page is not None:
+        atomic_write(DOCS.parent / f"{name}.md", page)
+
+
 def relative_reduction(baseline: float, loss: float) -> float:
     """(b - c) / b, clipped to [-1, 1]: a diverged run (inf) is -1 against a finite default, +1 the other way."""
     if not math.isfinite(baseline) and not math.isfinite(loss):

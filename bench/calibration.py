@@ -36,7 +36,6 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,6 @@ DRAWS = 20_000  # R
 RULE_DRAWS = 2_000  # R_RULE
 HELD_OUT = 5  # n of a rule's held-out seeds (the plan's 5)
 TARGET = 0.9
-DOCS = HERE.parent / "docs" / "benchmarks" / "calibration.md"
 
 
 def coverage(gains: list[float], interval: tuple[float, float], k: int, draws: int, seed: int = 0) -> float:
@@ -120,29 +118,14 @@ def claims(result: dict) -> list[dict]:
             for row, run, claim in agent_claims(result) if claim.get("challenger")]
 
 
-def _train(job: tuple[str, dict, int, list[int]]) -> list[float]:
-    import torch
-
-    torch.set_num_threads(1)
-    workload, config, steps, seeds = job
-    return bench.evaluate(bench.load_workload(workload), config, steps, seeds)["val_losses"]
-
-
 def measure(items: list[dict], seeds: list[int], jobs: int, draws: int, rule_draws: int = RULE_DRAWS) -> list[dict]:
     """Train each distinct (workload, configuration, length) once on ``seeds``, then score every claim."""
-    from rich.progress import Progress
-
     ident = lambda item, config: (item["workload"], bench.eval_ident(config, item["steps"]))  # noqa: E731
     wanted = {}
     for item in items:
         for config in (item["default"], item["challenger"]):
-            wanted[ident(item, config)] = (item["workload"], config, item["steps"], seeds)
-    losses = {}
-    with Progress() as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
-        task = bar.add_task(f"{len(wanted)} configurations x {len(seeds)} seeds", total=len(wanted))
-        for key, result in zip(wanted, pool.map(_train, wanted.values()), strict=True):
-            losses[key] = result
-            bar.advance(task)
+            wanted[ident(item, config)] = (item["workload"], config, item["steps"])
+    losses = bench.evaluate_all(wanted, seeds, jobs)
     rows = []
     for item in items:
         b, c = losses[ident(item, item["default"])], losses[ident(item, item["challenger"])]
@@ -243,7 +226,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", type=Path, help="another results JSON whose intervals for the same claims to "
                                                      "score on the same seeds (e.g. one from before a change)")
     args = parser.parse_args(argv)
-    from trainopt.agent.record import atomic_write
 
     if not args.results.is_file():
         parser.error(f"--results {args.results} is not a file: run bench/agent_vs_baselines.py first")
@@ -264,13 +246,9 @@ def main(argv: list[str] | None = None) -> None:
               "wall_s": round(time.perf_counter() - started, 1)}
     if args.compare is not None:
         result["compare"] = compare(rows, json.loads(args.compare.read_text()), args.draws)
-    out = args.out or bench.RESULTS
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    atomic_write(out / "calibration.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(out / "calibration.md", text)
-    if args.out is None:
-        atomic_write(DOCS, DOC_HEAD + text)
+    bench.write_results(args.out or bench.RESULTS, "calibration", result, text,
+                        DOC_HEAD + text if args.out is None else None)
     print(text)
 
 

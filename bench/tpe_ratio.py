@@ -25,7 +25,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,6 @@ SEEDS = 40  # K
 BOOTSTRAP = 5_000
 LEVEL = 0.9
 RIVALS = ("tpe", "tpe-4x")
-DOCS = HERE.parent / "docs" / "benchmarks" / "tpe_ratio.md"
 
 
 def ratio_interval(agent: list[float], rival: list[float], draws: int = BOOTSTRAP, level: float = LEVEL,
@@ -58,31 +56,16 @@ def ratio_interval(agent: list[float], rival: list[float], draws: int = BOOTSTRA
     return float(a.mean() / r.mean()), float(low), float(high)
 
 
-def _train(job: tuple[str, dict, int, list[int]]) -> list[float]:
-    import torch
-
-    torch.set_num_threads(1)
-    workload, config, steps, seeds = job
-    return bench.evaluate(bench.load_workload(workload), config, steps, seeds)["val_losses"]
-
-
 def measure(result: dict, seeds: list[int], jobs: int) -> list[dict]:
     """Train the agent's and each rival's configuration of every row on ``seeds``; one row per workload."""
-    from rich.progress import Progress
-
     rows_in = [row for row in result["rows"] if "agent" in row["contenders"]]
     wanted = {}
     for row in rows_in:
         for name in ("agent", *RIVALS):
             if name in row["contenders"]:
                 wanted[(row["workload"], name)] = (row["workload"], row["contenders"][name]["config"],
-                                                   row["eval_steps"], seeds)
-    with Progress() as bar, ProcessPoolExecutor(max_workers=jobs) as pool:
-        task = bar.add_task(f"{len(wanted)} configurations x {len(seeds)} seeds", total=len(wanted))
-        losses = {}
-        for key, values in zip(wanted, pool.map(_train, wanted.values()), strict=True):
-            losses[key] = values
-            bar.advance(task)
+                                                   row["eval_steps"])
+    losses = bench.evaluate_all(wanted, seeds, jobs)
     rows = []
     for row in rows_in:
         w = row["workload"]
@@ -143,7 +126,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--out", type=Path, help="write the results here instead of bench/results (no docs page)")
     args = parser.parse_args(argv)
-    from trainopt.agent.record import atomic_write
 
     if not args.results.is_file():
         parser.error(f"--results {args.results} is not a file: run bench/agent_vs_baselines.py first")
@@ -157,13 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure(source, seeds, args.jobs)
     result = {"source": args.results.name, "source_commit": source["config"].get("commit"), "seeds": seeds,
               "level": LEVEL, "rows": rows, "wall_s": round(time.perf_counter() - started, 1)}
-    out = args.out or bench.RESULTS
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    atomic_write(out / "tpe_ratio.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(out / "tpe_ratio.md", text)
-    if args.out is None:
-        atomic_write(DOCS, DOC_HEAD + text)
+    bench.write_results(args.out or bench.RESULTS, "tpe_ratio", result, text,
+                        DOC_HEAD + text if args.out is None else None)
     print(text)
 
 
