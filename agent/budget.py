@@ -69,7 +69,7 @@ class RunPolicy(BaseModel):
     ranked_refine    the refine planner sees the measured candidates in the race's order (highest rung first,
                      agent/phases/propose.py ranked_outcomes) and refines around the first; before, it took the
                      lowest mean score, and means over different seeds do not compare.
-    horizon_final    the finals compare the race's leader with itself at a lower LR (phases/confirm.py
+    horizon_final    the finals compare the race's leader with itself at a lower LR (phases/finals.py
                      horizon_twin), not with the race's runner-up: the race measures C steps, the confirm L,
                      and the LR a longer run wants is lower (short-horizon bias, Wu et al. 2018). A budget too
                      small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed
@@ -78,7 +78,10 @@ class RunPolicy(BaseModel):
                      log-normal (agent/stats.py fresh_mean_gain), its spread floored as run_spread's, a side
                      seen on one seed only counting as 0; before, a t interval on the gains 1 - c/b, which a
                      skewed gain (a default that sometimes lands well) makes too narrow on its low side and
-                     can push past +100%."""
+                     can push past +100%.
+    horizon_walk     while the lowest LR of the finals scores best, the finals try the same step down once more
+                     (phases/finals.py walk_down, at most twice): (C / L)^1/2 is a rule of thumb, and the
+                     full-length runs say how far the LR should fall; before, the finals stopped at the twin."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
@@ -92,11 +95,13 @@ class RunPolicy(BaseModel):
     ranked_refine: bool = True
     horizon_final: bool = True
     lognormal_fresh: bool = True
+    horizon_walk: bool = True
 
 
 # rules added after recordings began to name their policy: the value a recording without the key was made under
 ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
-               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False}
+               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False,
+               "horizon_walk": False}
 # recordings that name no policy were made under these rules
 LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
                           **ADDED_RULES)

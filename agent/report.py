@@ -142,7 +142,7 @@ def _origin(outcome) -> str:
     if outcome.source == "search":
         return "search (best of the Optuna TPE trials below)"
     if outcome.source == "horizon":
-        return "horizon twin: the race's leader at the LR a full-length run wants (measured in the finals only)"
+        return "horizon twin: the race's leader at a lower LR, for a full-length run (measured in the finals only)"
     return f"{outcome.source}: " + ("first proposal" if outcome.round == 0 else f"refine round {outcome.round}")
 
 

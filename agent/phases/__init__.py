@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from trainopt.agent.phases.confirm import confirm, finals
+from trainopt.agent.phases.confirm import confirm
+from trainopt.agent.phases.finals import finals
 from trainopt.agent.phases.probe import probe
 from trainopt.agent.phases.profile import profile
 from trainopt.agent.phases.propose import propose, refine

@@ -1,37 +1,28 @@
-"""Phase 6, finals and confirm: the finalists at full length on selection seeds pick the challenger;
-the challenger and the baseline, paired on held-out seeds, decide the recommendation.
+"""Phase 7, confirm: the challenger (phases/finals.py) and the baseline, paired on held-out seeds, decide the
+recommendation.
 
-finals    the race's leader, the leader at the lower LR a run of L steps wants (horizon_twin) and the
-          baseline, L steps, on the first FINAL_SEEDS selection seeds (one, when the budget is small); the
-          best mean objective score is the challenger: short runs favour aggressive LRs, so the full length
-          has the last word (recordings made before RunPolicy.horizon_final: the race's two leaders, and no
-          finals on a small budget)
-confirm   challenger and baseline, L steps, on held-out seeds that no phase before used (1000, 1001, ...
-          by default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when
-          the rest of the run saw the two configurations scatter more across seeds (their log losses
-          on the race's and the finals' seeds), the interval's spread pools that in
-          (RunPolicy.run_spread). The interval for a user's mean over 5 fresh seeds is log-normal in
-          the loss ratio c/b (RunPolicy.lognormal_fresh, stats.fresh_mean_gain). The
-          challenger is recommended only when the interval of its objective gain lies above
-          ``min_gain`` over at least RunPolicy.min_adopt_seeds seeds (5; unless the request named the
-          seeds); otherwise the baseline is, with the measured difference and the reason.
+Challenger and baseline run L steps on held-out seeds that no phase before used (1000, 1001, ... by
+default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when the rest of the run
+saw the two configurations scatter more across seeds (their log losses on the race's and the finals'
+seeds), the interval's spread pools that in (RunPolicy.run_spread). The interval for a user's mean over 5
+fresh seeds is log-normal in the loss ratio c/b (RunPolicy.lognormal_fresh, stats.fresh_mean_gain). The
+challenger is recommended only when the interval of its objective gain lies above ``min_gain`` over at
+least RunPolicy.min_adopt_seeds seeds (5; unless the request named the seeds); otherwise the baseline is,
+with the measured difference and the reason.
 
 While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
 a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS; why the confirm stopped is
 noted. (Recordings made before RunPolicy.confirm_to_budget also stop once the interval clears or misses
 ``min_gain`` by more than its own half width.)
 """
-
 from __future__ import annotations
 
 import math
 import statistics
 from typing import NamedTuple
 
-from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
-from trainopt.agent.phases.race import cap_note, pick_finalists, ranking
 from trainopt.agent.phases.state import Decision, RunState
-from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, CandidateOutcome, Gain, TrainingMetrics
+from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
 from trainopt.agent.stats import (
     LEVEL,
@@ -48,90 +39,6 @@ from trainopt.tools.trials import TrialResult
 
 CONFIRM_EVALS = 25  # validation points of a full-length run
 NEW_SEEDS = 5  # the gain's second interval: the mean a user sees over this many fresh seeds
-HORIZON_EXPONENT = 0.5  # horizon_twin: the best constant LR over T steps scales as T^-1/2
-
-
-def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
-    """The finals and the minimal confirm that fit what is left: as planned, else one finalist (no
-    finals), else shorter runs (not below the candidates' length)."""
-    b = state.budget
-    left = state.steps_left()
-    if full_length_runs(b, finalists) * steps <= left:
-        return Decision(finalists=finalists, steps=steps)
-    if finalists > 1 and full_length_runs(b, 1) * steps <= left:
-        return Decision(finalists=1, steps=steps, note=f"finals skipped (one finalist): {state.time_note()}")
-    shorter = max(b.candidate_steps, left // full_length_runs(b, 1) // 10 * 10)
-    return Decision(finalists=min(finalists, 1), steps=min(steps, shorter), note=(
-        f"confirm: {min(steps, shorter)} steps instead of {steps}" + (" and no finals" if finalists > 1 else "")
-        + f", since {state.time_note()}"))
-
-
-def finals(state: RunState) -> int:
-    """Choose the challenger among the finalists; returns the full length L the confirm uses."""
-    b = state.budget
-    horizon = state.policy.horizon_final
-    finalists = ranking(state)[:1] if horizon else pick_finalists(state, FINALISTS)
-    count = 2 * len(finalists) if horizon else len(finalists)  # horizon: the leader and its twin
-    plan = state.decide("finals", lambda: final_plan(state, count, b.confirm_steps))
-    steps = plan.steps or b.confirm_steps
-    if horizon and finalists and (plan.finalists or count) > 1 and (twin := horizon_twin(state, finalists[0], steps)):
-        finalists.append(twin)
-    state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
-    if not state.finalists:
-        state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
-        return steps
-    if b.final_seeds == 0 and len(state.finalists) > 1:
-        one_seed = (f", nor on one seed beside {state.policy.min_adopt_seeds} held-out seeds" if horizon else "")
-        state.notes.append(f"no finals: the budget of {b.total_steps} steps affords them only below "
-                           f"{MIN_FINAL_STEPS} steps{one_seed}; the race's leader is the challenger")
-        state.finalists = state.finalists[:1]
-    if len(state.finalists) == 1:
-        state.challenger = state.finalists[0]
-        return steps
-    if not horizon and (note := cap_note(state, state.finalists)) is not None:
-        state.notes.append(note)
-    seeds = state.request.seeds[: b.final_seeds]
-    base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
-    runs = {i: [full_length(o.config, steps, s) for s in seeds] for i, o in enumerate(state.finalists)}
-    state.run_trials(base + [c for configs in runs.values() for c in configs], "finals", "confirm")
-    weights = state.request.objective_metrics
-    for i, o in enumerate(state.finalists):
-        scores = [objective_score(state.results[c.key()], state.results[bc.key()], weights, state.latency_ms)
-                  for c, bc in zip(runs[i], base, strict=True)]
-        o.final_score = math.fsum(scores) / len(scores) if all(map(math.isfinite, scores)) else math.inf
-        if o.source == "horizon":
-            _record_twin(state, o, runs[i])
-    ranked = sorted(state.finalists, key=lambda o: o.final_score)
-    state.challenger = ranked[0]
-    state.notes.append("finals ({} steps, selection seeds {}): {}; 1.0 is the baseline".format(
-        steps, seeds, ", ".join(f"lr {o.config.lr:.3g} {o.config.schedule} b{o.config.batch_size} score "
-                                f"{o.final_score:.3g}" for o in ranked)))
-    return steps
-
-
-def horizon_twin(state: RunState, leader: CandidateOutcome, steps: int) -> CandidateOutcome | None:
-    """The leader at the LR a run of ``steps`` (L) wants rather than the race's C: lr (C / L)^HORIZON_EXPONENT,
-    not below the probed safe range; None when that rounds to the leader's own LR.
-
-    Short runs favour aggressive LRs (Wu et al. 2018, short-horizon bias); for SGD the best constant step
-    over T steps scales as 1 / sqrt(T) (Bubeck 2015, Theorem 3.2), hence the exponent 1/2."""
-    factor = (leader.config.steps / steps) ** HORIZON_EXPONENT
-    lr = float(f"{max(leader.config.lr * factor, state.digest.lr_safe_range[0]):.3g}")
-    if lr >= leader.config.lr:
-        return None
-    config = full_length(leader.config.model_copy(update={"lr": lr}), steps, leader.config.seed)
-    return CandidateOutcome(config=config, source="horizon", round=-1, steps=steps, val_loss=math.nan,
-                            val_metric=None, peak_memory_mb=0.0, diverged=False, score=math.inf)
-
-
-def _record_twin(state: RunState, twin: CandidateOutcome, runs: list[TrialConfig]) -> None:
-    """The twin joins the run's candidates with what its full-length runs measured."""
-    results = [state.results[c.key()] for c in runs]
-    measured = metrics(state, results)
-    twin.val_loss, twin.val_metric, twin.peak_memory_mb = measured.loss, measured.accuracy, measured.memory_usage
-    twin.diverged = any(r.diverged for r in results)
-    twin.score = twin.final_score
-    state.outcomes.append(twin)
 
 
 def confirm(state: RunState, steps: int) -> Gain:

@@ -10,7 +10,7 @@ baseline). A member of rung k moves on to seed k + 1 when
     (its score - the leader's score) over those seeds does not lie above zero (agent/stats.py).
 
 Candidates of later rounds (refine, search) enter rung 0 and climb the same way. The race's leader is the
-best of the highest rung reached (``ranking``); phases/confirm.py compares it at full length with its
+best of the highest rung reached (``ranking``); phases/finals.py compares it at full length with its
 horizon twin on the first FINAL_SEEDS selection seeds (recordings made before RunPolicy.horizon_final:
 with the race's runner-up, ``pick_finalists``). Seeds used here are never used to confirm.
 """
@@ -67,7 +67,7 @@ def race_runs(candidates: int, seeds: int, baseline_missing: int) -> int:
 def race_size(state: RunState, round: int, proposed: int) -> int:
     """How many of ``proposed`` new proposals round ``round`` races (at least one): those whose race fits in what
     is left before the shortest confirm (no finals, the planned held-out seeds at the candidates' length,
-    phases/confirm.py final_plan), so a tiny step budget races fewer rather than overspends."""
+    phases/finals.py final_plan), so a tiny step budget races fewer rather than overspends."""
     b, seeds = state.budget, state.request.seeds
     missing = sum(s not in state.baseline_outcome().seed_scores for s in seeds)
     shortest_confirm = full_length_runs(b, 1) * b.candidate_steps

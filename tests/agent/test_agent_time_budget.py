@@ -10,7 +10,7 @@ import torch
 from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
 from trainopt.agent.budget import plan_steps
 from trainopt.agent.clock import WallClock
-from trainopt.agent.phases.confirm import final_plan
+from trainopt.agent.phases.finals import final_plan
 from trainopt.agent.phases.race import cap_note, pick_finalists
 from trainopt.agent.phases.respond import plots_fit
 from trainopt.agent.phases.state import RunState
@@ -125,7 +125,7 @@ def test_a_finalist_within_the_lr_cap_joins_an_aggressive_leader(tmp_path, diges
 
 
 def test_the_finals_race_the_leader_against_itself_at_the_lr_of_the_longer_run(tmp_path, digest):
-    from trainopt.agent.phases.confirm import HORIZON_EXPONENT, horizon_twin
+    from trainopt.agent.phases.finals import HORIZON_EXPONENT, horizon_twin
 
     run = _run(tmp_path, WallClock(budget_s=None))
     run.digest = digest
