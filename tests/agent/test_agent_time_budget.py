@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import math
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,49 @@ def test_the_finals_race_the_leader_against_itself_at_the_lr_of_the_longer_run(t
     assert horizon_twin(run, leader, steps=30) is None  # no longer run: no other LR to try
     low = leader.model_copy(update={"config": config.model_copy(update={"lr": digest.lr_safe_range[0]})})
     assert horizon_twin(run, low, steps=120) is None  # already at the bottom of the probed safe range
+
+
+def _walk(tmp_path, digest, monkeypatch, score_of_lr, spent: int = 0):
+    """The finals' walk after a leader at lr 0.016 (C = 30) and its twin at 0.008 (L = 120), on one seed, with
+    ``score_of_lr`` standing in for the full-length runs; returns the run and the LRs the finals measured."""
+    finals = importlib.import_module("trainopt.agent.phases.finals")  # the package re-exports the function
+
+    def measure(state, outcomes, base, include_base):
+        for o in outcomes:
+            o.final_score = score_of_lr(o.config.lr)
+            state.steps_spent += len(base) * o.config.steps
+
+    monkeypatch.setattr(finals, "_run_finalists", measure)
+    run = _run(tmp_path, WallClock(budget_s=None))
+    run.digest, run.steps_spent = digest, spent
+    leader = _raced(TrialConfig(lr=0.016, batch_size=32, schedule="warmup_cosine", warmup_steps=3, steps=30), {0: .5})
+    run.finalists = [leader, finals._at_lr(run, leader.config, 0.008, 120)]
+    measure(run, run.finalists, [TrialConfig(lr=1e-3, steps=120)], True)
+    finals.walk_down(run, [TrialConfig(lr=1e-3, steps=120)], 120)
+    return run, [o.config.lr for o in run.finalists]
+
+
+def test_the_finals_walk_the_lr_down_while_the_lowest_scores_best(tmp_path, digest, monkeypatch):
+    # the best full-length LR is 0.003: the twin (0.008) beats the leader, 0.004 beats the twin, 0.002 loses
+    run, lrs = _walk(tmp_path, digest, monkeypatch, lambda lr: abs(math.log(lr / 0.003)))
+    assert lrs == [0.016, 0.008, 0.004, 0.002]
+    # at most WALK_STEPS steps past the twin, however far down the best LR lies
+    _, lrs = _walk(tmp_path, digest, monkeypatch, lambda lr: lr)
+    assert lrs == [0.016, 0.008, 0.004, 0.002]
+    # the leader beats its twin: nothing lower is tried
+    _, lrs = _walk(tmp_path, digest, monkeypatch, lambda lr: -lr)
+    assert lrs == [0.016, 0.008]
+
+
+def test_the_finals_walk_stops_where_the_confirm_would_no_longer_fit(tmp_path, digest, monkeypatch):
+    probe = _run(tmp_path, WallClock(budget_s=None)).budget
+    confirm = (2 * probe.confirm_seeds) * 120  # the smallest confirm after the finals, at L = 120
+    # after the twin's run, room for one more step of 120 steps beside the confirm, not for two
+    spent = probe.total_steps - confirm - 2 * 120 - 60
+    run, lrs = _walk(tmp_path, digest, monkeypatch, lambda lr: lr, spent=spent)
+    assert lrs == [0.016, 0.008, 0.004]
+    assert any("LR walk stopped at lr 0.004" in note for note in run.notes)
+    assert run.steps_left() >= confirm
 
 
 def test_refine_sees_the_race_leader_first_not_the_lowest_mean_over_other_seeds(tmp_path):
