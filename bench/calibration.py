@@ -3,7 +3,7 @@
 A response's ``gain.new_seeds_interval`` says where the mean gain over 5 fresh seeds lands, 90% of the
 time. bench/agent_vs_baselines.py checks each claim once, on its 5 evaluation seeds: one draw per claim.
 Here each agent run's challenger and the workload's default are trained at the claim's length on K
-calibration seeds (80_000, 80_001, ...: disjoint from every selection, confirm, evaluation and
+calibration seeds (120_000, 120_001, ...: disjoint from every selection, confirm, evaluation and
 development seed), and the chance that a user's mean over 5 of them lands inside the claim's interval is
 estimated from R random 5-seed subsets (drawn without replacement):
 
@@ -21,7 +21,8 @@ interval on the gains r_i (agent/stats.py paired), and ``lognormal``, log-normal
 (agent/stats.py fresh_mean_gain; the agent's rule since RunPolicy.lognormal_fresh).
 
 Seeds: 40_000-40_039 scored the claims of the runs before the log-normal rule, and the resampling of
-their losses is what chose it (development); the calibration seeds are since 80_000-80_039.
+their losses is what chose it (development); 80_000-80_039 scored the claims of the last run before
+RunPolicy.horizon_walk; the calibration seeds are since 120_000-120_039.
 
     python3 bench/calibration.py --jobs 2          # the claims of bench/results/agent_vs_baselines.json
     python3 bench/calibration.py --results DIR/agent_vs_baselines.json --out DIR
@@ -44,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import agent_vs_baselines as bench  # noqa: E402
 
-CALIBRATION_SEED_START = 80_000
+CALIBRATION_SEED_START = 120_000
 SEEDS = 40  # K
 DRAWS = 20_000  # R
 RULE_DRAWS = 2_000  # R_RULE
@@ -206,8 +207,10 @@ spread had a mean chance of 0.817 (that run's predecessor, `git show
 spread pooled in, 0.879. The claims of the agent with the finals' horizon twin (other challengers) scored
 0.926 on seeds 40000-40039 with the t interval on the gains; resampling those seeds' losses (5 held-out, 5
 fresh) chose the log-normal interval (mean chance t 0.888, log-normal 0.896, without a run's spread), so
-the seeds below are new ones, 80000-80039, and the run below is of the agent with the log-normal rule
-(the same challengers and claimed gains; `--compare` scores their earlier t intervals on the same seeds).
+the next seeds were new ones, 80000-80039, for the agent with the log-normal rule (the same challengers
+and claimed gains): mean chance 0.914, and 0.890 for their earlier t intervals on the same seeds. The run
+below is of the agent whose finals walk the LR down (RunPolicy.horizon_walk; some challengers changed), on
+new seeds again, 120000-120039.
 
 """
 
