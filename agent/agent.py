@@ -6,8 +6,9 @@
     4 race      candidates raced over the selection seeds by successive halving
     5 refine    RefineCandidates sees the raced results, proposes again; races (bounded rounds)
     6 search    seeded Optuna TPE; its best joins the race
-    7 confirm   the leader and its lower-LR twin at full length on selection seeds pick the challenger; challenger and
-                baseline paired on held-out seeds: mean gain, 90% interval, the decision
+    7 confirm   finals: the leader and itself at lower LRs (its horizon twin, lower while the lowest wins), at full
+                length on selection seeds, pick the challenger; challenger and baseline paired on held-out seeds:
+                mean gain, 90% interval, the decision
 
 Examples:
     >>> agent = TrainingOptimizationAgent(lm="offline", out_dir="trainopt-out")        # doctest: +SKIP

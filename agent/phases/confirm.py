@@ -15,6 +15,7 @@ a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS; why t
 noted. (Recordings made before RunPolicy.confirm_to_budget also stop once the interval clears or misses
 ``min_gain`` by more than its own half width.)
 """
+
 from __future__ import annotations
 
 import math

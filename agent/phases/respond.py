@@ -1,4 +1,4 @@
-"""Phase 7, respond: the convergence forecast, the planner's explanation, the ONNX export when latency
+"""Phase 8, respond: the convergence forecast, the planner's explanation, the ONNX export when latency
 matters, and the OptimizationResponse with every piece of evidence behind it.
 
 The forecast fits the ConvergencePredictor to the first PREDICT_PREFIX of the recommended

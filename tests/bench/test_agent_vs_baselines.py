@@ -20,7 +20,7 @@ def bench(bench_script):
     return bench_script("agent_vs_baselines")
 
 
-def test_quick_run_writes_relative_results(tmp_path):
+def test_quick_run_writes_relative_results(tmp_path, bench):
     # one tiny workload, every contender but the two ablation variants, two evaluation seeds
     out = tmp_path / "results"
     command = [sys.executable, str(SCRIPT), "--quick", "--workloads", "wine-small", "--budget", "100",
@@ -33,7 +33,7 @@ def test_quick_run_writes_relative_results(tmp_path):
     # every contender asked for was chosen and evaluated on the two evaluation seeds, paired with the default
     assert set(row["contenders"]) == {"default", "random", "tpe", "tpe-4x", "lr-finder", "schedulefree", "agent"}
     assert all(len(c["val_losses"]) == 2 for c in row["contenders"].values())
-    assert row["eval_seeds"] == [70_000, 70_001]
+    assert row["eval_seeds"] == [bench.EVAL_SEED_START, bench.EVAL_SEED_START + 1]
     # the agent's claim sits beside what the evaluation seeds gave, and every target says holds or falls short
     assert row["contenders"]["agent"]["claim"]["confirm_seeds"]
     text = (out / "agent_vs_baselines_quick.md").read_text()

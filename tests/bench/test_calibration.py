@@ -45,8 +45,9 @@ def test_a_run_scores_each_claim_on_fresh_seeds(tmp_path, calibration, bench_scr
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "calibration.json").read_text())
     (row,) = result["rows"]
-    # ten seeds from 80000 on, none a selection, confirm, evaluation or development seed; one gain per seed
-    assert result["seeds"] == list(range(80_000, 80_010)) and len(row["gains"]) == 6 + 4
+    # ten seeds from the script's own start on (disjoint from the others: below); one gain per seed
+    start = calibration.CALIBRATION_SEED_START
+    assert result["seeds"] == list(range(start, start + 10)) and len(row["gains"]) == 6 + 4
     # ten seeds split 5 + 5: both interval rules are scored on them
     assert set(row["rules"]) == {"t", "lognormal"} and all(0.0 <= v <= 1.0 for v in row["rules"].values())
     inside = calibration.coverage(row["gains"], (0.0, 0.9), 5, 200)
@@ -83,3 +84,21 @@ def test_the_lognormal_rule_holds_its_ninety_percent_where_the_t_rule_falls_shor
     lognormal = calibration.rule_coverage(baseline, challenger, rules["lognormal"], 5, 5, 3000)
     t = calibration.rule_coverage(baseline, challenger, rules["t"], 5, 5, 3000)
     assert lognormal == pytest.approx(0.90, abs=0.015) and t < 0.885
+
+
+def test_the_benchmarks_draw_from_seed_ranges_nothing_else_uses(calibration, bench_script):
+    bench, ratio = bench_script("agent_vs_baselines"), bench_script("tpe_ratio")
+    ranges = {
+        "evaluation": range(bench.EVAL_SEED_START, bench.EVAL_SEED_START + 100),
+        "development": range(bench.DEV_SEED_START, bench.DEV_SEED_START + 100),
+        "calibration": range(calibration.CALIBRATION_SEED_START, calibration.CALIBRATION_SEED_START + 1000),
+        "tpe_ratio": range(ratio.SEED_START, ratio.SEED_START + 1000),
+    }
+    from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS
+
+    # the agent's selection seeds (0, 1, 2; the searches use 0) and its held-out confirm seeds
+    used = set(range(3)) | set(range(CONFIRM_SEED_START, CONFIRM_SEED_START + MAX_CONFIRM_SEEDS))
+    for name, seeds in ranges.items():
+        assert used.isdisjoint(seeds), name
+        for other, more in ranges.items():
+            assert name == other or set(seeds).isdisjoint(more), (name, other)

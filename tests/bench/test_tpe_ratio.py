@@ -30,7 +30,7 @@ def test_the_ratio_of_means_and_its_interval(tpe_ratio):
     assert low < ratio < high < 1.0
 
 
-def test_a_run_trains_each_choice_on_fresh_seeds(tmp_path, bench_script):
+def test_a_run_trains_each_choice_on_fresh_seeds(tmp_path, bench_script, tpe_ratio):
     bench = bench_script("agent_vs_baselines")
     default = bench.default_config(bench.load_workload("wine-small"))
     rows = [{"workload": "wine-small", "eval_steps": 20, "contenders": {
@@ -42,8 +42,9 @@ def test_a_run_trains_each_choice_on_fresh_seeds(tmp_path, bench_script):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "tpe_ratio.json").read_text())
     (row,) = result["rows"]
-    # three seeds from 90000 on; the ratio of the two means, and the five-seed figure it is set beside
-    assert result["seeds"] == [90_000, 90_001, 90_002] and len(row["agent_losses"]) == 3
+    # three seeds from the script's own start on; the ratio of the two means, and the five-seed figure it is set beside
+    start = tpe_ratio.SEED_START
+    assert result["seeds"] == [start, start + 1, start + 2] and len(row["agent_losses"]) == 3
     tpe = row["tpe"]
     assert tpe["ratio"] == pytest.approx(np.mean(row["agent_losses"]) / np.mean(tpe["losses"]))
     assert tpe["interval"][0] <= tpe["ratio"] <= tpe["interval"][1] and tpe["five_seed_ratio"] == 1.25
