@@ -90,9 +90,7 @@ def walk_down(state: RunState, base: list[TrialConfig], steps: int) -> None:
     while the smallest confirm still fits after it); each step joins the finalists, measured on ``base``'s
     seeds."""
     leader, lowest = state.finalists[0], state.finalists[-1]
-    if lowest is leader:
-        return
-    factor = lowest.config.lr / leader.config.lr
+    factor = lowest.config.lr / leader.config.lr  # 1 without a twin: _at_lr finds nothing lower, no step
     cost = len(base) * steps
     for k in range(1, WALK_STEPS + 1):
         if min(state.finalists, key=lambda o: o.final_score) is not lowest:
