@@ -8,6 +8,7 @@ quoted are the held-out ones (mean over the held-out seeds, 90% interval, wins),
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # (field, label) in the order a reader scans them; the comparison shows every one that differs
@@ -61,18 +62,31 @@ def describe_config(config: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+def _finite(value: Any) -> float:
+    """A figure that may have crossed JSON (where NaN and infinity become null) as a float."""
+    return float("nan") if value is None else float(value)
+
+
+def _number(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``; "n/a" for a missing or non-finite figure (a diverged run)."""
+    value = _finite(value)
+    return format(value, spec) if math.isfinite(value) else "n/a"
+
+
 def explain(digest, winner, comparison: dict[str, Any]) -> str:
     """The choice in a few sentences: what changed, the held-out figures, the decision and its reason."""
     baseline = dict(digest.baseline)
     challenger = comparison.get("challenger") or winner.model_dump()
     changes = config_changes(baseline, challenger)
     n, steps = len(comparison["seeds"]), comparison["steps"]
-    lo, hi = comparison.get("interval") or (float("nan"), float("nan"))
+    lo, hi = (_finite(x) for x in comparison.get("interval") or (None, None))
+    claim = comparison.get("claim") or f"{steps} steps each"
     held_out = (
-        f"on {n} held-out seeds ({steps} steps each) its mean validation loss was "
-        f"{comparison['challenger_val_loss']:.4g} against the baseline's {comparison['baseline_val_loss']:.4g}: "
-        f"a relative reduction of {comparison['relative_loss_reduction']:+.1%} (90% interval {lo:+.1%} to "
-        f"{hi:+.1%}; better on {comparison.get('wins', 0)} of {n} seeds)"
+        f"on {n} held-out seeds ({claim}) its mean validation loss was "
+        f"{_number(comparison['challenger_val_loss'], '.4g')} against the baseline's "
+        f"{_number(comparison['baseline_val_loss'], '.4g')}: a relative reduction of "
+        f"{_number(comparison['relative_loss_reduction'], '+.1%')} (90% interval {_number(lo, '+.1%')} to "
+        f"{_number(hi, '+.1%')}; better on {comparison.get('wins', 0)} of {n} seeds)"
     )
     probes = (
         f" The range test suggested an LR of {digest.lr_suggested:.3g} (safe {digest.lr_safe_range[0]:.3g}-"
@@ -81,6 +95,8 @@ def explain(digest, winner, comparison: dict[str, Any]) -> str:
     )
     if comparison.get("adopted"):
         reason = " The interval lies above the minimum gain asked for, so the winner is adopted."
+    elif not (math.isfinite(lo) and math.isfinite(hi)):
+        reason = " A run diverged, so the interval is not a figure and the baseline is kept."
     elif lo <= 0 <= hi:
         reason = " The interval straddles zero: no significant difference, so the baseline is kept."
     elif hi < 0:

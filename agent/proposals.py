@@ -16,7 +16,7 @@ Examples:
     ...     batch_range=(8, 64), batch_recommended=32)
     >>> kept, notes = bound([{"optimizer": "adamw", "lr": 5.0, "batch_size": 32}, {"lr": "fast"}], d, 4, 30, 0)
     >>> [c.config.lr for c in kept], len(notes)
-    ([0.01], 2)
+    ([0.01], 1)
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _validate(item: Any, digest: ProbeDigest) -> tuple[CandidateProposal | None,
 
 
 def to_config(proposal: CandidateProposal, digest: ProbeDigest, steps: int, seed: int) -> tuple[TrialConfig, list[str]]:
-    """A proposal as a TrialConfig, clamped to the probed safe ranges (each move noted)."""
+    """A proposal as a TrialConfig, clamped to the probed safe ranges (each move noted), trained on the examples
+    of ``steps`` steps at the baseline's batch (agent/horizon.py: a larger batch trains fewer steps)."""
     clamped = []
     lr = min(max(proposal.lr, digest.lr_safe_range[0]), digest.lr_safe_range[1])
     if abs(lr - proposal.lr) > 1e-3 * proposal.lr:
@@ -102,6 +103,7 @@ def to_config(proposal: CandidateProposal, digest: ProbeDigest, steps: int, seed
     if batch != proposal.batch_size:
         clamped.append(f"batch_size {proposal.batch_size} -> {batch} (allowed and fitting range)")
     schedule = "constant" if proposal.optimizer == "schedulefree" else proposal.schedule
+    steps = max(1, round(steps * digest.baseline.get("batch_size", batch) / batch))
     warmup = 0 if schedule == "one_cycle" else min(steps - 1, round(proposal.warmup_fraction * steps))
     config = TrialConfig(
         optimizer=proposal.optimizer,

@@ -62,6 +62,10 @@ class HPOInput(BaseModel):
         None, gt=0, description="training-step budget over all trials (stops launching; may overshoot "
         "by under one validation interval)")
     max_steps: int = Field(300, gt=0, description="steps of a trial that is never pruned (full fidelity)")
+    baseline_batch: int | None = Field(
+        None, gt=0, description="count compute in training examples: a trial at batch B trains max_steps x "
+        "baseline_batch / B steps (equal examples, not equal steps), and every step figure (reports, the "
+        "pruner's resources, total_steps, steps spent) is in steps at baseline_batch. None: plain steps")
     min_steps: int | None = Field(None, gt=0, description="pruner min resource (default: max_steps // 9)")
     pruner: Literal["successive_halving", "hyperband", "none"] = "successive_halving"
     convergence_pruning: bool = Field(True, description="also prune on the ConvergencePredictor's forecast")
@@ -189,6 +193,7 @@ class HyperparameterSuggester(Tool):
         reason: dict[str, str] = {}
 
         def report(step: int, val_loss: float) -> bool:
+            step = in_budget_steps(input, step, config.batch_size)
             val_steps.append(float(step))
             val_losses.append(val_loss)
             if math.isfinite(val_loss):
@@ -208,8 +213,9 @@ class HyperparameterSuggester(Tool):
         except OptimizationError as error:  # becomes a FAILED trial with its reason, not a crash
             trial.set_user_attr("error", str(error))
             raise
-        state["spent"] += result.steps_run
-        trial.set_user_attr("steps", result.steps_run)
+        spent = in_budget_steps(input, result.steps_run, config.batch_size)
+        state["spent"] += spent
+        trial.set_user_attr("steps", spent)
         trial.set_user_attr("last_val_loss", _finite_or_none(result.val_losses[-1]))
         if result.diverged:
             trial.set_user_attr("pruned_by", f"divergence ({result.divergence_reason})")
@@ -284,8 +290,20 @@ def _suggest(trial: optuna.Trial, input: HPOInput, space: dict[str, list]) -> Tr
     return TrialConfig(**{
         **fields, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size, "optimizer": optimizer,
         "meta_optimizer": None if meta == NO_META else meta, "schedule": schedule,
-        "steps": input.max_steps, "seed": input.seed,
+        "steps": trial_steps(input, batch_size), "seed": input.seed,
     })
+
+
+def trial_steps(input: HPOInput, batch_size: int) -> int:
+    """Steps of a never-pruned trial at ``batch_size``: max_steps, or its examples at the baseline batch."""
+    if input.baseline_batch is None:
+        return input.max_steps
+    return max(1, round(input.max_steps * input.baseline_batch / batch_size))
+
+
+def in_budget_steps(input: HPOInput, steps: int, batch_size: int) -> int:
+    """``steps`` at ``batch_size`` in the study's unit: steps at the baseline batch when it counts examples."""
+    return steps if input.baseline_batch is None else round(steps * batch_size / input.baseline_batch)
 
 
 def _pruner(input: HPOInput) -> optuna.pruners.BasePruner:
@@ -302,7 +320,7 @@ def _study_name(workload: str, input: HPOInput, space: dict) -> str:
     """Same workload, space, fidelity and seed -> same study, so a rerun resumes it."""
     key = {"workload": workload, "space": space, "lr": input.lr_range, "wd": input.weight_decay_range,
            "max_steps": input.max_steps, "seed": input.seed, "base": input.base_config,
-           "pruner": input.pruner}
+           "pruner": input.pruner, **({"baseline_batch": input.baseline_batch} if input.baseline_batch else {})}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"hpo-{workload}-{digest}"
 

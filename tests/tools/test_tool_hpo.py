@@ -93,3 +93,12 @@ def test_convergence_forecast_prunes_hopeless_trials(hpo, level, expected):
     pruned = hpo._forecast_prunes(HPOInput(max_steps=200), _Study(), steps, losses, reason)
     assert pruned is expected
     assert ("convergence forecast" in reason.get("by", "")) is expected
+
+
+def test_examples_budget_gives_every_batch_the_same_examples(hpo):
+    candidates = [{"lr": 1e-3, "batch_size": 32}, {"lr": 1e-3, "batch_size": 64}]
+    out = hpo(n_trials=2, candidates=candidates, baseline_batch=64, **TINY)
+    # batch 32 trains twice the steps of batch 64: 24 and 12, the same 768 examples
+    assert [t.config["steps"] for t in out.trials] == [24, 12]
+    # and spends 12 steps at the baseline batch each
+    assert [t.steps for t in out.trials] == [12, 12]
