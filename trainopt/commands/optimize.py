@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -58,7 +59,7 @@ def optimize(
     ),
 ) -> None:
     """Find a training configuration by measuring what the planner proposes; compare it to the baseline."""
-    from trainopt.agent import STEPS, OptimizationRequest, TrainingOptimizationAgent
+    from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
     from trainopt.tools.tracking import log_trials
 
     constraints = {
@@ -75,39 +76,26 @@ def optimize(
             confirm_seeds=None if confirm_seeds is None else _seeds(confirm_seeds),
         )
     except ValueError as error:
-        console.print(f"[red]error[/red]: {_message(error)}")
-        raise typer.Exit(2) from None
-    with Progress(
-        TextColumn("[bold]{task.description:<8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
-        tasks: dict[str, TaskID] = {s: bars.add_task(s, total=None, note="", start=False) for s in STEPS}
-
-        def progress(step: str, done: int, total: int, message: str) -> None:
-            task = tasks[step]
-            bars.start_task(task)
-            bars.update(task, completed=done, total=max(total, 1), note=message[:48])
-
-        if workers < 0:
-            console.print(f"[red]error[/red]: --workers must be >= 0 but got {workers}")
-            raise typer.Exit(2)
-        agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=progress,
-                                          workers=workers)
-        try:
-            # a replay asks what the recording asked (its workload, budget and constraints)
-            with log_trials(*(log or [])):
-                response = agent.optimize_training(None if replay else request, record=record, replay=replay)
-        except OptimizationError as error:
-            console.print(f"[red]error[/red] ({error.type}): {error.message}")
-            raise typer.Exit(2) from None
-        work_done()
-        for step in STEPS:
-            task = bars.tasks[tasks[step]]
-            bars.update(tasks[step], completed=task.total or 1, total=task.total or 1)
+        _fail(_message(error))
+    if workers < 0:
+        _fail(f"--workers must be >= 0 but got {workers}")
+    if replay is not None and (problem := _not_a_recording(replay)) is not None:
+        _fail(problem)
+    bars = _PhaseBars()
+    agent = TrainingOptimizationAgent(lm=lm, storage=storage, out_dir=out, device=device, progress=bars.progress,
+                                      workers=workers)
+    try:
+        # a replay asks what the recording asked (its workload, budget and constraints)
+        with log_trials(*(log or [])):
+            response = agent.optimize_training(None if replay else request, record=record, replay=replay)
+    except OptimizationError as error:
+        bars.close()  # the error is the last line: no bar is drawn after it
+        _fail(error.message, error.type)
+    except BaseException:
+        bars.close()
+        raise
+    work_done()
+    bars.finish()
     if json_output:
         typer.echo(response.model_dump_json(indent=2))
         return
@@ -123,6 +111,76 @@ def optimize(
             f"{limits.step_budget} steps")
         console.print(f"took {response.wall_time_s:g} s (budget {budget_text})")
     console.print(f"report: {response.artifacts.report_html}")
+
+
+class _PhaseBars:
+    """A progress bar per phase of the run: one for each name in ``PHASES`` from the start, and one more for
+    any phase the agent reports that is not in it (a bar is shown, never a crash). Nothing is drawn before
+    the agent's first progress event, so an error found before any work is the only line printed."""
+
+    def __init__(self) -> None:
+        from trainopt.agent.phases import PHASES
+
+        self.bars = Progress(
+            TextColumn("[bold]{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        for phase in PHASES:
+            self._task(phase)
+
+    def _task(self, phase: str) -> TaskID:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.bars.add_task(phase, total=None, note="", start=False)
+        return self.tasks[phase]
+
+    def progress(self, phase: str, done: int, total: int, message: str) -> None:
+        """The agent's ProgressCallback: ``phase`` advanced to ``done`` of ``total``."""
+        if not self.bars.live.is_started:
+            self.bars.start()
+        task = self._task(phase)
+        self.bars.start_task(task)
+        self.bars.update(task, completed=done, total=max(total, 1), note=message[:48])
+
+    def finish(self) -> None:
+        """The run is done: every bar full, drawn once more and left on the screen."""
+        if not self.bars.live.is_started:
+            self.bars.start()
+        for task in self.bars.tasks:
+            self.bars.update(task.id, completed=task.total or 1, total=task.total or 1)
+        self.bars.stop()
+
+    def close(self) -> None:
+        """Stop drawing (the bars already drawn stay as they were), so that what is printed next comes last."""
+        if self.bars.live.is_started:  # Progress.stop prints an empty line off a terminal even when not started
+            self.bars.stop()
+
+
+def _fail(message: str, kind: str | None = None) -> NoReturn:
+    """Print ``error (kind): message`` as one line on stderr (never wrapped at the terminal's width) and exit 2."""
+    from rich.markup import escape
+
+    console.print(f"[red]error[/red]{f' ({kind})' if kind else ''}: {escape(message)}", soft_wrap=True,
+                  highlight=False)
+    raise typer.Exit(2)
+
+
+def _not_a_recording(path: Path) -> str | None:
+    """Why ``path`` cannot be replayed (no such folder, or files of a recording missing), or None."""
+    from trainopt.agent.record import CASSETTE, META, TRIALS
+
+    if not path.is_dir():
+        what = "no such folder"
+    elif missing := [name for name in (CASSETTE, TRIALS, META) if not (path / name).is_file()]:
+        what = f"missing {', '.join(missing)}"
+    else:
+        return None
+    return (f"--replay {path} is not a recording ({what}); record one first with --record DIR "
+            f"(`trainopt optimize --record {path}`), then replay that folder")
 
 
 def _message(error: ValueError) -> str:
