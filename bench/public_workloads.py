@@ -5,7 +5,9 @@ Each is one function returning ``Workload.from_callables(...)``, the way a user 
 downloaded. Together they cover what the four built-ins do not: a regression, a classification
 small enough that seed noise dominates, a 1-D convolution over sequences, and a default learning
 rate far too high. Splits are fixed (``torch.Generator().manual_seed(0)``) so every trial sees the
-same data.
+same data. Each has a test split that no selection reads: the examples not in training, halved
+into validation and test (the waveforms keep 500 for validation and generate 500 more, with
+another seed, for test).
 
     >>> PUBLIC_WORKLOADS["diabetes-mlp"]().num_train
     350
@@ -24,9 +26,15 @@ from trainopt.tools.workloads import Workload
 
 
 def _split(n: int, n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random permutation of range(n), cut into (train, val) indices."""
+    """A fixed random permutation of range(n), cut into (train, held-out) indices."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     return order[:n_train], order[n_train:]
+
+
+def _halve(held: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out indices cut into (val, test) halves, in their (random) order; val takes an odd one."""
+    cut = (len(held) + 1) // 2
+    return held[:cut], held[cut:]
 
 
 def _standardise(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
@@ -48,11 +56,13 @@ def diabetes_mlp() -> Workload:
 
     Why: the built-ins are all classifiers; here the loss is the MSE of a standardised target (a
     constant prediction scores 1.0) and there is no metric, so only the loss can decide.
+    350 train / 46 val / 46 test patients.
     """
     from sklearn.datasets import load_diabetes
 
     x, y = (torch.tensor(a, dtype=torch.float32) for a in load_diabetes(return_X_y=True))
-    train, val = _split(len(x), 350)
+    train, held = _split(len(x), 350)
+    val, test = _halve(held)
     x, y = _standardise(x, train), _standardise(y[:, None], train)  # (N, 10), (N, 1)
 
     def model() -> nn.Module:
@@ -63,12 +73,12 @@ def diabetes_mlp() -> Workload:
 
     return Workload.from_callables(
         model, (x[train], y[train]), (x[val], y[val]), mse, name="diabetes-mlp",
-        default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 32},
+        default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 32}, test_data=(x[test], y[test]),
     )
 
 
 def wine_small() -> Workload:
-    """Small-data classification: scikit-learn's wine table, 128 training examples (13 features, 3 classes).
+    """Small-data classification: scikit-learn's wine table, 128 train / 25 val / 25 test (13 features, 3 classes).
 
     Why: with 128 examples a training run's outcome depends on its seed (initialisation and batch
     order) about as much as on its settings; a configuration chosen on one seed is a coin toss.
@@ -77,7 +87,8 @@ def wine_small() -> Workload:
 
     x, y = load_wine(return_X_y=True)
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    train, val = _split(len(x), 128)
+    train, held = _split(len(x), 128)
+    val, test = _halve(held)
     x = _standardise(x, train)
 
     def model() -> nn.Module:
@@ -86,6 +97,7 @@ def wine_small() -> Workload:
     return Workload.from_callables(
         model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="wine-small",
         metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 16},
+        test_data=(x[test], y[test]),
     )
 
 
@@ -115,13 +127,14 @@ def waveform_sequences(
 
 
 def waveform_conv1d() -> Workload:
-    """Sequence model: a 1-D CNN classifying noisy generated waveforms (2,000 train / 500 val, length 64).
+    """Sequence model: a 1-D CNN classifying noisy generated waveforms (2,000 train / 500 val / 500 test, length 64).
 
     Why: a convolution over time with batch norm (its statistics follow the batch size), on data
     generated here; nothing like the image and text built-ins.
     """
     x, y = waveform_sequences(2500)
     train, val = _split(len(x), 2000)
+    x_test, y_test = waveform_sequences(500, seed=1)  # test: 500 more signals, drawn apart from the rest
 
     def model() -> nn.Module:
         return nn.Sequential(
@@ -133,6 +146,7 @@ def waveform_conv1d() -> Workload:
     return Workload.from_callables(
         model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="waveform-conv1d",
         metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 1e-3, "batch_size": 32},
+        test_data=(x_test, y_test),
     )
 
 
@@ -142,13 +156,14 @@ def cancer_high_lr() -> Workload:
     Why: a user's default can be badly wrong. At lr 0.3 this model trains but lands about 3x above
     the validation loss lr 3e-3 reaches (tanh keeps it from diverging outright), so every sensible
     contender should beat the default clearly, and a tool that keeps the default when in doubt
-    must still see that it is bad. 400 train / 169 val tumours, 30 features.
+    must still see that it is bad. 400 train / 85 val / 84 test tumours, 30 features.
     """
     from sklearn.datasets import load_breast_cancer
 
     x, y = load_breast_cancer(return_X_y=True)
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    train, val = _split(len(x), 400)
+    train, held = _split(len(x), 400)
+    val, test = _halve(held)
     x = _standardise(x, train)
 
     def model() -> nn.Module:
@@ -157,6 +172,7 @@ def cancer_high_lr() -> Workload:
     return Workload.from_callables(
         model, (x[train], y[train]), (x[val], y[val]), _cross_entropy, _accuracy, name="cancer-high-lr",
         metric_name="accuracy", default_config={"optimizer": "adamw", "lr": 0.3, "batch_size": 32},
+        test_data=(x[test], y[test]),
     )
 
 

@@ -8,9 +8,11 @@ only ever read back for the workload that produced it. It covers:
   initialisation counts; models above ``MAX_VALUE_HASH_PARAMS`` parameters are fingerprinted
   without their values, from a build on the meta device), and the source of ``forward`` of every
   module class outside torch (so an edited ``forward`` counts even when no shape changed);
-- the data: for a tuple of tensors, each tensor's dtype, shape and bytes (tensors above
-  ``FULL_HASH_BYTES`` are hashed on ``SAMPLED_ROWS`` evenly spaced rows); for a ``Dataset``, its
-  class, its length and ``SAMPLED_ITEMS`` evenly spaced items (first and last included);
+- the data of every split (training, validation and test when there is one): for a tuple of
+  tensors, each tensor's dtype, shape and bytes (tensors above ``FULL_HASH_BYTES`` are hashed on
+  ``SAMPLED_ROWS`` evenly spaced rows); for a ``Dataset``, its class, its length and
+  ``SAMPLED_ITEMS`` evenly spaced items (first and last included). Without test data there is
+  no test entry;
 - the loss, metric and param-group functions: their source (``inspect.getsource``; the qualified
   name when the source is not available), default arguments and closure values;
 - the workload's own settings (name, metric, default config) and the trainopt and torch versions.
@@ -186,6 +188,8 @@ def workload_fingerprint(workload: Any) -> str:
         "trainopt": trainopt_version(),
         "torch": torch.__version__,
     }
+    if workload.test_data is not None:
+        parts["test"] = data_digest(workload.test_data)
     text = json.dumps(parts, sort_keys=True)
     return f"wl{FINGERPRINT_VERSION}-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 

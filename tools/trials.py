@@ -8,13 +8,17 @@ while training (a bug in the model, the loss, the data, or in trainopt) is a ``W
 naming the workload and the phase it was raised in, chained to the original exception: a bug never
 looks like a measurement. A workload that cannot be trained as given (no training or validation
 examples, no trainable parameters) is a ``WorkloadError`` too.
+
+A workload with a test split has its final model measured once on it (``final_test_loss``,
+``final_test_metric``; None when the trial diverged). Nothing inside a trial reads those: pruning
+and ``score`` use validation, and test is for confirmation and benchmark scores.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from pydantic import BaseModel, Field
@@ -25,6 +29,7 @@ from trainopt.tools.memory import measure_step_memory
 from trainopt.tools.optim_factory import build_meta_optimizer, build_optimizer, build_scheduler
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.workloads import Workload, get_workload
+from trainopt.tools.workloads.base import Batch
 
 EXPLODE_FACTOR = 10.0  # a loss above this multiple of the first loss counts as diverged
 GRAD_STATS_EVERY = 20  # per-layer gradient norms and update ratios are sampled every N steps
@@ -61,6 +66,10 @@ class TrialResult(BaseModel):
     higher_is_better: bool = True
     final_val_loss: float
     final_val_metric: float | None
+    final_test_loss: float | None = Field(
+        None, description="the final model's mean loss on the workload's test split, read by no selection "
+                          "(None without test data or when the trial diverged)")
+    final_test_metric: float | None = Field(None, description="the final model's metric on the test split")
     grad_norm_steps: list[int]
     grad_norms: list[float] = Field(description="global gradient norm at grad_norm_steps")
     grad_stats: dict[str, LayerGradStats]
@@ -261,7 +270,8 @@ def _train(workload, config, device, report, progress, on_trained=None, phase=No
         if (step + 1) % config.validate_every == 0 or step == config.steps - 1:
             phase.name = "validation"
             t0 = time.perf_counter()
-            val_loss, val_metric = _validate(workload, model, optimizer if schedulefree else None, device)
+            val_loss, val_metric = _evaluate(workload, model, optimizer if schedulefree else None,
+                                             workload.val_batches(device))
             eval_time += time.perf_counter() - t0
             val_steps.append(step + 1)
             val_losses.append(val_loss)
@@ -270,10 +280,17 @@ def _train(workload, config, device, report, progress, on_trained=None, phase=No
                 pruned = True
                 break
 
+    diverged = diverged_at is not None
+    test_loss = test_metric = None
+    if workload.test_data is not None and not diverged:  # the final model, once; no choice reads it
+        phase.name = "test"
+        t0 = time.perf_counter()
+        test_loss, test_metric = _evaluate(workload, model, optimizer if schedulefree else None,
+                                           workload.test_batches(device))
+        eval_time += time.perf_counter() - t0
     steps_run = len(losses)
     wall = time.perf_counter() - started
     train_time = max(wall - eval_time, 1e-9)
-    diverged = diverged_at is not None
     if diverged and not val_losses:
         val_steps, val_losses, val_metrics = [steps_run], [math.inf], [None]
     if on_trained is not None:
@@ -295,6 +312,8 @@ def _train(workload, config, device, report, progress, on_trained=None, phase=No
         higher_is_better=workload.higher_is_better,
         final_val_loss=math.inf if diverged else val_losses[-1],
         final_val_metric=None if diverged else val_metrics[-1],
+        final_test_loss=test_loss,
+        final_test_metric=test_metric,
         grad_norm_steps=grad_steps,
         grad_norms=grad_norms,
         grad_stats=_layer_stats(named, layer_grads, layer_ratios),
@@ -320,14 +339,15 @@ def _norms(
 
 
 @torch.no_grad()
-def _validate(workload: Workload, model, schedulefree_optimizer, device) -> tuple[float, float | None]:
-    """Example-weighted mean validation loss and metric."""
+def _evaluate(workload: Workload, model, schedulefree_optimizer,
+              batches: Iterable[tuple[Batch, int]]) -> tuple[float, float | None]:
+    """Example-weighted mean loss and metric over ``batches`` (the validation or the test set)."""
     model.eval()
     if schedulefree_optimizer is not None:
         schedulefree_optimizer.eval()  # schedule-free evaluates at the averaged point x, not y
     total_loss = total_metric = 0.0
     count = 0
-    for batch, n in workload.val_batches(device):
+    for batch, n in batches:
         total_loss += workload.loss(model, batch).item() * n
         if workload.metric_fn is not None:
             total_metric += workload.metric_fn(model, batch) * n

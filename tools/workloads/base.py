@@ -27,8 +27,12 @@ class Workload:
         >>> x, y = torch.randn(64, 3), torch.randn(64, 1)
         >>> w = Workload.from_callables(lambda: torch.nn.Linear(3, 1), (x, y), (x, y),
         ...                             lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]))
-        >>> w.name, w.num_train
-        ('custom', 64)
+        >>> w.name, w.num_train, w.num_test
+        ('custom', 64, 0)
+
+    ``test_data`` (optional, the same forms as ``val_data``) is a split that nothing selects on:
+    every choice reads validation; a trial measures its final model once on test
+    (``TrialResult.final_test_loss``), for confirmation and benchmark scores.
     """
 
     name: str
@@ -43,11 +47,14 @@ class Workload:
     exercises: str = "a user model"  # one line for `trainopt workloads`
     # (model, lr, weight_decay) -> optimizer param groups; None means one group of all parameters
     param_groups: Callable[[nn.Module, float, float], list[dict]] | None = None
+    test_data: Data | None = None  # held out from every choice: read once per trial, by no selection
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for split, data in (("training", self.train_data), ("validation", self.val_data)):
-            if _length(data) == 0:  # found here, at the boundary, not as an odd batch size deep in a run
+        splits = (("training", self.train_data), ("validation", self.val_data), ("test", self.test_data))
+        for split, data in splits:
+            # found here, at the boundary, not as an odd batch size deep in a run; test data is optional
+            if data is not None and _length(data) == 0:
                 raise WorkloadError(f"workload {self.name!r} has no {split} examples: nothing to train or measure",
                                     {"workload": self.name, "phase": "data"})
 
@@ -92,8 +99,11 @@ class Workload:
         metric_name: str = "metric",
         higher_is_better: bool = True,
         default_config: dict[str, Any] | None = None,
+        test_data: Data | None = None,
     ) -> Workload:
-        """A user's own model as a workload: the same probes run on it as on the built-ins."""
+        """A user's own model as a workload: the same probes run on it as on the built-ins.
+
+        ``test_data`` (optional) is scored once at the end of every trial and selects nothing."""
         return cls(
             name=name,
             make_model=model_fn,
@@ -104,6 +114,7 @@ class Workload:
             metric_name=metric_name,
             higher_is_better=higher_is_better,
             default_config=dict(default_config or {}),
+            test_data=test_data,
         )
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -117,14 +128,20 @@ class Workload:
     def num_val(self) -> int:
         return _length(self.val_data)
 
+    @property
+    def num_test(self) -> int:
+        """Examples in the test split; 0 without one."""
+        return 0 if self.test_data is None else _length(self.test_data)
+
     def describe(self) -> dict[str, Any]:
         """One row of ``trainopt workloads``."""
         with torch.random.fork_rng():  # building the model must not move the caller's RNG
             parameters = sum(p.numel() for p in self.make_model().parameters())
+        sizes = [self.num_train, self.num_val] + ([self.num_test] if self.test_data is not None else [])
         return {
             "name": self.name,
             "parameters": parameters,
-            "data": f"{self.num_train:,} / {self.num_val:,}",
+            "data": " / ".join(f"{n:,}" for n in sizes),  # train / val[ / test]
             "metric": self.metric_name if self.metric_fn else None,
             "exercises": self.exercises,
         }
@@ -162,16 +179,24 @@ class Workload:
 
     def val_batches(self, device: torch.device, batch_size: int = 1024) -> Iterator[tuple[Batch, int]]:
         """The validation set in fixed order, as (batch, number of examples)."""
-        data = self.val_data
-        if _is_tensor_tuple(data):
-            n = len(data[0])
-            for start in range(0, n, batch_size):
-                batch = tuple(t[start : start + batch_size].to(device) for t in data)
-                yield batch, len(batch[0])
-        else:
-            for batch in DataLoader(data, batch_size=batch_size):
-                first = batch[0] if isinstance(batch, list | tuple) else batch
-                yield _to_device(batch, device), len(first)
+        return _fixed_batches(self.val_data, device, batch_size)
+
+    def test_batches(self, device: torch.device, batch_size: int = 1024) -> Iterator[tuple[Batch, int]]:
+        """The test set in fixed order, as (batch, number of examples); nothing without test data."""
+        return _fixed_batches(self.test_data, device, batch_size) if self.test_data is not None else iter(())
+
+
+def _fixed_batches(data: Data, device: torch.device, batch_size: int) -> Iterator[tuple[Batch, int]]:
+    """``data`` in fixed order, as (batch, number of examples)."""
+    if _is_tensor_tuple(data):
+        n = len(data[0])
+        for start in range(0, n, batch_size):
+            batch = tuple(t[start : start + batch_size].to(device) for t in data)
+            yield batch, len(batch[0])
+    else:
+        for batch in DataLoader(data, batch_size=batch_size):
+            first = batch[0] if isinstance(batch, list | tuple) else batch
+            yield _to_device(batch, device), len(first)
 
 
 def _is_tensor_tuple(data: Data) -> bool:

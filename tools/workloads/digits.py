@@ -1,7 +1,8 @@
 """scikit-learn digits (1,797 8x8 images, 10 classes): the default workloads.
 
-The split is fixed (stratified 80/20, random_state=0) and inputs are standardised with the
-training set's mean and spread, so every trial sees the same data.
+The splits are fixed: stratified 80/20 into training (1,437) and held out (360, random_state=0),
+the held-out images halved, stratified again, into validation (180) and test (180). Inputs are
+standardised with the training set's mean and spread, so every trial sees the same data.
 """
 
 from __future__ import annotations
@@ -14,20 +15,30 @@ from torch import nn
 
 from trainopt.tools.workloads.base import Workload
 
+Split = tuple[torch.Tensor, torch.Tensor]  # (x (N, 64) float32, standardised; y (N,) int64)
+
 
 @lru_cache(maxsize=1)
-def digits_split() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """((x_train, y_train), (x_val, y_val)); x is (N, 64) float32, standardised; y is (N,) int64."""
+def digits_splits() -> tuple[Split, Split, Split]:
+    """(train, val, test): 1,437 / 180 / 180 images, each split stratified by class."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     x, y = load_digits(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    x_train, x_held, y_train, y_held = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    x_val, x_test, y_val, y_test = train_test_split(x_held, y_held, test_size=0.5, stratify=y_held,
+                                                    random_state=0)
     mean, std = x_train.mean(0), x_train.std(0)
     std[std < 1e-3] = 1.0  # pixels that are always blank in training stay at their raw scale
     as_x = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
     as_y = lambda a: torch.tensor(a, dtype=torch.long)  # noqa: E731
-    return (as_x(x_train), as_y(y_train)), (as_x(x_val), as_y(y_val))
+    return (as_x(x_train), as_y(y_train)), (as_x(x_val), as_y(y_val)), (as_x(x_test), as_y(y_test))
+
+
+def digits_split() -> tuple[Split, Split]:
+    """(train, val) of ``digits_splits``: the data a selection may read."""
+    train, val, _ = digits_splits()
+    return train, val
 
 
 def classification_loss(model: nn.Module, batch) -> torch.Tensor:
@@ -58,12 +69,13 @@ class DigitsCNN(nn.Module):
 
 def digits_classification(name: str, make_model, exercises: str, **extra) -> Workload:
     """A classifier on the fixed digits split: cross-entropy loss, accuracy metric, shared defaults."""
-    train, val = digits_split()
+    train, val, test = digits_splits()
     return Workload(
         name=name,
         make_model=make_model,
         train_data=train,
         val_data=val,
+        test_data=test,
         loss_fn=classification_loss,
         metric_fn=classification_accuracy,
         metric_name="accuracy",
