@@ -25,7 +25,7 @@ from pathlib import Path
 import dspy
 import torch
 
-from trainopt.agent.budget import RunPolicy, recorded_policy
+from trainopt.agent.budget import RunPolicy
 from trainopt.agent.clock import WallClock
 from trainopt.agent.lm import resolve_lm_spec
 from trainopt.agent.phases import PHASES, RunState, execute
@@ -108,6 +108,7 @@ class TrainingOptimizationAgent:
         queued = None  # a QueueStore (workers != 1), closed at the end
         try:
             if replay is not None:
+                recording.check_format()
                 meta = recording.meta
                 if meta["workload"] != workload.name:
                     raise HyperparameterError(
@@ -118,7 +119,6 @@ class TrainingOptimizationAgent:
                 store, cache = ReplayStore(storage, device_type), ProbeCache(storage, readonly=True)
                 lm_spec = self.lm if self.lm is not None else meta["lm"]
                 local_device = torch.device("cpu")
-                policy = recorded_policy(meta)
             else:
                 storage = recording.storage() if recording else (self.storage or default_storage(self.out_dir))
                 local_device = resolve_device(self.device)
@@ -126,7 +126,6 @@ class TrainingOptimizationAgent:
                 store, cache = self._store(storage), ProbeCache(storage)
                 queued = store if self.workers != 1 else None
                 lm_spec = self.lm if self.lm is not None else resolve_lm_spec()
-                policy = RunPolicy()
             if record is not None:
                 recording.write_meta(
                     {
@@ -134,7 +133,7 @@ class TrainingOptimizationAgent:
                         "device": device_type,
                         "lm": lm_spec if isinstance(lm_spec, str) else lm_spec.model,
                         "request": request.model_dump(mode="json", exclude=_CALLABLES),
-                        "policy": policy.model_dump(),
+                        "policy": RunPolicy().model_dump(),
                     }
                 )
             planner = Planner(lm_spec, strict=replay is not None)
@@ -152,7 +151,6 @@ class TrainingOptimizationAgent:
                 out_dir=self.out_dir,
                 progress=self.progress,
                 replaying=replay is not None,
-                policy=policy,
             )
             with recording.cassette() if recording else nullcontext():
                 response = execute(run)

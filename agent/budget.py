@@ -11,13 +11,12 @@ request's step budget as it is, then
 
 so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
 round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
-too small for finals of at least MIN_FINAL_STEPS holds them on one selection seed, L = 0.4 T / 13
-(RunPolicy.horizon_final; before, it dropped them, the race's leader was the challenger and L = 0.4 T / 10),
-unless it affords fewer held-out seeds than a gain is claimed on (then none, as before);
-one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least MIN_CONFIRM_SEEDS). Whatever
-the plan leaves (L hits the epoch cap, the race ends early) the confirm phase spends on more held-out
-seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts are rounded so a
-resumed run asks for the same trials.
+too small for finals of at least MIN_FINAL_STEPS holds them on one selection seed, L = 0.4 T / 13,
+unless it affords fewer held-out seeds than RunPolicy.min_adopt_seeds (then none: the race's leader is the
+challenger and L = 0.4 T / 10); one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least
+MIN_CONFIRM_SEEDS). Whatever the plan leaves (L hits the epoch cap, the race ends early) the confirm phase
+spends on more held-out seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts
+are rounded so a resumed run asks for the same trials.
 """
 
 from __future__ import annotations
@@ -31,85 +30,26 @@ CALIBRATION_STEPS = (10, 50)  # two trials: their difference is the marginal cos
 PLANNED_SHARE = 0.7  # of the budget planned as training steps; the rest covers setup and validation
 FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
-MIN_FINAL_STEPS = 150  # finals on FINAL_SEEDS seeds shorter than this: on one seed (or none, before horizon_final)
+MIN_FINAL_STEPS = 150  # finals on FINAL_SEEDS seeds shorter than this: on one seed (or none, see plan_steps)
 MIN_CONFIRM_STEPS = 50  # the shortest confirm run; a budget too small for the planned seeds at it plans fewer
 
 
 class RunPolicy(BaseModel):
-    """The run's rules that a recording keeps, so a replay of an older recording takes that recording's path
-    (``LEGACY_POLICY`` for recordings that name none).
+    """The held-out seed counts of a run (agent/phases/confirm.py, phases/spend.py); docs/decisions.md says
+    how each value was chosen.
 
-    planned_seeds    held-out seeds the plan pays for. Five: with three, the t quantile is 2.92 and the
-                     spread rests on two degrees of freedom, so one tight triple can make noise look
-                     significant; with five it is 2.13 on four.
-    extend_by        held-out seeds the confirm adds at a time while budget is left: one spends what the
-                     plan leaves in pieces of two runs.
+    planned_seeds    held-out seeds the plan pays for: with five the 90% t quantile is 2.13 on 4 degrees of
+                     freedom (2.92 on 2 with three), so one tight group of seeds cannot make noise look
+                     significant.
+    extend_by        held-out seeds the confirm adds at a time while budget is left (one: two runs at a time).
     reserve_seeds    extension seeds the extra refine rounds and the longer search leave room for.
-    min_adopt_seeds  the fewest held-out seeds a gain is claimed on (a tiny budget that affords 3 keeps the
-                     baseline): a t interval on 2 degrees of freedom undercovers when seed-to-seed gains are
-                     heavy-tailed (bench/agent_vs_baselines: a 3-seed, 30-step claim reversed on fresh seeds).
-    step_batches     under a step budget a larger batch costs no budget: the planner's anchor batch is raised
-                     to the critical batch (never cut to it, as under a time budget) and the search also tries
-                     every larger power of two up to the probed range's top.
-    untimed_batch    under a step budget the batch probe's pick comes from the noise scale alone (4 B_noise,
-                     where the predicted steps are within 25% of the fewest; agent/phases/probe.py), not from a
-                     throughput figure: seconds do not count there, and a timing on a loaded machine must not
-                     change a rerun's choices.
-    confirm_to_budget the confirm adds held-out seeds while the budget lasts (up to MAX_CONFIRM_SEEDS), also
-                     after its interval clears ``min_gain`` by more than its half width: the decision would not
-                     change, but the size of the gain a user is told rests on more seeds.
-    race_fits_budget a round races only as many proposals as fit before the shortest confirm (a budget too small
-                     for them at the candidates' shortest length races fewer, with a note, rather than spend
-                     beyond the user's step budget).
-    run_spread       when the rest of the run saw the baseline and the challenger scatter more across seeds
-                     (their log losses on the race's and the finals' seeds; agent/stats.py gain_sd), the
-                     confirm's intervals pool that spread with the held-out seeds' own, by degrees of
-                     freedom: five held-out seeds that agree by chance must not make a heavy-tailed gain
-                     look certain.
-    ranked_refine    the refine planner sees the measured candidates in the race's order (highest rung first,
-                     agent/phases/propose.py ranked_outcomes) and refines around the first; before, it took the
-                     lowest mean score, and means over different seeds do not compare.
-    horizon_final    the finals compare the race's leader with itself at a lower LR (phases/finals.py
-                     horizon_twin), not with the race's runner-up: the race measures C steps, the confirm L,
-                     and the LR a longer run wants is lower (short-horizon bias, Wu et al. 2018). A budget too
-                     small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS runs them on one selection seed
-                     (3 more runs of L: L = 0.4 T / 13) instead of none (L = 0.4 T / 10).
-    lognormal_fresh  the interval for a user's mean over 5 fresh seeds models the per-seed loss ratio c/b as
-                     log-normal (agent/stats.py fresh_mean_gain), its spread floored as run_spread's, a side
-                     seen on one seed only counting as 0; before, a t interval on the gains 1 - c/b, which a
-                     skewed gain (a default that sometimes lands well) makes too narrow on its low side and
-                     can push past +100%.
-    horizon_walk     while the lowest LR of the finals scores best, the finals try the same step down once more
-                     (phases/finals.py walk_down, at most twice): (C / L)^1/2 is a rule of thumb, and the
-                     full-length runs say how far the LR should fall; before, the finals stopped at the twin."""
+    min_adopt_seeds  the fewest held-out seeds a gain is claimed on, unless the request named the seeds (a
+                     budget that affords fewer keeps the baseline and says so)."""
 
     planned_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS, le=MAX_CONFIRM_SEEDS)
     extend_by: int = Field(1, ge=1)
     reserve_seeds: int = Field(2, ge=0)
     min_adopt_seeds: int = Field(5, ge=MIN_CONFIRM_SEEDS)
-    step_batches: bool = True
-    untimed_batch: bool = True
-    confirm_to_budget: bool = True
-    race_fits_budget: bool = True
-    run_spread: bool = True
-    ranked_refine: bool = True
-    horizon_final: bool = True
-    lognormal_fresh: bool = True
-    horizon_walk: bool = True
-
-
-# rules added after recordings began to name their policy: the value a recording without the key was made under
-ADDED_RULES = {"untimed_batch": False, "confirm_to_budget": False, "race_fits_budget": False, "run_spread": False,
-               "ranked_refine": False, "horizon_final": False, "lognormal_fresh": False,
-               "horizon_walk": False}
-# recordings that name no policy were made under these rules
-LEGACY_POLICY = RunPolicy(planned_seeds=3, extend_by=2, reserve_seeds=4, min_adopt_seeds=3, step_batches=False,
-                          **ADDED_RULES)
-
-
-def recorded_policy(meta: dict) -> RunPolicy:
-    """The rules a recording was made under, from its recording.json."""
-    return RunPolicy(**{**ADDED_RULES, **meta["policy"]}) if "policy" in meta else LEGACY_POLICY
 
 
 class StepBudget(BaseModel):
@@ -179,8 +119,8 @@ def plan_steps(
     while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
     runs = lambda finals: (1 + FINALISTS) * finals + 2 * seeds  # noqa: E731 (full-length runs of a plan)
-    if FINAL_SHARE * total / runs(final_seeds) < MIN_FINAL_STEPS:  # finals on one seed (horizon_final), or none
-        one_seed = policy.horizon_final and seeds >= policy.min_adopt_seeds  # never at the cost of a claim
+    if FINAL_SHARE * total / runs(final_seeds) < MIN_FINAL_STEPS:  # finals on one seed, or none
+        one_seed = seeds >= policy.min_adopt_seeds  # never at the cost of a claim
         final_seeds = min(1, final_seeds) if one_seed else 0
     length = _round(min(max_steps, FINAL_SHARE * total / runs(final_seeds)), low=MIN_CONFIRM_STEPS)
     rounds = 1 + refine_rounds

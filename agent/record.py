@@ -6,17 +6,21 @@ A recording is a folder:
                      values and user:password@ dropped: agent/redact.py; requests matched on method,
                      host, path and body)
     trials.db        the run's trial store: every trial and every tool output (SQLite)
-    recording.json   what was recorded: workload, device type, LM, request (URLs stripped of credentials)
+    recording.json   what was recorded: workload, device type, LM, request (URLs stripped of credentials),
+                     the recording's ``format`` (RECORDING_FORMAT) and the ``trainopt`` version that wrote it
     result.json      the response of the recorded run
 
 Replay plays the cassette back with record mode ``none`` (an unrecorded request fails instead of
 reaching the network) and reads every probe from a copy of trials.db, looked up under the
 *recorded* device type. So a run recorded on a GPU replays on a CPU in seconds, and returns the
-same recommendation, evidence and rationale.
+same recommendation, evidence and rationale. A replay of an optimization refuses a recording of another
+format than RECORDING_FORMAT (``Recording.check_format``): the agent has one behaviour, and a recording
+made by another one would diverge from it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -28,7 +32,7 @@ from typing import Any
 import optuna
 
 from trainopt.agent.redact import SECRET_HEADERS, redact_value, scrub_request, scrub_response
-from trainopt.errors import OptimizationError
+from trainopt.errors import OptimizationError, RecordingFormatError
 from trainopt.tools.store import TrialStore, trial_key
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
@@ -37,6 +41,7 @@ from trainopt.tools.workloads import get_workload
 CASSETTE, TRIALS, META, RESULT = "cassette.yaml", "trials.db", "recording.json", "result.json"
 FILTERED_HEADERS = list(SECRET_HEADERS)  # plus any header named like a credential (scrub_request)
 MATCH_ON = ["method", "host", "path", "body"]
+RECORDING_FORMAT = 2  # raise it whenever a change makes the agent ask the tools or the LM something else
 
 
 class ReplayStore(TrialStore):
@@ -122,14 +127,21 @@ class Recording:
         from trainopt.agent.schemas import OptimizationRequest
 
         meta = json.loads((Path(path) / META).read_text())
+        check_format(meta, path)
         return OptimizationRequest(**{**meta["request"], "workload": meta["workload"]})
 
     @property
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / META).read_text())
 
+    def check_format(self) -> None:
+        """Raise RecordingFormatError unless this recording is of RECORDING_FORMAT (see ``check_format``)."""
+        check_format(self.meta, self.path)
+
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """recording.json, with credentials stripped from every URL in it (an ``--lm`` api_base included)."""
+        """recording.json, with credentials stripped from every URL in it (an ``--lm`` api_base included), and
+        the recording's ``format`` and ``trainopt`` version."""
+        meta = {**meta, "format": RECORDING_FORMAT, "trainopt": trainopt_version()}
         atomic_write(self.path / META, json.dumps(redact_value(meta), indent=2, sort_keys=True))
 
     def write_result(self, text: str) -> None:
@@ -166,6 +178,38 @@ class Recording:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def trainopt_version() -> str:
+    """The installed trainopt's version, or "unknown" outside an installed package."""
+    try:
+        return importlib.metadata.version("trainopt")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def check_format(meta: dict[str, Any], path: str | Path) -> None:
+    """Raise RecordingFormatError, in one line naming both formats, both trainopt versions and how to
+    re-record, unless ``meta`` (a recording.json) is of RECORDING_FORMAT.
+
+    Examples:
+        >>> check_format({"format": RECORDING_FORMAT}, "runs/digits")
+        >>> check_format({}, "runs/digits")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        trainopt.errors.RecordingFormatError: [hyperparameter] replay: runs/digits is a recording of format none ...
+    """
+    found = meta.get("format")
+    if found == RECORDING_FORMAT:
+        return
+    made_by = meta.get("trainopt", "unknown")
+    raise RecordingFormatError(
+        f"replay: {path} is a recording of format {found if found is not None else 'none'} (trainopt {made_by}), "
+        f"but trainopt {trainopt_version()} replays format {RECORDING_FORMAT}; re-record it: run again with "
+        f"--record {path} (the test cassettes: python3 tests/agent/record_cassettes.py)",
+        {"path": str(path), "format": found, "trainopt": made_by, "expected_format": RECORDING_FORMAT,
+         "expected_trainopt": trainopt_version()},
+    )
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -240,8 +240,8 @@ class Gain(BaseModel):
     per-seed relative gains r_i = (b_i - c_i) / b_i; ``new_seeds_interval`` is where the mean a user will
     see over ``new_seeds`` fresh seeds lands: log-normal in the loss ratio c/b (agent/stats.py
     fresh_mean_gain), about mean(r) +- t(0.95, n-1) s sqrt(1/n + 1/new_seeds) when the gains vary little,
-    reaching further below a large gain than above it, and never to +100%. (Recordings made before
-    RunPolicy.lognormal_fresh: that t interval.)
+    reaching further below a large gain than above it, and never to +100%; that t interval when a loss is
+    not finite.
     """
 
     steps: int

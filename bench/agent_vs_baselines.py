@@ -23,8 +23,9 @@ Seeds: searches use seed 0 (< 100); the agent 0, 1, 2 and 1000+; evaluation 100_
 (``--dev``: the development seeds 500, 501, ... for tuning trainopt's own rules, so the evaluation
 seeds stay unseen by whoever tunes the planner; 20_000+ served the same purpose for the confirm's
 interval). Retired evaluation seeds, each set after its calibration misses led to a rule change, so no
-longer unseen: 10_000+ (RunPolicy.run_spread), 30_000+ (RunPolicy.lognormal_fresh), and 70_000+, whose
-agent / TPE misses (cancer-high-lr above 1 on every draw) led to RunPolicy.horizon_walk. bench/calibration.py
+longer unseen: 10_000+ (the run's spread pooled into the confirm's interval), 30_000+ (the log-normal
+fresh-seeds interval), and 70_000+, whose agent / TPE misses (cancer-high-lr above 1 on every draw) led to
+the finals' LR walk (docs/decisions.md). bench/calibration.py
 uses 120_000+ (40_000+ until they chose the log-normal rule, 80_000+ for the run before the walk),
 bench/tpe_ratio.py 110_000+ (90_000+ before the walk); 60_000+ went into a diagnosis of cancer-high-lr's
 claims.

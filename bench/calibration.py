@@ -18,11 +18,11 @@ too, free of that one draw: per claim, R_RULE random splits of the K seeds into 
 fresh ones; each rule builds its interval from the held-out five (without the spread a whole run adds),
 and the chance the fresh five's mean lands inside is counted (``rule_coverage``). Rules: ``t``, the t
 interval on the gains r_i (agent/stats.py paired), and ``lognormal``, log-normal in the ratio c_i / b_i
-(agent/stats.py fresh_mean_gain; the agent's rule since RunPolicy.lognormal_fresh).
+(agent/stats.py fresh_mean_gain; the agent's rule, docs/decisions.md).
 
 Seeds: 40_000-40_039 scored the claims of the runs before the log-normal rule, and the resampling of
 their losses is what chose it (development); 80_000-80_039 scored the claims of the last run before
-RunPolicy.horizon_walk; the calibration seeds are since 120_000-120_039.
+the finals' LR walk; the calibration seeds are since 120_000-120_039.
 
     python3 bench/calibration.py --jobs 2          # the claims of bench/results/agent_vs_baselines.json
     python3 bench/calibration.py --results DIR/agent_vs_baselines.json --out DIR
@@ -209,7 +209,7 @@ spread pooled in, 0.879. The claims of the agent with the finals' horizon twin (
 fresh) chose the log-normal interval (mean chance t 0.888, log-normal 0.896, without a run's spread), so
 the next seeds were new ones, 80000-80039, for the agent with the log-normal rule (the same challengers
 and claimed gains): mean chance 0.914, and 0.890 for their earlier t intervals on the same seeds. The run
-below is of the agent whose finals walk the LR down (RunPolicy.horizon_walk; some challengers changed), on
+below is of the agent whose finals walk the LR down (some challengers changed), on
 new seeds again, 120000-120039.
 
 """

@@ -17,7 +17,7 @@ whose interval lies below 1 is the agent ahead in expectation, not by the luck o
 History: written after the evaluation seeds 70000-70004 put char-gpt at 1.004 (agent, which kept the
 default there, against TPE's choice); this is a second measurement of the same choices, not a new draw of
 the benchmark, and the benchmark's own verdict stands as measured. Seeds 90000-90039 measured the choices
-of the run before RunPolicy.horizon_walk (6/8 at or below 1; cancer-high-lr 1.106, moe-digits 1.094
+of the run before the finals' LR walk (6/8 at or below 1; cancer-high-lr 1.106, moe-digits 1.094
 above); since the walk, 110000-110039.
 """
 

@@ -46,6 +46,11 @@ class HyperparameterError(OptimizationError):
         super().__init__(message, "hyperparameter", details)
 
 
+class RecordingFormatError(HyperparameterError):
+    """A recording to replay is of another format than this trainopt replays (agent/record.py
+    RECORDING_FORMAT): ``details`` names both formats and both trainopt versions."""
+
+
 class ResourceError(OptimizationError):
     """Memory, time or device limits cannot be met."""
 

@@ -4,16 +4,16 @@ recommendation.
 Challenger and baseline run L steps on held-out seeds that no phase before used (1000, 1001, ... by
 default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when the rest of the run
 saw the two configurations scatter more across seeds (their log losses on the race's and the finals'
-seeds), the interval's spread pools that in (RunPolicy.run_spread). The interval for a user's mean over 5
-fresh seeds is log-normal in the loss ratio c/b (RunPolicy.lognormal_fresh, stats.fresh_mean_gain). The
+seeds), the interval's spread pools that in (``run_spread``). The interval for a user's mean over 5
+fresh seeds is log-normal in the loss ratio c/b (``_fresh_interval``, stats.fresh_mean_gain). The
 challenger is recommended only when the interval of its objective gain lies above ``min_gain`` over at
 least RunPolicy.min_adopt_seeds seeds (5; unless the request named the seeds); otherwise the baseline is,
 with the measured difference and the reason.
 
 While budget remains (and the seeds were not fixed by the request), more held-out seeds are added (one at
 a time by default, RunPolicy in agent/budget.py), up to MAX_CONFIRM_SEEDS; why the confirm stopped is
-noted. (Recordings made before RunPolicy.confirm_to_budget also stop once the interval clears or misses
-``min_gain`` by more than its own half width.)
+noted. The confirm goes on after the interval clears ``min_gain``: the decision would not change, but
+the size of the gain a user is told rests on more seeds (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -66,17 +66,10 @@ def confirm(state: RunState, steps: int) -> Gain:
 
 def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
     """Why no more held-out seeds are added, or None to add the policy's ``extend_by`` more."""
-    lo, hi = gain.objective_interval
-    half = (hi - lo) / 2
-    threshold = state.request.min_gain
     if state.challenger is None:
         return "no challenger to confirm"
     if n >= MAX_CONFIRM_SEEDS:
         return f"{MAX_CONFIRM_SEEDS} seeds is the most the confirm uses"
-    if not state.policy.confirm_to_budget and math.isfinite(half) and (lo > threshold + half
-                                                                        or hi < threshold - half):
-        return (f"the 90% interval [{lo:+.1%}, {hi:+.1%}] already clears {threshold:.0%} by more than its half "
-                "width; more seeds would not change the decision")
     cost = 2 * min(state.budget.confirm_extend_by, MAX_CONFIRM_SEEDS - n) * steps
 
     def compute() -> Decision:
@@ -140,12 +133,11 @@ def run_spread(state: RunState, base: TrialConfig, challenger: TrialConfig, b_lo
                c_losses: list[float], seeds: list[int]) -> Spread:
     """The held-out gains' own s, and the floor under it: s pooled (by degrees of freedom) with the spread the
     rest of the run measured for both configurations' log losses (stats.gain_sd, over their groups of
-    seeds outside ``seeds``); floor 0 under recordings made before RunPolicy.run_spread, or without a
-    challenger."""
+    seeds outside ``seeds``); floor 0 without a challenger or with fewer than two finite held-out gains."""
     gains = [g for g in relative_gains(b_losses, c_losses) if math.isfinite(g)]
     own = statistics.stdev(gains) if len(gains) > 1 else 0.0
     ratios = [c / b for b, c in zip(b_losses, c_losses, strict=True) if math.isfinite(b) and math.isfinite(c) and b > 0]
-    if not state.policy.run_spread or state.challenger is None or len(gains) < 2 or not ratios:
+    if state.challenger is None or len(gains) < 2 or not ratios:
         return Spread(own, 0.0)
     held_out = set(seeds)
     elsewhere, df = gain_sd(math.fsum(ratios) / len(ratios), _seed_groups(state, base, held_out),
@@ -157,9 +149,9 @@ def _fresh_interval(state: RunState, base: TrialConfig, challenger: TrialConfig,
                     c_losses: list[float], seeds: list[int]) -> tuple[float, float] | None:
     """The interval for a user's mean gain over NEW_SEEDS fresh seeds, log-normal in the loss ratio
     (stats.fresh_mean_gain), its log spread pooled with the rest of the run's as run_spread pools it
-    (stats.log_ratio_sd); None under recordings made before RunPolicy.lognormal_fresh, or when a loss is
-    not finite (then the t interval on the gains is the answer)."""
-    if not state.policy.lognormal_fresh or not all(math.isfinite(x) and x > 0 for x in b_losses + c_losses):
+    (stats.log_ratio_sd); None when a loss is not finite or not positive (then the t interval on the gains
+    is the answer)."""
+    if not all(math.isfinite(x) and x > 0 for x in b_losses + c_losses):
         return None
     logs = [math.log(c / b) for b, c in zip(b_losses, c_losses, strict=True)]
     own = statistics.stdev(logs) if len(logs) > 1 else 0.0

@@ -7,13 +7,15 @@ when the budget is small):
 
     the baseline, the race's leader (lr), and its horizon twin at lr (C / L)^1/2 (``horizon_twin``), then
     while the lowest LR so far has the best mean objective score, the same step down once more
-    (RunPolicy.horizon_walk, at most WALK_STEPS times, not below the probed safe range, and only while the
+    (``walk_down``, at most WALK_STEPS times, not below the probed safe range, and only while the
     smallest confirm still fits); the best score is the challenger.
 
+A budget too small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS holds them on one selection seed
+(agent/budget.py plan_steps), or on none when that would cost held-out seeds a gain is claimed on; then the
+race's leader is the challenger.
+
 The exponent 1/2 is a rule of thumb (the best constant SGD step over T steps scales as 1 / sqrt(T); Bubeck
-2015, Theorem 3.2); the walk lets the full-length runs say how far the LR should fall. Recordings made
-before RunPolicy.horizon_final compare the race's two leaders instead, and hold no finals on a small
-budget; recordings made before RunPolicy.horizon_walk stop at the twin.
+2015, Theorem 3.2); the walk lets the full-length runs say how far the LR should fall (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from __future__ import annotations
 import math
 from functools import partial
 
-from trainopt.agent.budget import FINALISTS, MIN_FINAL_STEPS, full_length_runs
+from trainopt.agent.budget import MIN_FINAL_STEPS, full_length_runs
 from trainopt.agent.phases.confirm import full_length, metrics
-from trainopt.agent.phases.race import cap_note, pick_finalists, ranking
+from trainopt.agent.phases.race import ranking
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CandidateOutcome
 from trainopt.agent.scoring import objective_score
 from trainopt.tools.trial_config import TrialConfig
 
 HORIZON_EXPONENT = 0.5  # horizon_twin: the best constant LR over T steps scales as T^-1/2
-WALK_STEPS = 2  # RunPolicy.horizon_walk: further steps down the finals may take after the twin
+WALK_STEPS = 2  # walk_down: further steps down the finals may take after the twin
 
 
 def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
@@ -51,32 +53,28 @@ def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
 def finals(state: RunState) -> int:
     """Choose the challenger among the finalists; returns the full length L the confirm uses."""
     b = state.budget
-    horizon = state.policy.horizon_final
-    finalists = ranking(state)[:1] if horizon else pick_finalists(state, FINALISTS)
-    count = 2 * len(finalists) if horizon else len(finalists)  # horizon: the leader and its twin
+    finalists = ranking(state)[:1]
+    count = 2 * len(finalists)  # the leader and its twin
     plan = state.decide("finals", lambda: final_plan(state, count, b.confirm_steps))
     steps = plan.steps or b.confirm_steps
-    if horizon and finalists and (plan.finalists or count) > 1 and (twin := horizon_twin(state, finalists[0], steps)):
+    if finalists and (plan.finalists or count) > 1 and (twin := horizon_twin(state, finalists[0], steps)):
         finalists.append(twin)
     state.finalists = finalists[: plan.finalists] if plan.finalists is not None else finalists
     if not state.finalists:
         state.notes.append("no raced candidate met the constraints and trained stably: the baseline is recommended")
         return steps
     if b.final_seeds == 0 and len(state.finalists) > 1:
-        one_seed = (f", nor on one seed beside {state.policy.min_adopt_seeds} held-out seeds" if horizon else "")
         state.notes.append(f"no finals: the budget of {b.total_steps} steps affords them only below "
-                           f"{MIN_FINAL_STEPS} steps{one_seed}; the race's leader is the challenger")
+                           f"{MIN_FINAL_STEPS} steps, nor on one seed beside {state.policy.min_adopt_seeds} "
+                           "held-out seeds; the race's leader is the challenger")
         state.finalists = state.finalists[:1]
     if len(state.finalists) == 1:
         state.challenger = state.finalists[0]
         return steps
-    if not horizon and (note := cap_note(state, state.finalists)) is not None:
-        state.notes.append(note)
     seeds = state.request.seeds[: b.final_seeds]
     base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
     _run_finalists(state, state.finalists, base, include_base=True)
-    if horizon and state.policy.horizon_walk:
-        walk_down(state, base, steps)
+    walk_down(state, base, steps)
     ranked = sorted(state.finalists, key=lambda o: o.final_score)
     state.challenger = ranked[0]
     state.notes.append("finals ({} steps, selection seeds {}): {}; 1.0 is the baseline".format(

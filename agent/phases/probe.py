@@ -54,20 +54,19 @@ def probe(state: RunState) -> None:
         state.workload, parameters, state.space, state.baseline_config(b.candidate_steps), b.candidate_steps,
         lr_out, batch_out, grad_out,
     )
-    if state.policy.step_batches and state.request.constraints.step_budget is not None:
-        update = {"step_budget": True}
-        if state.policy.untimed_batch:
-            update |= {"batch_recommended": step_budget_batch(state.digest), "batch_knee": None}
-        state.digest = state.digest.model_copy(update=update)
+    if state.request.constraints.step_budget is not None:
+        state.digest = state.digest.model_copy(update={"step_budget": True, "batch_knee": None,
+                                                       "batch_recommended": step_budget_batch(state.digest)})
     if state.request.wants_latency:
         measure_latency(state)
 
 
 def step_budget_batch(digest: ProbeDigest) -> int:
-    """The batch probe's pick when seconds do not count, with no timing in it (RunPolicy.untimed_batch): the
-    smallest power of two whose predicted steps to a target loss are within 25% of the fewest possible,
-    S = S_min (1 + B_noise / B) <= 1.25 S_min, i.e. B >= 4 B_noise (McCandlish et al. 2018, eq. 2.11); the
-    baseline's batch without a noise scale; inside the probed range."""
+    """The batch probe's pick when seconds do not count (under a step budget), with no timing in it, so a
+    timing on a loaded machine cannot change a rerun's choices: the smallest power of two whose predicted
+    steps to a target loss are within 25% of the fewest possible, S = S_min (1 + B_noise / B) <= 1.25 S_min,
+    i.e. B >= 4 B_noise (McCandlish et al. 2018, eq. 2.11); the baseline's batch without a noise scale;
+    inside the probed range."""
     noise = digest.batch_noise_scale
     batch = digest.baseline["batch_size"] if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
     return digest.clip_batch(batch)

@@ -71,13 +71,10 @@ def ask_planner(state: RunState, round: int) -> tuple[list, str]:
 
 def ranked_outcomes(state: RunState) -> list[CandidateOutcome]:
     """Every measured candidate, best first: the race's ranking (highest rung, then mean score on that rung's
-    seeds), then the rest by score (RunPolicy.ranked_refine). Mean scores over different seed sets do not
-    compare: a candidate stopped after one seed whose baseline did badly looks better than the race's leader."""
-    by_score = sorted(state.outcomes, key=lambda o: o.score)
-    if not state.policy.ranked_refine:
-        return by_score
+    seeds), then the rest by score. Mean scores over different seed sets do not compare: a candidate stopped
+    after one seed whose baseline did badly looks better than the race's leader."""
     ranked = ranking(state)
-    return ranked + [o for o in by_score if all(o is not r for r in ranked)]
+    return ranked + sorted((o for o in state.outcomes if all(o is not r for r in ranked)), key=lambda o: o.score)
 
 
 def random_draws(state: RunState, round: int) -> list[CandidateProposal]:

@@ -11,8 +11,9 @@ baseline). A member of rung k moves on to seed k + 1 when
 
 Candidates of later rounds (refine, search) enter rung 0 and climb the same way. The race's leader is the
 best of the highest rung reached (``ranking``); phases/finals.py compares it at full length with its
-horizon twin on the first FINAL_SEEDS selection seeds (recordings made before RunPolicy.horizon_final:
-with the race's runner-up, ``pick_finalists``). Seeds used here are never used to confirm.
+horizon twin on the first FINAL_SEEDS selection seeds. Seeds used here are never used to confirm.
+
+A round races only as many new proposals as fit before the shortest confirm (``race_size``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import math
 
 from trainopt.agent.budget import full_length_runs
-from trainopt.agent.digest import CAP_TOLERANCE, UPWARD_CAP, mean_lr
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.proposals import Proposal
 from trainopt.agent.schemas import CandidateOutcome
@@ -47,7 +47,7 @@ def race(state: RunState, proposals: list[Proposal]) -> None:
             fresh.append(CandidateOutcome(config=p.config, source=p.source, round=p.round, steps=p.config.steps,
                                           val_loss=math.nan, val_metric=None, peak_memory_mb=0.0, diverged=False,
                                           score=math.inf, clamped=p.clamped))
-    if state.policy.race_fits_budget and len(fresh) > 1:
+    if len(fresh) > 1:
         fresh = fresh[: race_size(state, fresh[0].round, len(fresh))]
     state.outcomes.extend(fresh)
     seeds = state.request.seeds
@@ -133,36 +133,6 @@ def ranking(state: RunState) -> list[CandidateOutcome]:
     seeds = state.request.seeds
     live = [o for o in challengers(state) if alive(o) and not (o.stopped or "").startswith("significantly worse")]
     return sorted(live, key=lambda o: (-rung(o, seeds), mean_score(o, seeds[: rung(o, seeds) + 1])))
-
-
-def pick_finalists(state: RunState, count: int) -> list[CandidateOutcome]:
-    """The best ``count`` of the race; when the best one's mean LR lies above the digest's cap (short runs
-    favour aggressive LRs), the next is the best one within the cap (``cap_note`` says so). The finalists of
-    recordings made before RunPolicy.horizon_final."""
-    ranked = ranking(state)
-    if not ranked:
-        return []
-    first, rest = ranked[0], ranked[1:]
-    if not _within_cap(state, first) and count > 1:
-        trusted = [o for o in rest if _within_cap(state, o)]
-        rest = trusted + [o for o in rest if not _within_cap(state, o)]
-    return [first, *rest[: count - 1]]
-
-
-def cap_note(state: RunState, finalists: list[CandidateOutcome]) -> str | None:
-    """Why the second finalist is not the race's runner-up, when the finals compare them."""
-    ranked = ranking(state)
-    if len(finalists) < 2 or len(ranked) < 2 or finalists[1] is ranked[1]:
-        return None
-    first = finalists[0]
-    return (f"finalist 1 (lr {first.config.lr:.3g}, {first.config.schedule}) led the race with a mean LR above "
-            f"{UPWARD_CAP:g}x the range test's suggestion; short runs favour aggressive LRs, so finalist 2 is the "
-            "best candidate within that cap")
-
-
-def _within_cap(state: RunState, outcome: CandidateOutcome) -> bool:
-    config = outcome.config
-    return mean_lr(config.lr, config.schedule) <= state.digest.mean_lr_cap(config.batch_size) * CAP_TOLERANCE
 
 
 def _measure(state: RunState, outcomes: list[CandidateOutcome], seed: int) -> None:

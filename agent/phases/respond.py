@@ -31,7 +31,7 @@ def respond(state: RunState, gain: Gain) -> OptimizationResponse:
     if gain.reason not in state.notes:  # "no raced candidate ..." is noted when the finals find none
         state.notes.append(gain.reason)
     b = state.budget
-    if state.policy.race_fits_budget and state.budget_s is None and state.steps_spent > b.total_steps:
+    if state.budget_s is None and state.steps_spent > b.total_steps:
         state.notes.append(
             f"the run spent {state.steps_spent} of the {b.total_steps} steps budgeted: its smallest form (the "
             f"probes, one proposal raced, {len(gain.seeds)} held-out seeds, {b.candidate_steps} steps a run) needs "

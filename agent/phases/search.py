@@ -60,11 +60,11 @@ def _probed_start(state: RunState) -> list[TrialConfig]:
 
 
 def search_batches(state: RunState) -> list[int]:
-    """The batch probe's pick, its half and its double; under a step budget (RunPolicy.step_batches) every
+    """The batch probe's pick, its half and its double; under a step budget every
     larger power of two up to the probed range's top as well, since there a larger batch costs no steps."""
     d = state.digest
     low, high = d.batch_range
     picks = {d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2}
-    if state.policy.step_batches and state.request.constraints.step_budget is not None:
+    if state.request.constraints.step_budget is not None:
         picks |= {2**k for k in range(d.batch_recommended.bit_length(), high.bit_length())}
     return sorted({min(max(x, low), high) for x in picks})

@@ -59,7 +59,7 @@ class RunState:
     progress: Any = None
     replaying: bool = False
     clock: WallClock | None = None
-    policy: RunPolicy = field(default_factory=RunPolicy)  # a replay: the recording's
+    policy: RunPolicy = field(default_factory=RunPolicy)
     # filled while running
     budget: StepBudget | None = None
     digest: ProbeDigest | None = None

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
-from trainopt.agent.budget import LEGACY_POLICY, RunPolicy
+from trainopt.agent.budget import RunPolicy
 from trainopt.agent.phases.confirm import _reason
 from trainopt.agent.schemas import CONFIRM_SEED_START, MIN_CONFIRM_SEEDS
 from trainopt.agent.stats import fresh_mean_gain, paired
@@ -93,25 +93,21 @@ def test_a_gain_is_claimed_on_five_held_out_seeds_unless_the_request_named_them(
     assert reason.startswith("adopted") == adopted
     if not adopted:
         assert "only 3 held-out seeds" in reason and "baseline is recommended" in reason
-    assert _reason(SimpleNamespace(request=state.request, policy=LEGACY_POLICY), paired([0.10, 0.12, 0.11]),
-                   has_challenger=True).startswith("adopted")  # an older recording's rule: 3 seeds were enough
 
 
-@pytest.mark.parametrize(("policy", "extends"), [(RunPolicy(), True), (LEGACY_POLICY, False)])
-def test_a_clear_gain_still_gets_more_seeds_while_the_budget_lasts(policy, extends):
+def test_a_clear_gain_still_gets_more_seeds_while_the_budget_lasts():
     from trainopt.agent.phases.confirm import _stop_reason
 
+    policy = RunPolicy()
     state = SimpleNamespace(
         policy=policy, request=OptimizationRequest(), challenger=object(),
         budget=SimpleNamespace(confirm_extend_by=policy.extend_by), steps_left=lambda: 10_000,
         decide=lambda name, compute: compute(), time_note=lambda: "")
     clear = SimpleNamespace(objective_interval=(0.50, 0.60))  # clears 0 by ten half widths
-    stop = _stop_reason(state, clear, 5, 100)
-    assert (stop is None) == extends
-    assert extends or "already clears" in stop
+    assert _stop_reason(state, clear, 5, 100) is None
 
 
-def _spread_state(policy: RunPolicy):
+def _spread_state():
     """A run whose baseline scattered widely on the race's seeds and agreed on the five held-out seeds."""
     from trainopt.tools.trial_config import TrialConfig
 
@@ -123,7 +119,7 @@ def _spread_state(policy: RunPolicy):
         for i, loss in enumerate(losses):
             c = configs[name].model_copy(update={"steps": steps, "seed": i if steps == 40 else CONFIRM_SEED_START + i})
             results[c.key()] = SimpleNamespace(config=c, final_val_loss=loss)
-    state = SimpleNamespace(policy=policy, challenger=object(), results=results, notes=[])
+    state = SimpleNamespace(challenger=object(), results=results, notes=[])
     gain = SimpleNamespace(baseline_val_losses=runs["base", 120], challenger_val_losses=runs["chal", 120],
                            seeds=list(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5)))
     return state, configs["base"], configs["chal"], gain
@@ -135,7 +131,7 @@ def test_the_interval_keeps_the_spread_the_race_saw():
     from trainopt.agent.phases.confirm import _spread_note, run_spread
     from trainopt.agent.stats import relative_gains
 
-    state, base, chal, gain = _spread_state(RunPolicy())
+    state, base, chal, gain = _spread_state()
     losses = gain.baseline_val_losses, gain.challenger_val_losses
     spread = run_spread(state, base, chal, *losses, gain.seeds)
     floor = spread.floor
@@ -146,5 +142,5 @@ def test_the_interval_keeps_the_spread_the_race_saw():
     assert f"s {floor:.3f}, where the held-out seeds alone give {own:.3f}" in note
     # held-out seeds only (as if the race had not run these two): nothing to pool, the seeds' own spread
     assert run_spread(state, base, chal, *losses, [0, 1, 2, *gain.seeds]).floor == pytest.approx(own)
-    legacy, *_ = _spread_state(LEGACY_POLICY)  # an older recording's rule: the held-out seeds' own spread
-    assert run_spread(legacy, base, chal, *losses, gain.seeds).floor == 0.0
+    state.challenger = None  # no challenger: no floor
+    assert run_spread(state, base, chal, *losses, gain.seeds).floor == 0.0

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainopt.agent.budget import LEGACY_POLICY, RunPolicy, marginal_step_seconds, plan_budget, plan_steps
+from trainopt.agent.budget import marginal_step_seconds, plan_budget, plan_steps
 from trainopt.agent.schemas import Constraints, OptimizationRequest
 from trainopt.agent.scoring import constraint_violation, objective_score
 from trainopt.tools.trial_config import TrialConfig
@@ -71,19 +71,11 @@ def test_budget_splits_measured_steps():
     # a budget too small for finals of 150 steps on two seeds holds them on one: 3 runs and the confirm's 10
     small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
     assert small.final_seeds == 1 and small.confirm_steps == 60  # 0.4 x 2099 / 13, rounded down to 10s
-    # recordings made before that rule dropped them: the confirm's 10 runs took the whole share
-    before = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
-                         policy=RunPolicy(horizon_final=False))
-    assert before.final_seeds == 0 and before.confirm_steps == 80  # 0.4 x 2099 / 10
     # one that affords fewer held-out seeds than a gain is claimed on (5) spends nothing on finals
     tiny = plan_steps(1200, 4, 1, 3, 10_000)
     assert (tiny.confirm_seeds, tiny.final_seeds, tiny.confirm_steps) == (4, 0, 60)  # 0.4 x 1200 / 8
     # a budget too small for 5 held-out seeds of 50 steps plans fewer, never below 3
     assert [(plan_steps(t, 4, 1, 3, 10_000).confirm_seeds) for t in (500, 1000, 1500)] == [3, 4, 5]
-    # a recording made before the five-seed policy replays with the policy it was made with
-    legacy = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000,
-                         policy=LEGACY_POLICY)
-    assert (legacy.confirm_seeds, legacy.confirm_extend_by, legacy.confirm_steps) == (3, 2, 130)
     assert marginal_step_seconds(10, 0.05, 50, 0.02) == pytest.approx((50 * 0.02 - 10 * 0.05) / 40)
 
 
