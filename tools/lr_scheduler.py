@@ -3,7 +3,9 @@
 1. ``lr_range_test``: exponential sweep (at most 100 steps), EMA-smoothed, stopped at divergence.
 2. The peak LR by the default rule (``DEFAULT_RULE``, the winner of bench/lr_rules.py: the rule
    that lands within 2x of the best LR of a small grid on the most built-in workloads, ties broken by
-   the mean distance); all three rules' values are reported.
+   the mean distance); all three rules' values are reported. The suggestion lies in the reported safe
+   range (``lr_suggest.suggest_lr_in_range``): the range reaches down to it, and it is lowered to the
+   LR of the smoothed minimum if it is above it.
 3. Candidate schedules for the step budget (constant and cosine with a linear warmup, one-cycle),
    each checked with a short trial (``run_trial``) at the peak LR; the lowest validation loss wins.
 """
@@ -19,7 +21,7 @@ from pydantic import BaseModel, Field
 from trainopt.errors import ConvergenceError
 from trainopt.tools.base import Tool
 from trainopt.tools.lr_range import MAX_SWEEP_STEPS, LRRangeResult, lr_range_test
-from trainopt.tools.lr_suggest import RULES, Rule, safe_lr_range, suggest_lr
+from trainopt.tools.lr_suggest import RULES, Rule, suggest_lr, suggest_lr_in_range
 from trainopt.tools.optim_factory import build_scheduler
 from trainopt.tools.probe_setup import probe_config
 from trainopt.tools.trial_config import OptimizerName, TrialConfig
@@ -67,11 +69,13 @@ class ScheduleCheck(BaseModel):
 
 class LRSchedulerOutput(BaseModel):
     sweep: LRRangeResult
-    suggestions: dict[str, float] = Field(description="peak LR by every rule")
+    suggestions: dict[str, float] = Field(description="peak LR every rule reads off the curve")
     rule: Rule
     rule_reason: str
-    suggested_lr: float
-    safe_range: tuple[float, float] = Field(description="(loss starts to fall, loss at its minimum)")
+    suggested_lr: float = Field(description="the rule's reading, at most the LR of the loss's minimum")
+    safe_range: tuple[float, float] = Field(
+        description="(the lower of the suggestion and where the loss has made 10% of its drop, the loss's "
+                    "minimum): holds suggested_lr")
     checks: list[ScheduleCheck]
     schedule: ScheduleChoice = Field(description="the candidate with the lowest measured val loss")
     schedule_reason: str
@@ -90,7 +94,7 @@ class LearningRateScheduler(Tool):
     Examples:
         >>> tool = LearningRateScheduler("digits-mlp")
         >>> out = tool(range_steps=40, check_steps=30, budget_steps=100)    # doctest: +SKIP
-        >>> out.sweep.min_lr <= out.suggested_lr <= out.sweep.lrs[-1]        # doctest: +SKIP
+        >>> out.safe_range[0] <= out.suggested_lr <= out.safe_range[1]        # doctest: +SKIP
         True
     """
 
@@ -114,7 +118,8 @@ class LearningRateScheduler(Tool):
                               batch_size=input.batch_size, seed=input.seed,
                               device=self.device, progress=sweep_progress)
         suggestions = {rule: suggest_lr(sweep, rule) for rule in RULES}
-        peak = suggestions[input.rule]
+        suggested, safe_range = suggest_lr_in_range(sweep, input.rule)
+        peak = suggested
         checks = self._check(input, peak, check_steps, input.range_steps, total)
         if all(c.diverged for c in checks):  # one retry at a third of the LR, then give up
             peak /= 3
@@ -131,8 +136,10 @@ class LearningRateScheduler(Tool):
             sweep=sweep, suggestions=suggestions, rule=input.rule,
             rule_reason=f"{RULE_REASONS[input.rule]}"
                         + (" (the default rule, chosen by measurement: docs/benchmarks/lr_rules.md)"
-                           if input.rule == DEFAULT_RULE else " (asked for)"),
-            suggested_lr=suggestions[input.rule], safe_range=safe_lr_range(sweep), checks=checks,
+                           if input.rule == DEFAULT_RULE else " (asked for)")
+                        + (f"; lowered from {suggestions[input.rule]:.3g} to the LR of the loss's minimum"
+                           if suggested < suggestions[input.rule] else ""),
+            suggested_lr=suggested, safe_range=safe_range, checks=checks,
             schedule=best.schedule,
             schedule_reason=f"lowest val loss after {check_steps}-step trials: {best.final_val_loss:.4g} "
                             f"(vs {others or 'no other candidate'})",

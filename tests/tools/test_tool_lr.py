@@ -5,6 +5,7 @@ from trainopt.errors import ConvergenceError, HyperparameterError
 from trainopt.tools.lr_range import LRRangeResult, lr_range_test
 from trainopt.tools.lr_scheduler import LearningRateScheduler
 from trainopt.tools.lr_suggest import RULES, safe_lr_range, suggest_lr, valley_lr
+from trainopt.tools.workloads import workload_names
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,11 @@ def test_tool_recommends_a_schedule_measured_by_trials():
     assert out.schedule == min(out.checks, key=lambda c: c.final_val_loss).schedule
     assert len(out.lr_curve) == 60 and max(out.lr_curve) == pytest.approx(out.peak_lr)
     assert out.sweep.lrs[0] <= out.suggested_lr <= out.sweep.lrs[-1]
+
+
+@pytest.mark.parametrize("workload", workload_names())
+def test_the_suggestion_lies_inside_the_safe_range_it_reports(workload):
+    out = LearningRateScheduler(workload)(range_steps=20, check_steps=2, budget_steps=2, schedules=["constant"])
+    low, high = out.safe_range
+    # the suggested LR is one of the safe LRs the same output reports, on every built-in workload
+    assert low <= out.suggested_lr <= high, (out.suggested_lr, out.safe_range)
