@@ -42,7 +42,6 @@ from trainopt.tools.workloads import Workload, get_workload
 # progress(step, done, total, message): step is one of STEPS
 ProgressCallback = Callable[[str, int, int, str], None]
 STEPS = PHASES
-DEFAULT_BUDGET_S = 90.0
 
 
 class TrainingOptimizationAgent:
@@ -227,11 +226,8 @@ class TrainingOptimizationAgent:
 
 
 def _time_budget(request: OptimizationRequest) -> float | None:
-    """The wall-clock budget: the request's, else DEFAULT_BUDGET_S unless a step budget was given."""
-    limits = request.constraints
-    if limits.time_budget_s is not None:
-        return limits.time_budget_s
-    return None if limits.step_budget is not None else DEFAULT_BUDGET_S
+    """The wall-clock budget: the request's, else none (the run plans in examples: agent/budget.py)."""
+    return request.constraints.time_budget_s
 
 
 _CALLABLES = {"workload", "model_factory", "train_data", "val_data", "loss_fn", "metric_fn"}

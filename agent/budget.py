@@ -1,22 +1,24 @@
-"""Turn a time budget into step budgets, from measured calibration trials.
+"""Split a run's compute into phases: every figure in *baseline steps*, training examples divided by the
+baseline's batch (agent/horizon.py), so a candidate with a larger batch trains fewer steps of it.
 
-total_steps T = 0.7 budget_s / seconds_per_step (marginal cost of a baseline step, measured), or the
-request's step budget as it is, then
+total_steps T is the request's step budget, or 0.7 budget_s / seconds_per_step (the marginal cost of a
+baseline step, measured) under a time budget, or DEFAULT_HORIZONS x H without either. Then
 
     probe  25%   LR range test and schedule check, batch-size probe, gradient analysis
-    race   35%   candidates of every round raced over the selection seeds at C steps, plus the seeded search
-    final  40%   two finalists (the race's leader and its horizon twin) and the baseline at L steps on
-                 FINAL_SEEDS selection seeds (6 runs), then
-                 the winner and the baseline on RunPolicy.planned_seeds held-out seeds (5: 10 runs)
+    race   35%   candidates of every round raced over the selection seeds at C, plus the seeded search
+    final  40%   the race's leader, its horizon twin and the baseline at L on FINAL_SEEDS selection seeds (6
+                 runs), then the winner and the baseline on RunPolicy.planned_seeds held-out seeds (5: 10 runs)
 
-so L = 0.4 T / 16 (at most the workload's max_epochs) and C = min(L / 2, 0.35 T / races), where a
-round of n candidates costs about 2n runs (successive halving over seeds: n + n/2 + n/4 ...). A budget
-too small for finals of at least MIN_FINAL_STEPS holds them on one selection seed, L = 0.4 T / 13,
-unless it affords fewer held-out seeds than RunPolicy.min_adopt_seeds (then none: the race's leader is the
-challenger and L = 0.4 T / 10); one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least
-MIN_CONFIRM_SEEDS). Whatever the plan leaves (L hits the epoch cap, the race ends early) the confirm phase
-spends on more held-out seeds and the run on more refine rounds (see agent/phases/confirm.py). Step counts
-are rounded so a resumed run asks for the same trials.
+with L = min(H, 0.4 T / 16): the confirm measures the user's run H when the budget pays for it. When it
+does not (L < H), each held-out pair also trains at L / 2, so the gain at H can be predicted from two
+horizons (agent/extrapolate.py): a pair then costs 3 L, and L = 0.4 T / (6 + 15). C = min(L / 2,
+0.35 T / races), where a round of n candidates costs about 2n runs (successive halving over seeds: n + n/2
++ n/4 ...). A budget too small for finals of at least MIN_FINAL_STEPS (or H) holds them on one selection
+seed, unless it affords fewer held-out seeds than RunPolicy.min_adopt_seeds (then none: the race's leader is
+the challenger); one too small for 5 held-out seeds of MIN_CONFIRM_STEPS plans fewer (at least
+MIN_CONFIRM_SEEDS). Whatever the plan leaves the confirm phase spends on more held-out seeds and the run on
+more refine rounds (agent/phases/confirm.py). Step counts are rounded so a resumed run asks for the same
+trials.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ FINAL_SEEDS = 2  # selection seeds the finalists are compared on at full length
 FINALISTS = 2
 MIN_FINAL_STEPS = 150  # finals on FINAL_SEEDS seeds shorter than this: on one seed (or none, see plan_steps)
 MIN_CONFIRM_STEPS = 50  # the shortest confirm run; a budget too small for the planned seeds at it plans fewer
+DEFAULT_HORIZONS = 10  # compute of a run that names no budget: 10 H
 
 
 class RunPolicy(BaseModel):
@@ -62,7 +65,9 @@ class StepBudget(BaseModel):
     check_steps: int = Field(description="each schedule check of the LR tool, and the gradient analysis")
     candidate_steps: int = Field(description="each candidate's measurement")
     search_trials: int = Field(description="extra trials of the seeded Optuna search")
-    confirm_steps: int = Field(description="each final and confirm run (finalists, winner and baseline)")
+    confirm_steps: int = Field(description="L: each final and confirm run (finalists, winner and baseline)")
+    horizon_steps: int = Field(0, description="H, the user's run; L = H unless the budget cannot pay for it")
+    predicted: bool = Field(False, description="L < H: the confirm also trains at L / 2 and predicts the gain at H")
     final_seeds: int = Field(FINAL_SEEDS, description="selection seeds the finalists are compared on")
     confirm_seeds: int = Field(MIN_CONFIRM_SEEDS, description="held-out seeds planned for the confirm runs")
     confirm_extend_by: int = Field(1, description="held-out seeds the confirm adds at a time while budget is left")
@@ -79,19 +84,19 @@ def plan_budget(
     num_candidates: int,
     refine_rounds: int,
     num_seeds: int,
-    max_steps: int,
+    horizon_steps: int,
     policy: RunPolicy = RunPolicy(),
 ) -> StepBudget:
     """Split ``budget_s`` into phase step counts (see the module docstring).
 
     Examples:
         >>> plan_budget(60, 0.002, 4, 1, 1, 5000).confirm_steps
-        640
+        460
     """
     if budget_s <= 0 or seconds_per_step <= 0:
         raise ValueError(f"budget and step time must be > 0 but got {budget_s=}, {seconds_per_step=}")
     total = PLANNED_SHARE * budget_s / seconds_per_step
-    return plan_steps(total, num_candidates, refine_rounds, num_seeds, max_steps, budget_s, seconds_per_step,
+    return plan_steps(total, num_candidates, refine_rounds, num_seeds, horizon_steps, budget_s, seconds_per_step,
                       policy)
 
 
@@ -100,7 +105,7 @@ def plan_steps(
     num_candidates: int,
     refine_rounds: int,
     num_seeds: int,
-    max_steps: int,
+    horizon_steps: int,
     budget_s: float | None = None,
     seconds_per_step: float = 0.0,
     policy: RunPolicy = RunPolicy(),
@@ -118,11 +123,16 @@ def plan_steps(
     seeds = policy.planned_seeds
     while seeds > MIN_CONFIRM_SEEDS and FINAL_SHARE * total / (2 * seeds) < MIN_CONFIRM_STEPS:
         seeds -= 1  # a tiny budget: fewer held-out seeds rather than runs too short to mean anything
-    runs = lambda finals: (1 + FINALISTS) * finals + 2 * seeds  # noqa: E731 (full-length runs of a plan)
-    if FINAL_SHARE * total / runs(final_seeds) < MIN_FINAL_STEPS:  # finals on one seed, or none
+    final_share = FINAL_SHARE * total
+    runs = lambda finals, pair: (1 + FINALISTS) * finals + pair * seeds  # noqa: E731 (runs of L in a plan)
+    predicted = final_share / runs(final_seeds, 2) < horizon_steps  # the confirm cannot train the user's run
+    pair = 3 if predicted else 2  # predicted: each held-out pair at L and at L / 2
+    if final_share / runs(final_seeds, pair) < min(MIN_FINAL_STEPS, horizon_steps):  # finals on one seed, or none
         one_seed = seeds >= policy.min_adopt_seeds  # never at the cost of a claim
         final_seeds = min(1, final_seeds) if one_seed else 0
-    length = _round(min(max_steps, FINAL_SHARE * total / runs(final_seeds)), low=MIN_CONFIRM_STEPS)
+    predicted = final_share / runs(final_seeds, 2) < horizon_steps
+    pair = 3 if predicted else 2
+    length = _round(final_share / runs(final_seeds, pair), low=MIN_CONFIRM_STEPS) if predicted else horizon_steps
     rounds = 1 + refine_rounds
     # each round: n candidates on the first seed, about n more over the halving rungs; the baseline once per
     # selection seed; the search about one round's worth
@@ -140,6 +150,8 @@ def plan_steps(
         candidate_steps=candidate,
         search_trials=num_candidates,
         confirm_steps=length,
+        horizon_steps=horizon_steps,
+        predicted=predicted,
         final_seeds=final_seeds,
         confirm_seeds=seeds,
         confirm_extend_by=policy.extend_by,
@@ -149,14 +161,15 @@ def plan_steps(
 
 def full_length_runs(budget: StepBudget, finalists: int = FINALISTS, extra_seeds: int = 0) -> int:
     """Runs of ``confirm_steps`` still to come: the finals (the finalists and the baseline on the final seeds,
-    when there are two finalists or more) and the confirm (challenger and baseline on each held-out seed).
+    when there are two finalists or more) and the confirm (challenger and baseline on each held-out seed; at L
+    and L / 2, 3 runs' worth, when the gain at H is predicted).
 
     Examples:
         >>> full_length_runs(plan_steps(6000, 4, 1, 3, 5000)), full_length_runs(plan_steps(6000, 4, 1, 3, 5000), 1)
-        (16, 10)
+        (18, 15)
     """
     finals = (1 + finalists) * budget.final_seeds if finalists > 1 else 0
-    return finals + 2 * (budget.confirm_seeds + extra_seeds)
+    return finals + (3 if budget.predicted else 2) * (budget.confirm_seeds + extra_seeds)
 
 
 def marginal_step_seconds(short_steps: int, short_per_step: float, long_steps: int, long_per_step: float) -> float:

@@ -46,8 +46,6 @@ class ProbeDigest(BaseModel):
     batch_recommended: int = Field(description="the batch-size probe's recommendation")
     batch_knee: int | None = Field(None, description="batch where throughput stops growing")
     batch_noise_scale: float | None = Field(None, description="critical batch from the gradient noise scale")
-    step_budget: bool = Field(False, description="the budget counts optimizer steps, not seconds: a larger batch "
-                              "costs no budget, so the batch is not cut to the critical batch")
     lr_scaling_rule: str = Field("sqrt", description="how to scale LR with batch: linear or sqrt")
     grad_findings: list[str] = Field(default_factory=list, description="severity, layer, evidence, fix")
     grad_clip_suggested: float | None = Field(None, description="a percentile of measured gradient norms")

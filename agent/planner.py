@@ -63,13 +63,11 @@ def propose(digest: ProbeDigest, num_candidates: int) -> tuple[list[CandidatePro
     if digest.batch_noise_scale is not None and digest.batch_noise_scale > 0:
         critical = digest.clip_batch(2 ** max(0, round(math.log2(digest.batch_noise_scale))))
         # below the critical batch (B_simple, McCandlish et al. 2018) a bigger batch buys about proportional
-        # progress per step, beyond it little: in seconds the batch is cut to it; in steps, where a bigger
-        # batch costs nothing, it is raised to it
-        b0 = max(b0, critical) if digest.step_budget else min(b0, critical)
+        # progress per step, beyond it little and it spends examples: the batch is cut to it
+        b0 = min(b0, critical)
     # the range test ran at lr_batch_size: carry its suggestion to b0 with the probe's scaling rule
     lr0 = digest.lr_at_batch(b0)
-    # half the batch: more updates per epoch, and fewer epochs in a step budget (a bigger batch wins short
-    # runs on examples seen, then overfits in the long ones)
+    # half the batch: more updates from the same examples
     b_alt = digest.clip_batch(max(digest.batch_range[0], b0 // 2))
     alt_why = f"batch {b_alt}: more updates per epoch"
     rule = digest.lr_rule.split(":")[0]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainopt.agent.horizon import Horizon
 from trainopt.tools.trial_config import OptimizerName, ScheduleName, TrialConfig
 
 ObjectiveMetric = Literal["loss", "accuracy", "latency_ms"]
@@ -38,7 +39,8 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_epochs: int = Field(20, gt=0, description="upper bound on passes over the training data in any run")
+    max_epochs: int = Field(100, gt=0, description="upper bound on passes over the training data of the run a "
+                            "recommendation is for (the horizon H)")
     batch_size_range: tuple[int, int] = Field((8, 512), description="smallest and largest batch allowed")
     learning_rate_range: tuple[float, float] = Field((1e-5, 1.0), description="lowest and highest peak LR")
     optimizer_options: list[OptimizerName] = Field(
@@ -111,14 +113,16 @@ class Constraints(BaseModel):
     min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest acceptable validation accuracy")
     max_latency_ms: float | None = Field(None, gt=0, description="slowest acceptable batch-1 inference (ONNX)")
     time_budget_s: float | None = Field(
-        None, gt=0, description="wall-clock budget of the whole optimization (default 90 s without a step_budget)"
+        None, gt=0, description="wall-clock budget of the whole optimization (default: none; without it and a "
+        "step_budget the run plans 10 H of compute)"
     )
     step_budget: int | None = Field(
         None,
         ge=100,
-        description="training steps to plan the probes, candidates and confirm runs with, instead of converting "
-        "time_budget_s with the measured step time: the same plan on every machine. Without time_budget_s no "
-        "wall-clock limit applies. The 60 calibration steps and the floors (30-step candidates, 50-step confirm "
+        description="compute to plan the probes, candidates and confirm runs with, in steps at the baseline's batch "
+        "(training examples / that batch; a candidate with a larger batch trains fewer steps of it), instead of "
+        "converting time_budget_s with the measured step time: the same plan on every machine. Default 10 H "
+        "without time_budget_s. The 60 calibration steps and the floors (30-step candidates, 50-step confirm "
         "runs) come on top of a small budget",
     )
 
@@ -162,6 +166,11 @@ class OptimizationRequest(BaseModel):
     )
     num_candidates: int = Field(4, ge=1, le=8, description="configurations the planner proposes per round")
     refine_rounds: int = Field(1, ge=0, le=3, description="propose-again rounds after measured results")
+    train_steps: int | None = Field(
+        None, gt=0, description="the horizon H: your training run's length in optimizer steps at the baseline's "
+        "batch (H = train_steps x that batch, in training examples); the recommendation is for that run. "
+        "Default: the workload's own length (its default_config steps or epochs)")
+    epochs: float | None = Field(None, gt=0, description="the horizon H in passes over the training data instead")
 
     @field_validator("seeds")
     @classmethod
@@ -179,6 +188,9 @@ class OptimizationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _held_out(self) -> OptimizationRequest:
+        if self.train_steps is not None and self.epochs is not None:
+            raise ValueError(f"give the horizon as train_steps or as epochs, not both, but got {self.train_steps=}, "
+                             f"{self.epochs=}")
         shared = sorted(set(self.seeds) & set(self.confirm_seeds or ()))
         if shared:
             raise ValueError(f"confirm_seeds must be held out from the selection seeds but both hold {shared}")
@@ -242,9 +254,16 @@ class Gain(BaseModel):
     fresh_mean_gain), about mean(r) +- t(0.95, n-1) s sqrt(1/n + 1/new_seeds) when the gains vary little,
     reaching further below a large gain than above it, and never to +100%; that t interval when a loss is
     not finite.
+
+    The claim is about the user's run of ``horizon_examples`` training examples (H). When the budget paid
+    for runs of H, it was measured there; otherwise ``predicted`` is true and every per-seed gain was
+    extrapolated to H from paired runs of at most ``measured_examples`` (agent/extrapolate.py).
     """
 
-    steps: int
+    steps: int = Field(description="baseline steps of the longest paired runs (H / baseline batch when measured)")
+    horizon_examples: int = Field(0, description="H: training examples of the run the claim is about")
+    measured_examples: int = Field(0, description="training examples of the longest paired runs (= H: measured)")
+    predicted: bool = Field(False, description="the gain at H is extrapolated from shorter runs, not measured at H")
     seeds: list[int] = Field(description="the held-out seeds: none of them chose the challenger")
     baseline: TrainingMetrics
     challenger: TrainingMetrics
@@ -265,6 +284,13 @@ class Gain(BaseModel):
     adopted: bool = Field(description="the challenger is the recommendation (else the baseline is)")
     reason: str = Field(description="why it was adopted or not, with the interval")
     metric_change: float | None = Field(None, description="challenger - baseline validation metric, mean over seeds")
+
+    def claim_text(self) -> str:
+        """Whether the gain was measured at H or predicted there, in words."""
+        if self.predicted:
+            return (f"predicted at H = {self.horizon_examples:,} examples from runs of at most "
+                    f"{self.measured_examples:,}")
+        return f"measured at H = {self.horizon_examples:,} examples"
 
     def new_seeds_text(self) -> str | None:
         """What a user who re-runs the challenger should see, in words; None when it is not a figure (no
@@ -324,6 +350,12 @@ class OptimizationResponse(BaseModel):
     replayed: bool = False
     notes: list[str] = Field(default_factory=list)
     wall_time_s: float | None = Field(None, description="seconds the run took (None on replay)")
+    horizon: Horizon | None = Field(None, description="the user's training run the recommendation is for")
+    steps_spent: int = Field(0, description="compute the run spent on training, calibration included, in steps at the "
+                             "baseline's batch (training examples / that batch); probes counted as planned")
+    run_seconds: dict[str, float] = Field(
+        default_factory=dict, description="seconds of training of the run at H on the probed device, baseline and "
+        "recommended, at their measured throughput")
 
     def comparable(self) -> dict[str, Any]:
         """What a replay must reproduce exactly: recommendation, evidence and rationale."""

@@ -17,7 +17,7 @@ from trainopt.agent.phases.spend import another_round, leader, search_trials
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.schemas import OptimizationResponse
 
-PHASES = ("profile", "probe", "propose", "race", "refine", "search", "confirm")
+PHASES = ("profile", "probe", "propose", "race", "refine", "search", "finals", "confirm", "respond")
 
 
 def execute(state: RunState) -> OptimizationResponse:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from functools import partial
 from typing import NamedTuple
 
+from trainopt.agent.extrapolate import PERSISTENCE, log_ratios, log_ratios_at
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CONFIRM_SEED_START, MAX_CONFIRM_SEEDS, Gain, TrainingMetrics
 from trainopt.agent.scoring import objective_score
@@ -38,8 +40,15 @@ from trainopt.agent.stats import (
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
 
-CONFIRM_EVALS = 25  # validation points of a full-length run
 NEW_SEEDS = 5  # the gain's second interval: the mean a user sees over this many fresh seeds
+
+
+class Arms(NamedTuple):
+    """The baseline and the challenger at one length (seed 0: the held-out seeds replace it)."""
+
+    steps: int
+    baseline: TrialConfig
+    challenger: TrialConfig
 
 
 def confirm(state: RunState, steps: int) -> Gain:
@@ -47,30 +56,39 @@ def confirm(state: RunState, steps: int) -> Gain:
     request, b = state.request, state.budget
     fixed = request.confirm_seeds is not None
     seeds = list(request.confirm_seeds) if fixed else [CONFIRM_SEED_START + i for i in range(b.confirm_seeds)]
-    base_config = full_length(state.baseline_config(steps), steps, 0)
-    challenger = full_length(state.challenger.config, steps, 0) if state.challenger else base_config
-    _run_pairs(state, base_config, challenger, seeds)
-    gain, spread = _gain(state, base_config, challenger, seeds, steps)
-    while not fixed and (stop := _stop_reason(state, gain, len(seeds), steps)) is None:
+    lengths = [max(1, steps // 2), steps] if steps < b.horizon_steps else [steps]
+    arms = [_arms(state, length) for length in lengths]
+    _run_pairs(state, arms, seeds)
+    gain, spread = _gain(state, arms, seeds)
+    while not fixed and (stop := _stop_reason(state, len(seeds), arms)) is None:
         more = [CONFIRM_SEED_START + len(seeds) + i for i in range(min(b.confirm_extend_by,
                                                                         MAX_CONFIRM_SEEDS - len(seeds)))]
-        _run_pairs(state, base_config, challenger, more)
+        _run_pairs(state, arms, more)
         seeds += more
-        gain, spread = _gain(state, base_config, challenger, seeds, steps)
+        gain, spread = _gain(state, arms, seeds)
     if not fixed:
         state.notes.append(f"confirm stopped after {len(seeds)} held-out seeds: {stop}")
     if spread.floor > spread.own:
         state.notes.append(_spread_note(spread, len(seeds)))
+    if state.workload.test_data is None:
+        state.notes.append("the workload has no test split: the claim is on the validation split, which the "
+                           "race and the finals also read")
     return gain
 
 
-def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
+def _arms(state: RunState, steps: int) -> Arms:
+    base = state.at_length(state.baseline_config(steps), steps, 0)
+    challenger = state.at_length(state.challenger.config, steps, 0) if state.challenger else base
+    return Arms(steps, base, challenger)
+
+
+def _stop_reason(state: RunState, n: int, arms: list[Arms]) -> str | None:
     """Why no more held-out seeds are added, or None to add the policy's ``extend_by`` more."""
     if state.challenger is None:
         return "no challenger to confirm"
     if n >= MAX_CONFIRM_SEEDS:
         return f"{MAX_CONFIRM_SEEDS} seeds is the most the confirm uses"
-    cost = 2 * min(state.budget.confirm_extend_by, MAX_CONFIRM_SEEDS - n) * steps
+    cost = 2 * min(state.budget.confirm_extend_by, MAX_CONFIRM_SEEDS - n) * sum(a.steps for a in arms)
 
     def compute() -> Decision:
         if cost <= state.steps_left():
@@ -82,44 +100,96 @@ def _stop_reason(state: RunState, gain: Gain, n: int, steps: int) -> str | None:
     return None
 
 
-def _run_pairs(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int]) -> None:
-    configs = [c.model_copy(update={"seed": s}) for s in seeds for c in (base, challenger)]
+def _run_pairs(state: RunState, arms: list[Arms], seeds: list[int]) -> None:
+    """Both arms at every length on ``seeds``; the longest runs are the confirm's runs."""
+    configs = [c.model_copy(update={"seed": s}) for a in arms for s in seeds for c in (a.baseline, a.challenger)]
     state.run_trials(list({c.key(): c for c in configs}.values()), "confirm", "confirm")
+    longest = arms[-1]
     for s in seeds:
-        state.confirm.setdefault("baseline", []).append(state.results[base.model_copy(update={"seed": s}).key()])
-        state.confirm.setdefault("challenger", []).append(
-            state.results[challenger.model_copy(update={"seed": s}).key()])
+        for side, config in (("baseline", longest.baseline), ("challenger", longest.challenger)):
+            state.confirm.setdefault(side, []).append(state.results[config.model_copy(update={"seed": s}).key()])
 
 
-def _gain(state: RunState, base: TrialConfig, challenger: TrialConfig, seeds: list[int], steps: int
-          ) -> tuple[Gain, Spread]:
-    """The paired comparison on ``seeds``, and the spread its intervals used."""
-    bases = [state.results[base.model_copy(update={"seed": s}).key()] for s in seeds]
-    chals = [state.results[challenger.model_copy(update={"seed": s}).key()] for s in seeds]
-    b_losses, c_losses = [r.final_val_loss for r in bases], [r.final_val_loss for r in chals]
-    spread = run_spread(state, base, challenger, b_losses, c_losses, seeds)
-    floor = spread.floor
-    loss = paired(relative_gains(b_losses, c_losses), min_sd=floor)
-    fresh = _fresh_interval(state, base, challenger, b_losses, c_losses, seeds) or paired(
-        loss.diffs, new_seeds=NEW_SEEDS, min_sd=floor).interval
+def _runs(state: RunState, config: TrialConfig, seeds: list[int]) -> list[TrialResult]:
+    """``config``'s results on ``seeds``, scored on the test split (``on_test``)."""
+    return [on_test(state.results[config.model_copy(update={"seed": s}).key()]) for s in seeds]
+
+
+def _gain(state: RunState, arms: list[Arms], seeds: list[int]) -> tuple[Gain, Spread]:
+    """The paired comparison on ``seeds`` (at H, measured or predicted from two lengths), and the spread its
+    intervals used."""
+    longest, h = arms[-1], state.budget.horizon_steps
+    bases, chals = _runs(state, longest.baseline, seeds), _runs(state, longest.challenger, seeds)
+    b_losses, c_losses = [r.score for r in bases], [r.score for r in chals]
     weights = state.request.objective_metrics
-    pairs = list(zip(chals, bases, strict=True))
-    objective = paired([1.0 - objective_score(c, b, weights, state.latency_ms) for c, b in pairs],
-                       min_sd=floor * weights.get("loss", 0.0) / math.fsum(weights.values()))
+    scores = [[objective_score(c, b, weights, state.latency_ms) for c, b in
+               zip(_runs(state, a.challenger, seeds), _runs(state, a.baseline, seeds), strict=True)] for a in arms]
+    if len(arms) == 2:  # predicted at H from the two lengths (agent/extrapolate.py)
+        short = arms[0]
+        at_h = partial(_at_horizon, h_short=short.steps, h_long=longest.steps, h=h)
+        short_losses = [[r.score for r in _runs(state, c, seeds)] for c in (short.baseline, short.challenger)]
+        loss_logs = (log_ratios(*short_losses), log_ratios(b_losses, c_losses))
+        score_logs = [log_ratios([1.0] * len(x), x) for x in scores]
+        spread = Spread(0.0, 0.0)
+        loss, fresh = _predicted([at_h(*loss_logs, persistence=theta) for theta in PERSISTENCE])
+        objective, _ = _predicted([at_h(*score_logs, persistence=theta) for theta in PERSISTENCE])
+    else:
+        spread = run_spread(state, longest.baseline, longest.challenger, b_losses, c_losses, seeds)
+        loss = paired(relative_gains(b_losses, c_losses), min_sd=spread.floor)
+        fresh = _fresh_interval(state, longest.baseline, longest.challenger, b_losses, c_losses, seeds) or paired(
+            loss.diffs, new_seeds=NEW_SEEDS, min_sd=spread.floor).interval
+        objective = paired([1.0 - x for x in scores[-1]],
+                           min_sd=spread.floor * weights.get("loss", 0.0) / math.fsum(weights.values()))
     has_challenger = state.challenger is not None
     significant = has_challenger and objective.above(state.request.min_gain) and _enough_seeds(state, len(seeds))
     metric_change = None
     if all(r.final_val_metric is not None for r in bases + chals):
-        metric_change = math.fsum(c.final_val_metric - b.final_val_metric for c, b in pairs) / len(seeds)
+        metric_change = math.fsum(c.final_val_metric - b.final_val_metric
+                                  for c, b in zip(chals, bases, strict=True)) / len(seeds)
+    bb = state.baseline_batch
     gain = Gain(
-        steps=steps, seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
+        steps=longest.steps, horizon_examples=h * bb, measured_examples=longest.steps * bb, predicted=len(arms) == 2,
+        seeds=list(seeds), baseline=metrics(state, bases), challenger=metrics(state, chals),
         baseline_val_losses=b_losses, challenger_val_losses=c_losses,
         relative_loss_reduction=loss.mean, interval=loss.interval, new_seeds_interval=fresh,
         new_seeds=NEW_SEEDS, objective_gain=objective.mean, objective_interval=objective.interval, level=LEVEL,
         wins=objective.wins, losses=objective.losses, significant=significant, adopted=significant,
-        reason=_reason(state, objective, has_challenger), metric_change=metric_change,
+        reason="", metric_change=metric_change,
     )
+    gain.reason = _reason(state, objective, has_challenger, gain.claim_text())
     return gain, spread
+
+
+def _at_horizon(short: list[float], long: list[float], h_short: int, h_long: int, h: int, persistence: float
+                ) -> list[float]:
+    """Per-seed ratios at H from the log ratios at two lengths; a seed with a non-finite side (a diverged run)
+    keeps its long one."""
+    ratios = []
+    for a, b in zip(short, long, strict=True):
+        finite = math.isfinite(a) and math.isfinite(b)
+        x = log_ratios_at([a], [b], h_short, h_long, h, persistence)[0] if finite else b
+        ratios.append(math.exp(x) if x < 700 else math.inf)
+    return ratios
+
+
+def _predicted(ratios: list[list[float]]) -> tuple[Paired, tuple[float, float]]:
+    """The paired gain 1 - ratio at the middle persistence, its interval and the fresh-seeds interval the union
+    of those at the two ends (agent/extrapolate.py)."""
+    ends = [paired([1.0 - r for r in x]) for x in (ratios[0], ratios[-1])]
+    middle = paired([1.0 - r for r in ratios[1]])
+    interval = (min(e.interval[0] for e in ends), max(e.interval[1] for e in ends))
+    fresh = [fresh_mean_gain([1.0] * len(x), x, NEW_SEEDS) or paired([1.0 - r for r in x], new_seeds=NEW_SEEDS).interval
+             for x in (ratios[0], ratios[-1])]
+    return middle.model_copy(update={"interval": interval}), (min(f[0] for f in fresh), max(f[1] for f in fresh))
+
+
+def on_test(result: TrialResult) -> TrialResult:
+    """``result`` as a claim reads it: its final loss and metric on the test split, which nothing selected on
+    (the validation figures when the workload has no test split)."""
+    if result.final_test_loss is None or result.diverged:
+        return result
+    return result.model_copy(update={"final_val_loss": result.final_test_loss,
+                                     "final_val_metric": result.final_test_metric})
 
 
 class Spread(NamedTuple):
@@ -181,12 +251,12 @@ def _spread_note(spread: Spread, seeds: int) -> str:
             f"which varied less: s {spread.floor:.3f}, where the held-out seeds alone give {spread.own:.3f}")
 
 
-def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
+def _reason(state: RunState, objective: Paired, has_challenger: bool, claim: str) -> str:
     if not has_challenger:
         return "no raced candidate met the constraints and trained stably: the baseline is recommended"
     lo, hi = objective.interval
     n = len(objective.diffs)
-    measured = (f"held-out gain {objective.mean:+.1%} (90% interval {lo:+.1%} to {hi:+.1%}; better on "
+    measured = (f"held-out gain {objective.mean:+.1%} {claim} (90% interval {lo:+.1%} to {hi:+.1%}; better on "
                 f"{objective.wins} of {n} seeds)")
     threshold = state.request.min_gain
     if lo > threshold and not _enough_seeds(state, n):
@@ -204,13 +274,6 @@ def _reason(state: RunState, objective: Paired, has_challenger: bool) -> str:
 def _enough_seeds(state: RunState, n: int) -> bool:
     """A gain is claimed on at least RunPolicy.min_adopt_seeds held-out seeds, unless the request named them."""
     return state.request.confirm_seeds is not None or n >= state.policy.min_adopt_seeds
-
-
-def full_length(config: TrialConfig, steps: int, seed: int) -> TrialConfig:
-    """``config`` at ``steps`` (warmup scaled, CONFIRM_EVALS validation points) on ``seed``."""
-    warmup = min(steps - 1, round(config.warmup_steps / config.steps * steps))
-    return config.model_copy(update={"steps": steps, "seed": seed, "warmup_steps": warmup,
-                                     "eval_every": max(1, steps // CONFIRM_EVALS)})
 
 
 def metrics(state: RunState, runs: list[TrialResult]) -> TrainingMetrics:

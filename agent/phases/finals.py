@@ -24,7 +24,8 @@ import math
 from functools import partial
 
 from trainopt.agent.budget import MIN_FINAL_STEPS, full_length_runs
-from trainopt.agent.phases.confirm import full_length, metrics
+from trainopt.agent.horizon import lr_exponent
+from trainopt.agent.phases.confirm import metrics
 from trainopt.agent.phases.race import ranking
 from trainopt.agent.phases.state import Decision, RunState
 from trainopt.agent.schemas import CandidateOutcome
@@ -69,18 +70,40 @@ def finals(state: RunState) -> int:
                            "held-out seeds; the race's leader is the challenger")
         state.finalists = state.finalists[:1]
     if len(state.finalists) == 1:
-        state.challenger = state.finalists[0]
+        state.challenger = to_horizon(state, state.finalists[0], state.finalists[0], steps)
         return steps
     seeds = state.request.seeds[: b.final_seeds]
-    base = [full_length(state.baseline_config(steps), steps, s) for s in seeds]
+    base = [state.at_length(state.baseline_config(steps), steps, s) for s in seeds]
     _run_finalists(state, state.finalists, base, include_base=True)
     walk_down(state, base, steps)
     ranked = sorted(state.finalists, key=lambda o: o.final_score)
-    state.challenger = ranked[0]
     state.notes.append("finals ({} steps, selection seeds {}): {}; 1.0 is the baseline".format(
         steps, seeds, ", ".join(f"lr {o.config.lr:.3g} {o.config.schedule} b{o.config.batch_size} score "
                                 f"{o.final_score:.3g}" for o in ranked)))
+    state.challenger = to_horizon(state, ranked[0], state.finalists[0], steps)
     return steps
+
+
+def to_horizon(state: RunState, winner: CandidateOutcome, leader: CandidateOutcome, steps: int) -> CandidateOutcome:
+    """The winner at the LR the user's run H wants, when the finals' runs (L) are shorter than H: the LR-horizon
+    law LR*(D) ~ D^-beta (agent/horizon.py) with beta fitted on the race's leader at C and the winner at L
+    (beta = 0 when the leader won: no sign that the LR falls; HORIZON_EXPONENT without finals), so
+    lr_H = lr_L (L / H)^beta, not below the probed safe range. The confirm measures that configuration."""
+    h = state.budget.horizon_steps
+    if steps >= h:
+        return winner
+    c = state.budget.candidate_steps
+    if winner is leader and len(state.finalists) == 1:
+        beta, fitted = HORIZON_EXPONENT, f"the rule of thumb beta = {HORIZON_EXPONENT:g} (no finals)"
+    else:
+        beta = lr_exponent(c, leader.config.lr, steps, winner.config.lr)
+        fitted = f"beta = {beta:.2f} fitted on lr {leader.config.lr:.3g} at {c} and {winner.config.lr:.3g} at {steps}"
+    moved = _at_lr(state, winner.config, winner.config.lr * (steps / h) ** beta, steps)
+    if moved is None:
+        return winner
+    state.notes.append(f"the challenger's LR for H ({h} steps): {winner.config.lr:.3g} -> {moved.config.lr:.3g} by "
+                       f"LR ~ horizon^-beta, {fitted} (baseline steps); the confirm measures it at shorter runs")
+    return moved
 
 
 def walk_down(state: RunState, base: list[TrialConfig], steps: int) -> None:
@@ -112,9 +135,11 @@ def _walk_fits(state: RunState, cost: int, steps: int, stop: str) -> Decision:
 
 
 def horizon_twin(state: RunState, leader: CandidateOutcome, steps: int) -> CandidateOutcome | None:
-    """The leader at the LR a run of ``steps`` (L) wants rather than the race's C: lr (C / L)^HORIZON_EXPONENT,
+    """The leader at the LR a run of ``steps`` (L) wants rather than the race's C: lr (C / L)^HORIZON_EXPONENT
+    (C and L in examples),
     not below the probed safe range; None when that rounds to the leader's own LR."""
-    return _at_lr(state, leader.config, leader.config.lr * (leader.config.steps / steps) ** HORIZON_EXPONENT, steps)
+    ratio = state.budget.candidate_steps / steps  # C / L in examples
+    return _at_lr(state, leader.config, leader.config.lr * ratio**HORIZON_EXPONENT, steps)
 
 
 def _at_lr(state: RunState, config: TrialConfig, lr: float, steps: int) -> CandidateOutcome | None:
@@ -123,7 +148,7 @@ def _at_lr(state: RunState, config: TrialConfig, lr: float, steps: int) -> Candi
     lr = float(f"{max(lr, state.digest.lr_safe_range[0]):.3g}")
     if lr >= config.lr:
         return None
-    lower = full_length(config.model_copy(update={"lr": lr}), steps, config.seed)
+    lower = state.at_length(config.model_copy(update={"lr": lr}), steps, config.seed)
     return CandidateOutcome(config=lower, source="horizon", round=-1, steps=steps, val_loss=math.nan,
                             val_metric=None, peak_memory_mb=0.0, diverged=False, score=math.inf)
 
@@ -133,8 +158,8 @@ def _run_finalists(state: RunState, finalists: list[CandidateOutcome], base: lis
     """Measure ``finalists`` (and the baseline, when ``include_base``) on ``base``'s seeds; each one's
     final_score is its mean objective score against the baseline there."""
     steps = base[0].steps
-    runs = [[full_length(o.config, steps, b.seed) for b in base] for o in finalists]
-    state.run_trials((base if include_base else []) + [c for configs in runs for c in configs], "finals", "confirm")
+    runs = [[state.at_length(o.config, steps, b.seed) for b in base] for o in finalists]
+    state.run_trials((base if include_base else []) + [c for configs in runs for c in configs], "finals", "finals")
     weights = state.request.objective_metrics
     for o, configs in zip(finalists, runs, strict=True):
         scores = [objective_score(state.results[c.key()], state.results[bc.key()], weights, state.latency_ms)

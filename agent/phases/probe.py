@@ -19,7 +19,6 @@ from trainopt.agent.evidence import build_digest
 from trainopt.agent.phases.state import Decision, RunState
 
 GRADIENT_STEPS = 200  # longest gradient analysis
-STEPS_WITHIN = 4  # B = 4 B_noise: steps within 1 + 1/4 of S_min
 LATENCY_PROBE_STEPS = 10  # training steps before the latency export (weights do not change latency)
 
 
@@ -54,21 +53,21 @@ def probe(state: RunState) -> None:
         state.workload, parameters, state.space, state.baseline_config(b.candidate_steps), b.candidate_steps,
         lr_out, batch_out, grad_out,
     )
-    if state.request.constraints.step_budget is not None:
-        state.digest = state.digest.model_copy(update={"step_budget": True, "batch_knee": None,
-                                                       "batch_recommended": step_budget_batch(state.digest)})
+    if state.budget_s is None or state.request.constraints.step_budget is not None:  # no timing may choose
+        state.digest = state.digest.model_copy(update={"batch_knee": None,
+                                                       "batch_recommended": untimed_batch(state.digest)})
     if state.request.wants_latency:
         measure_latency(state)
 
 
-def step_budget_batch(digest: ProbeDigest) -> int:
-    """The batch probe's pick when seconds do not count (under a step budget), with no timing in it, so a
-    timing on a loaded machine cannot change a rerun's choices: the smallest power of two whose predicted
-    steps to a target loss are within 25% of the fewest possible, S = S_min (1 + B_noise / B) <= 1.25 S_min,
-    i.e. B >= 4 B_noise (McCandlish et al. 2018, eq. 2.11); the baseline's batch without a noise scale;
-    inside the probed range."""
+def untimed_batch(digest: ProbeDigest) -> int:
+    """The batch probe's pick when compute is counted in examples, with no timing in it, so a loaded machine
+    cannot change a rerun's choices: the critical batch B_noise rounded to a power of two, where the examples
+    and the steps to a target loss are both within 2x of their minimum, E = E_min (1 + B / B_noise), S = S_min
+    (1 + B_noise / B) (McCandlish et al. 2018, eq. 2.11); the baseline's batch without a noise scale; inside
+    the probed range."""
     noise = digest.batch_noise_scale
-    batch = digest.baseline["batch_size"] if noise is None else 2 ** math.ceil(math.log2(STEPS_WITHIN * noise))
+    batch = digest.baseline["batch_size"] if noise is None else 2 ** max(0, round(math.log2(noise)))
     return digest.clip_batch(batch)
 
 

@@ -21,13 +21,21 @@ PREDICT_PREFIX = 0.4  # the convergence fit sees this share of the recommended c
 
 
 def respond(state: RunState, gain: Gain) -> OptimizationResponse:
-    baseline = state.confirm["baseline"][0].config.model_copy(update={"seed": state.request.seeds[0]})
+    state.report("respond", 0, 1, "explanation and report")
+    at_h = lambda runs: state.at_length(runs[0].config, state.budget.horizon_steps, state.request.seeds[0])  # noqa: E731
+    baseline = at_h(state.confirm["baseline"])
     if gain.adopted:
-        recommended = state.confirm["challenger"][0].config.model_copy(update={"seed": state.request.seeds[0]})
-        runs, best = state.confirm["challenger"], state.challenger
+        recommended, runs, best = at_h(state.confirm["challenger"]), state.confirm["challenger"], state.challenger
     else:
         recommended, runs, best = baseline, state.confirm["baseline"], state.baseline_outcome()
     state.confirm["recommended"] = runs
+    run_seconds = {"baseline": _seconds(state, state.confirm["baseline"]), "recommended": _seconds(state, runs)}
+    step_changed = any(getattr(recommended, k) != getattr(baseline, k) for k in ("batch_size", "optimizer"))
+    if step_changed and abs(run_seconds["recommended"] / run_seconds["baseline"] - 1) > 0.1:  # same step: timing noise
+        state.notes.append(
+            f"training your run (H) takes about {run_seconds['recommended']:.3g} s with the recommendation "
+            f"instead of {run_seconds['baseline']:.3g} s with the baseline on this {state.device_type} (measured "
+            "throughput)")
     if gain.reason not in state.notes:  # "no raced candidate ..." is noted when the finals find none
         state.notes.append(gain.reason)
     b = state.budget
@@ -44,13 +52,13 @@ def respond(state: RunState, gain: Gain) -> OptimizationResponse:
     state.rationale.append(f"Choice: {explanation}")
     if state.request.wants_latency:
         export_onnx(state, recommended)
+    state.report("respond", 1, 1, "done")
     return OptimizationResponse(
         workload=state.workload.name,
         device=state.device_type,
         recommended=recommended,
         baseline=baseline,
-        challenger=state.confirm["challenger"][0].config.model_copy(update={"seed": state.request.seeds[0]})
-        if state.challenger else None,
+        challenger=at_h(state.confirm["challenger"]) if state.challenger else None,
         rationale="\n\n".join(state.rationale),
         evidence=evidence(state),
         candidates=state.outcomes,
@@ -59,7 +67,16 @@ def respond(state: RunState, gain: Gain) -> OptimizationResponse:
         latency_ms=state.latency_ms,
         lm=state.planner.usage(),
         notes=state.notes,
+        horizon=state.horizon,
+        run_seconds=run_seconds,
+        steps_spent=state.steps_spent + state.calibration_steps,
     )
+
+
+def _seconds(state: RunState, runs: list[TrialResult]) -> float:
+    """Seconds of training the user's run H takes at ``runs``' mean measured throughput (examples per second)."""
+    throughput = [r.throughput for r in runs if r.throughput > 0]
+    return round(state.horizon.examples * len(throughput) / math.fsum(throughput), 3) if throughput else math.nan
 
 
 def comparison(state: RunState, gain: Gain) -> dict[str, Any]:
@@ -67,6 +84,7 @@ def comparison(state: RunState, gain: Gain) -> dict[str, Any]:
     challenger = state.challenger.config if state.challenger else None
     return {
         "steps": gain.steps,
+        "claim": gain.claim_text(),
         "seeds": gain.seeds,
         "baseline_val_loss": round(gain.baseline.loss, 6),
         "recommended_val_loss": round((gain.challenger if gain.adopted else gain.baseline).loss, 6),

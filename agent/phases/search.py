@@ -9,6 +9,7 @@ races like any candidate, so one lucky search trial cannot reach the confirm run
 
 from __future__ import annotations
 
+from trainopt.agent.horizon import at_examples
 from trainopt.agent.phases.race import race, ranking
 from trainopt.agent.phases.state import RunState
 from trainopt.agent.proposals import Proposal
@@ -36,13 +37,15 @@ def search(state: RunState, extra_trials: int = 0) -> None:
         schedules=["constant", "cosine", "one_cycle"],
         n_trials=n_trials,
         max_steps=b.candidate_steps,
+        baseline_batch=state.baseline_batch,
         seed=state.request.seeds[0],
     )
     if out is None:
         return
     state.steps_spent += out.steps_spent_this_run
-    best = {k: v for k, v in out.best_config.items() if k not in ("steps", "seed", "eval_every")}
-    config = TrialConfig(**{**best, "steps": b.candidate_steps, "seed": state.request.seeds[0]})
+    best = {k: v for k, v in out.best_config.items() if k not in ("seed", "eval_every")}
+    config = at_examples(TrialConfig(**{**best, "seed": state.request.seeds[0]}), b.candidate_steps,
+                         state.baseline_batch, evals=None)
     searched = lambda c: c.model_dump(include=SEARCHED)  # noqa: E731 (the search does not vary the warmup)
     if any(searched(o.config) == searched(config) for o in state.outcomes):
         state.notes.append(f"the seeded search's best (lr {config.lr:.3g}, {config.schedule}, batch "
@@ -60,11 +63,9 @@ def _probed_start(state: RunState) -> list[TrialConfig]:
 
 
 def search_batches(state: RunState) -> list[int]:
-    """The batch probe's pick, its half and its double; under a step budget every
-    larger power of two up to the probed range's top as well, since there a larger batch costs no steps."""
+    """The batch probe's pick, its half and its double, inside the probed range (every trial trains the same
+    examples: a larger batch trains fewer steps)."""
     d = state.digest
     low, high = d.batch_range
     picks = {d.batch_recommended // 2, d.batch_recommended, d.batch_recommended * 2}
-    if state.request.constraints.step_budget is not None:
-        picks |= {2**k for k in range(d.batch_recommended.bit_length(), high.bit_length())}
     return sorted({min(max(x, low), high) for x in picks})

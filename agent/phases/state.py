@@ -21,6 +21,7 @@ from trainopt.agent.budget import PROBE_SHARE, RunPolicy, StepBudget
 from trainopt.agent.clock import WallClock
 from trainopt.agent.digest import ProbeDigest
 from trainopt.agent.evidence import trial_record
+from trainopt.agent.horizon import Horizon, at_examples, cost
 from trainopt.agent.planning import Planner
 from trainopt.agent.probe_cache import ProbeCache, output_key
 from trainopt.agent.schemas import CandidateOutcome, OptimizationRequest, TrainingConfig
@@ -61,6 +62,7 @@ class RunState:
     clock: WallClock | None = None
     policy: RunPolicy = field(default_factory=RunPolicy)
     # filled while running
+    horizon: Horizon | None = None  # the user's run (profile)
     budget: StepBudget | None = None
     digest: ProbeDigest | None = None
     tools: dict[str, BaseModel] = field(default_factory=dict)
@@ -76,7 +78,8 @@ class RunState:
     notes: list[str] = field(default_factory=list)
     latency_ms: float | None = None
     onnx_path: str | None = None
-    steps_spent: int = 0  # training steps of every trial after calibration (probes counted as planned)
+    steps_spent: int = 0  # baseline steps of every trial after calibration (probes counted as planned)
+    calibration_steps: int = 0  # the profile's two trials of the baseline
 
     def __post_init__(self) -> None:
         if self.clock is None:
@@ -138,22 +141,34 @@ class RunState:
         results = self.store.run_many(self.workload, configs, device=str(self.device), progress=progress)
         fresh = [r for r in results if not r.from_store]
         if fresh and purpose != "calibration":  # calibration pays the one-time setup
-            self.clock.observe(sum(r.steps_run for r in fresh), time.monotonic() - started)
+            trained = sum(r.steps_run * r.config.batch_size for r in fresh) / self.baseline_batch
+            self.clock.observe(round(trained), time.monotonic() - started)
         for result in results:
             self.results[result.config.key()] = result
             self.trials.append(trial_record(result, purpose))
-            if purpose != "calibration":
-                self.steps_spent += result.config.steps
+            if purpose == "calibration":
+                self.calibration_steps += result.config.steps
+            else:
+                self.steps_spent += round(cost(result.config, self.baseline_batch))
         return results
 
     # ---- the budget ------------------------------------------------------------------------------
 
+    @property
+    def baseline_batch(self) -> int:
+        """The baseline's batch: the unit of every step count of the run (agent/horizon.py)."""
+        return min(self.workload.default_config.get("batch_size", 64), self.workload.num_train)
+
+    def at_length(self, config: TrialConfig, steps: float, seed: int | None = None) -> TrialConfig:
+        """``config`` trained on the examples of ``steps`` baseline steps, with a claim run's validation points."""
+        return at_examples(config, steps, self.baseline_batch, seed)
+
     def baseline_config(self, steps: int, seed: int | None = None) -> TrialConfig:
         """The workload's default configuration (AdamW 1e-3, batch 64, constant for the built-ins)."""
-        fields = {"optimizer": "adamw", "lr": 1e-3, "batch_size": 64, "schedule": "constant",
-                  **self.workload.default_config}
-        fields.update(steps=steps, seed=self.request.seeds[0] if seed is None else seed, warmup_steps=0)
-        fields["batch_size"] = min(fields["batch_size"], self.workload.num_train)
+        fields = {"optimizer": "adamw", "lr": 1e-3, "schedule": "constant",
+                  **{k: v for k, v in self.workload.default_config.items() if k != "epochs"}}
+        fields.update(steps=steps, seed=self.request.seeds[0] if seed is None else seed, warmup_steps=0,
+                      batch_size=self.baseline_batch)
         return TrialConfig(**fields)
 
     def charge_probes(self) -> None:
