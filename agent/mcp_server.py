@@ -2,16 +2,21 @@
 
 Tools, each with its JSON schema taken from the same pydantic model the Python API validates with:
 
-  <probe tool>   every tool of ``trainopt.tools.TOOL_CLASSES``: the tool's ``Input`` schema plus an
+  <tool>         every tool of ``trainopt.tools.FRAMEWORK_TOOLS`` (the probe tools and the ONNX export: the
+                 tools LangChain gets, ``trainopt.tools.langchain``): the tool's ``Input`` schema plus an
                  optional ``workload``; the result is the compact summary (``trainopt.tools.summaries``)
-                 with the paths of the full Output (JSON) and the figure (PNG) under ``out_dir/tools``.
+                 with the paths of the full Output (JSON) and the figure (PNG) under ``out_dir/tools``,
+                 where the ONNX file goes too unless the call names a ``path``.
   optimize       the whole agent run, long-running: ``OptimizationRequest``'s schema (the fields a
-                 JSON client can send); progress notifications per phase; the result is the compact
-                 response (``trainopt.agent.response_summary``) with the path of report.html.
+                 JSON client can send); progress notifications with a total, in integers: PHASE_UNITS
+                 per phase (``trainopt.agent.phases.PHASES``, and any further phase the run reports);
+                 the result is the compact response (``trainopt.agent.response_summary``) with the path
+                 of report.html.
 
 A bad argument or a failed probe comes back as a tool error (``isError``) whose text names the bad
-value; it never ends the server. Training runs in a worker thread (the server keeps answering);
-a request the client cancels stops at the next training step (``trainopt.tools.cancellation``).
+value (an argument the schema does not have: with the names it has); it never ends the server.
+Training runs in a worker thread (the server keeps answering); a request the client cancels stops at
+the next training step (``trainopt.tools.cancellation``).
 
     trainopt mcp --workload digits-mlp          # then point an MCP client at this command
 """
@@ -30,7 +35,7 @@ from mcp.server.stdio import stdio_server
 
 import trainopt
 from trainopt.errors import OptimizationError
-from trainopt.tools import TOOL_CLASSES, get_tool
+from trainopt.tools import FRAMEWORK_TOOLS, get_framework_tool
 from trainopt.tools.base import parse_input
 from trainopt.tools.cancellation import CancelToken, run_in_worker
 from trainopt.tools.store import DEFAULT_OUT_DIR
@@ -41,6 +46,7 @@ OPTIMIZE = "optimize"
 # OptimizationRequest fields a JSON client cannot send (Python callables and tensors)
 _PYTHON_ONLY = ("model_factory", "train_data", "val_data", "loss_fn", "metric_fn")
 _PROGRESS_EVERY_S = 0.2  # at most this often per call, plus the last step
+PHASE_UNITS = 100  # optimize's progress: phase k (from 0) at done/total reads k * 100 + 100 * done // total
 
 
 class ProgressRelay:
@@ -64,10 +70,21 @@ def _workload_property(default: str) -> dict[str, Any]:
 
 
 def tool_schema(name: str, default_workload: str) -> dict[str, Any]:
-    """A probe tool's JSON schema: its pydantic Input's, with ``workload`` added."""
-    schema = get_tool(name).Input.model_json_schema()
+    """A tool's JSON schema: its pydantic Input's, with ``workload`` added and no other argument allowed."""
+    schema = get_framework_tool(name).Input.model_json_schema()
     schema["properties"] = {"workload": _workload_property(default_workload), **schema.get("properties", {})}
-    return schema
+    if name == "onnx_optimizer":  # the server writes the model beside its summaries (TrainoptMCP._probe)
+        schema["properties"]["path"] = {**schema["properties"]["path"], "description": (
+            "where to write the .onnx (default: tools/<workload>.onnx in the server's --out folder)")}
+    return {**schema, "additionalProperties": False}
+
+
+def reject_unknown(name: str, arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """A ValueError naming the arguments ``schema`` does not have, and the ones it has."""
+    extra = sorted(set(arguments) - set(schema["properties"]))
+    if extra:
+        raise ValueError(f"unknown argument(s) {extra} for {name}; its arguments are: "
+                         f"{', '.join(schema['properties'])}")
 
 
 def optimize_schema(default_workload: str) -> dict[str, Any]:
@@ -91,8 +108,8 @@ class TrainoptMCP:
         self._trial_store = None
 
     def tools(self) -> list[types.Tool]:
-        probes = [types.Tool(name=name, description=get_tool(name).description,
-                             input_schema=tool_schema(name, self.workload)) for name in TOOL_CLASSES]
+        probes = [types.Tool(name=name, description=get_framework_tool(name).description,
+                             input_schema=tool_schema(name, self.workload)) for name in FRAMEWORK_TOOLS]
         optimize = types.Tool(
             name=OPTIMIZE, input_schema=optimize_schema(self.workload),
             description="The whole optimization (long-running, minutes; progress per phase): profile, probe, "
@@ -110,18 +127,21 @@ class TrainoptMCP:
         try:
             if params.name == OPTIMIZE:
                 summary = await run_in_worker(lambda token: self._optimize(arguments, token, relay))
-            elif params.name in TOOL_CLASSES:
+            elif params.name in FRAMEWORK_TOOLS:
                 summary = await run_in_worker(lambda token: self._probe(params.name, arguments, token, relay))
             else:
-                return _error(f"unknown tool {params.name!r}; tools: {', '.join([*TOOL_CLASSES, OPTIMIZE])}")
+                return _error(f"unknown tool {params.name!r}; tools: {', '.join([*FRAMEWORK_TOOLS, OPTIMIZE])}")
         except (OptimizationError, ValueError) as error:
             return _error(f"{params.name} failed: {error}")
         return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(summary))],
                                     structured_content=summary)
 
     def _probe(self, name: str, arguments: dict[str, Any], token: CancelToken, relay: ProgressRelay) -> dict:
-        cls = get_tool(name)
+        cls = get_framework_tool(name)
+        reject_unknown(name, arguments, tool_schema(name, self.workload))
         workload = get_workload(arguments.pop("workload", None) or self.workload)
+        if name == "onnx_optimizer" and arguments.get("path") is None:  # the model file beside the summaries
+            arguments["path"] = str(self.out_dir / "tools" / f"{workload.name}.onnx")
         input = parse_input(cls.Input, arguments, name)
         tool = cls(workload, device=self.device, store=self._store(),
                    progress=token.progress(name, lambda done, total: relay(done, total, f"{name}: step {done}")))
@@ -131,25 +151,30 @@ class TrainoptMCP:
 
     def _optimize(self, arguments: dict[str, Any], token: CancelToken, relay: ProgressRelay) -> dict:
         from trainopt.agent.agent import TrainingOptimizationAgent
+        from trainopt.agent.phases import PHASES
         from trainopt.agent.response_summary import summarize_response
         from trainopt.agent.schemas import OptimizationRequest
 
-        extra = sorted(set(arguments) - set(optimize_schema(self.workload)["properties"]))
-        if extra:
-            raise ValueError(f"unknown argument(s) {extra} for {OPTIMIZE}")
+        reject_unknown(OPTIMIZE, arguments, optimize_schema(self.workload))
         request = OptimizationRequest.model_validate({"workload": self.workload, **arguments})
-        phases: list[str] = []
+        phases: list[str] = []  # in the order the run first reported them
+
+        def units() -> int:  # the total: PHASES, or more when the run reports a phase not in it
+            return PHASE_UNITS * max(len(PHASES), len(phases))
 
         def progress(phase: str, done: int, total: int, message: str) -> None:
             token.check(OPTIMIZE, done, total)
             if phase not in phases:
                 phases.append(phase)
-            # progress counts phases: phase k at done/total reads k + done/total
-            relay(len(phases) - 1 + (done / total if total else 0.0), None, f"{phase}: {message}"[:120])
+            # the newest phase k (from 0) at done/total; a phase come back to (race after refine) reads there too
+            at = PHASE_UNITS * (len(phases) - 1) + (PHASE_UNITS * min(done, total) // total if total > 0 else 0)
+            relay(at, units(), f"{phase}: {message}"[:120])
 
         agent = TrainingOptimizationAgent(lm=self.lm, storage=self.storage, device=self.device,
                                           out_dir=self.out_dir / request_name(request), progress=progress)
-        return summarize_response(agent.optimize_training(request))
+        response = agent.optimize_training(request)
+        relay(units(), units(), "done")
+        return summarize_response(response)
 
     def _store(self):
         """One trial store for every probe call: a repeated probe reads its trials back."""

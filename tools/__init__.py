@@ -16,6 +16,10 @@ TOOL_CLASSES = {
     "hyperparameter_suggester": "hyperparameters:HyperparameterSuggester",
 }
 
+# the tools an LLM framework is given (tools/langchain.py, agent/mcp_server.py): every probe tool, then the
+# ONNX export, which is no probe (it trains the model once, exports it and times it) but takes JSON arguments
+FRAMEWORK_TOOLS = (*TOOL_CLASSES, "onnx_optimizer")
+
 
 def get_tool(name: str):
     """The tool class registered as ``name``."""
@@ -26,6 +30,13 @@ def get_tool(name: str):
                                   {"tool": name})
     module, cls = TOOL_CLASSES[name].split(":")
     return getattr(importlib.import_module(f"trainopt.tools.{module}"), cls)
+
+
+def get_framework_tool(name: str):
+    """The tool class named ``name`` in ``FRAMEWORK_TOOLS``: a probe tool (``get_tool``) or the ONNX export."""
+    if name == "onnx_optimizer":
+        return importlib.import_module("trainopt.tools.onnx_optimizer").ONNXOptimizer
+    return get_tool(name)
 
 
 def __getattr__(name: str):

@@ -1,7 +1,8 @@
 """The trainopt tools as LangChain ``StructuredTool``s, with the same pydantic Input schemas.
 
-Every tool in ``trainopt.tools.TOOL_CLASSES`` (plus the ONNX tool) becomes a StructuredTool whose
-``args_schema`` is the tool's ``Input``. The model gets a compact summary of the tool's Output
+Every tool in ``trainopt.tools.FRAMEWORK_TOOLS`` (the probe tools, then the ONNX tool: the list
+``trainopt mcp`` serves too) becomes a StructuredTool whose ``args_schema`` is the tool's ``Input``.
+The model gets a compact summary of the tool's Output
 (``trainopt.tools.summaries``: the decision, the key numbers, the findings, at most about 1,500
 characters) with the paths of the full Output as JSON and the tool's figure as PNG under
 ``out_dir``; ``compact=False`` returns the whole Output as a JSON-able dict instead.
@@ -30,7 +31,7 @@ from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel
 
 from trainopt.errors import OptimizationError
-from trainopt.tools import TOOL_CLASSES, get_tool
+from trainopt.tools import FRAMEWORK_TOOLS, get_framework_tool
 from trainopt.tools.base import Tool
 from trainopt.tools.cancellation import CancelToken, run_in_worker
 from trainopt.tools.store import DEFAULT_OUT_DIR, TrialStore
@@ -42,16 +43,14 @@ DEFAULT_TOOLS_DIR = DEFAULT_OUT_DIR / "tools"  # full Outputs (JSON) and figures
 
 
 def tool_classes() -> list[type[Tool]]:
-    """The registered tool classes that can be imported now, then the ONNX tool."""
+    """The classes of ``FRAMEWORK_TOOLS`` (the registered tools, then the ONNX tool) that can be imported now."""
     classes = []
-    for name in TOOL_CLASSES:
+    for name in FRAMEWORK_TOOLS:
         try:
-            classes.append(get_tool(name))
+            classes.append(get_framework_tool(name))
         except ImportError as error:  # a tool still being built: leave it out, say so in the log
             logger.info("tool %r is not available: %s", name, error)
-    from trainopt.tools.onnx_optimizer import ONNXOptimizer
-
-    return [*classes, ONNXOptimizer]
+    return classes
 
 
 class TrainoptTool(StructuredTool):
