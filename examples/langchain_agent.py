@@ -7,6 +7,9 @@
     # a real tool-calling chat model (needs `pip install "trainopt[langchain]" langchain-openai` and a key)
     OPENAI_API_KEY=... python3 examples/langchain_agent.py --model openai:gpt-4o-mini
 
+A package it needs and cannot import (langchain for create_agent and real models, the provider's
+langchain-<provider> for a real model) is one line with the pip command that installs it, and exit 1.
+
 The model sees each trainopt tool's pydantic Input as its argument schema, calls the tools, and
 reads back a compact summary (the decision, the key numbers, the paths of the full Output and
 figure). Every number it can quote comes from a real probe run. ``create_agent`` is LangChain's
@@ -16,7 +19,9 @@ standard agent (a LangGraph graph); ``run_tool_calling_loop`` is the same loop w
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import sys
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -46,12 +51,32 @@ def scripted_model() -> ScriptedChatModel:
 
 
 def real_model(name: str):
-    try:
-        from langchain.chat_models import init_chat_model
-    except ImportError as error:
-        raise SystemExit("a real model needs `pip install langchain langchain-openai` "
-                         "(or another provider package); or run with --offline") from error
+    from langchain.chat_models import init_chat_model
+
     return init_chat_model(name, temperature=0)
+
+
+def needed_packages(offline: bool, loop: bool, model: str) -> list[tuple[str, str]]:
+    """(module, pip install argument) of each optional package this run imports."""
+    needed = [] if offline and loop else [("langchain", '"trainopt[langchain]"')]
+    if not offline:  # init_chat_model("openai:...") imports langchain_openai
+        provider = model.split(":")[0] if ":" in model else "openai"
+        needed.append((f"langchain_{provider.replace('-', '_')}", f"langchain-{provider.replace('_', '-')}"))
+    return needed
+
+
+def require(needed: list[tuple[str, str]]) -> None:
+    """Exit 1 with one line naming the pip command, before any work, if a needed package is missing."""
+    missing = []
+    for module, package in needed:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append((module, package))
+    if missing:
+        print(f"this example needs {', '.join(m for m, _ in missing)}: pip install {' '.join(p for _, p in missing)}",
+              file=sys.stderr)
+        raise SystemExit(1)
 
 
 def main() -> None:
@@ -62,6 +87,7 @@ def main() -> None:
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--loop", action="store_true", help="the hand-written loop instead of create_agent")
     args = parser.parse_args()
+    require(needed_packages(args.offline, args.loop, args.model))
 
     tools = as_langchain_tools(workload=args.workload, device="auto")
     print("tools:", ", ".join(t.name for t in tools))

@@ -48,3 +48,19 @@ def test_langchain_example_runs_offline(monkeypatch, capsys, tmp_path, loop):
     out = capsys.readouterr().out
     # the agent called the tool, read its summary back and answered
     assert "calls convergence_predictor" in out and "predicted_loss" in out and "[AIMessage] The forecast" in out
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--offline"], 'this example needs langchain: pip install "trainopt[langchain]"'),
+    (["--model", "openai:gpt-4o-mini"],
+     'this example needs langchain, langchain_openai: pip install "trainopt[langchain]" langchain-openai'),
+], ids=["offline", "real model"])
+def test_langchain_example_without_its_packages_names_the_pip_command(monkeypatch, capsys, args, line):
+    for module in ("langchain", "langchain_openai"):  # as after `pip install -e .`: neither can be imported
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(sys, "argv", ["langchain_agent.py", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        _load("langchain_agent").main()
+    # exit 1 with one line: what is missing and the pip command that installs it; no traceback
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [line]
