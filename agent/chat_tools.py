@@ -89,6 +89,8 @@ class OptimizeSummary(BaseModel):
     recommended: dict[str, Any]
     baseline: dict[str, Any]
     steps: int
+    horizon: str | None = None  # the user's run the recommendation is for (Horizon.text)
+    claim: str | None = None  # measured at H or predicted there (Gain.claim_text)
     seeds: list[int]
     baseline_val_loss: float
     recommended_val_loss: float
@@ -169,17 +171,20 @@ class WorkerTool(dspy.Tool):
 
 
 def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
-    def call(workload: str | None = None, budget_s: float | None = None) -> dict[str, Any]:
+    def call(workload: str | None = None, budget_s: float | None = None, epochs: float | None = None,
+             train_steps: int | None = None) -> dict[str, Any]:
         workload = get_workload(workload or ctx.workload).name
         budget = float(budget_s or ctx.budget_s)
         if budget <= 0:
             raise ValueError(f"budget_s must be > 0 but got {budget_s=}")
-        key = output_key(OPTIMIZE, ctx.store.workload_id(workload), {"budget_s": budget}, ctx.device_type)
+        horizon = {k: v for k, v in (("epochs", epochs), ("train_steps", train_steps)) if v is not None}
+        key = output_key(OPTIMIZE, ctx.store.workload_id(workload), {"budget_s": budget, **horizon}, ctx.device_type)
         if ctx.announce is not None:
-            ctx.announce(OPTIMIZE, workload, {"budget_s": budget})
+            ctx.announce(OPTIMIZE, workload, {"budget_s": budget, **horizon})
         seen = {"done": 0, "total": 0}
         try:
-            output, _ = ctx.cache.run(key, OPTIMIZE, OptimizeSummary, lambda: _optimize(ctx, workload, budget, seen))
+            output, _ = ctx.cache.run(key, OPTIMIZE, OptimizeSummary,
+                                      lambda: _optimize(ctx, workload, budget, horizon, seen))
         except KeyboardInterrupt:
             return _interrupted(ctx, OPTIMIZE, workload, seen)
         summary = {"tool": OPTIMIZE, **output.model_dump(mode="json")}
@@ -189,6 +194,9 @@ def _optimize_tool(ctx: ToolContext) -> dspy.Tool:
     args = {
         "workload": _workload_arg(),
         "budget_s": {"type": "number", "description": "time budget in seconds (default: the session's)"},
+        "epochs": {"type": "number", "description": "the user's training run H in epochs (default: the workload's "
+                                                    "own length)"},
+        "train_steps": {"type": "integer", "description": "H in steps at the default batch instead of epochs"},
     }
     desc = (
         "The whole optimization: profile, probe, propose candidates, measure them, refine, and confirm "
@@ -214,7 +222,7 @@ def _diffusion_tool(ctx: ToolContext) -> dspy.Tool:
                       arg_types={k: Any for k in TOOL_ARGS})
 
 
-def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> OptimizeSummary:
+def _optimize(ctx: ToolContext, workload: str, budget: float, horizon: dict, seen: dict) -> OptimizeSummary:
     from trainopt.agent.agent import TrainingOptimizationAgent
     from trainopt.agent.schemas import OptimizationRequest
 
@@ -226,7 +234,8 @@ def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> Opt
     agent = TrainingOptimizationAgent(
         lm=ctx.lm, storage=ctx.storage, out_dir=ctx.out_dir / workload, device=str(ctx.device), progress=progress
     )
-    response = agent.optimize_training(OptimizationRequest(workload=workload, constraints={"time_budget_s": budget}))
+    response = agent.optimize_training(OptimizationRequest(workload=workload, constraints={"time_budget_s": budget},
+                                                           **horizon))
     g = response.gain
     keep = {"optimizer", "lr", "batch_size", "schedule", "warmup_steps", "weight_decay", "grad_clip", "steps"}
     return OptimizeSummary(
@@ -235,6 +244,8 @@ def _optimize(ctx: ToolContext, workload: str, budget: float, seen: dict) -> Opt
         recommended=response.recommended.model_dump(mode="json", include=keep),
         baseline=response.baseline.model_dump(mode="json", include=keep),
         steps=g.steps,
+        horizon=response.horizon.text() if response.horizon else None,
+        claim=g.claim_text(),
         seeds=g.seeds,
         baseline_val_loss=_sig(g.baseline.loss),
         recommended_val_loss=_sig((g.challenger if g.adopted else g.baseline).loss),

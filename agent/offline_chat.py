@@ -56,6 +56,7 @@ TOPICS: list[tuple[str, re.Pattern]] = [
 ALIASES = {"cnn": "digits-cnn", "mlp": "digits-mlp", "gpt": "char-gpt", "moe": "moe-digits"}
 _BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|h)\b")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
+_HORIZON = re.compile(r"\bfor\s+(\d+(?:\.\d+)?)\s*(epochs?|steps?)\b")
 
 
 def pick_tool(question: str) -> str | None:
@@ -74,6 +75,21 @@ def pick_workload(question: str, default: str) -> str:
         return max(named, key=len)
     alias = next((name for word, name in ALIASES.items() if re.search(rf"\b{word}\b", text)), None)
     return alias or default
+
+
+def parse_horizon(question: str) -> dict[str, float]:
+    """The user's run in 'optimize cnn for 10 epochs' / '... for 500 steps': {"epochs": 10.0} or
+    {"train_steps": 500}; {} when the question states none.
+
+    Examples:
+        >>> parse_horizon("optimize digits-cnn for 10 epochs in 2 minutes"), parse_horizon("tune mlp")
+        ({'epochs': 10.0}, {})
+    """
+    match = _HORIZON.search(question.lower())
+    if match is None:
+        return {}
+    value, unit = float(match.group(1)), match.group(2)
+    return {"epochs": value} if unit.startswith("epoch") else {"train_steps": max(1, round(value))}
 
 
 def parse_budget(question: str) -> float | None:
@@ -114,9 +130,9 @@ def _step(inputs: dict[str, Any]) -> dict[str, Any]:
                 "next_tool_name": tool, "next_tool_args": args}
     workload = pick_workload(question, default)
     args: dict[str, Any] = {"workload": workload}
-    budget = parse_budget(question) if tool == "optimize_training" else None
-    if budget is not None:
-        args["budget_s"] = budget
+    if tool == "optimize_training":
+        budget = parse_budget(question)
+        args |= parse_horizon(question) | ({} if budget is None else {"budget_s": budget})
     return {
         "next_thought": f"The question is about what {tool} measures; run it on {workload} (a short real "
         "training run) and answer from its numbers.",
@@ -257,16 +273,18 @@ def _optimize_answer(o: dict, question: str) -> str:
     metric = ""
     if o.get("adopted") and o["recommended_metric"] is not None and o["baseline_metric"] is not None:
         metric = f"; accuracy {o['recommended_metric']:.4f} against {o['baseline_metric']:.4f}"
-    notes = f" Notes: {' '.join(o['notes'])}" if o["notes"] else ""
+    notes = "".join(f"\n- {note}" for note in o["notes"])
+    notes = f"\nNotes:{notes}" if notes else ""
     decision = (
         f"Recommended: {r['optimizer']} with peak lr {r['lr']:.3g}, batch {r['batch_size']}, {r['schedule']} "
         f"schedule ({r['warmup_steps']} warmup steps)." if o.get("adopted") else
         f"Recommended: keep the default ({b['optimizer']} lr {b['lr']:.3g}, batch {b['batch_size']})."
     )
     return (
-        f"For {o['workload']} (budget {o['budget_s']:g} s): {decision} The best raced candidate ({c['optimizer']} "
-        f"lr {c['lr']:.3g}, batch {c['batch_size']}, {c['schedule']}) against the default over {o['steps']} steps "
-        f"on {len(o['seeds'])} held-out seeds {o['seeds']}: validation-loss reduction "
+        f"For {o['workload']}, {o.get('horizon') or 'its own length'} (budget {o['budget_s']:g} s): {decision} The "
+        f"best raced candidate ({c['optimizer']} lr {c['lr']:.3g}, batch {c['batch_size']}, {c['schedule']}) against "
+        f"the default on {len(o['seeds'])} held-out seeds {o['seeds']}, {o.get('claim') or 'measured'}: loss "
+        "reduction "
         f"{o['relative_loss_reduction']:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on "
         f"{o.get('wins', 0)} of {len(o['seeds'])} seeds)"
         f"{'; ' + o['new_seeds_text'] if o.get('new_seeds_text') else ''}"

@@ -159,9 +159,10 @@ def summary_table(response: OptimizationResponse) -> str:
             rows.append(_row(label, format_value(field, base.get(field)), format_value(field, other.get(field)),
                              cls="diff" if label in changed else ""))
     rows += [
-        _row(f"mean val loss ({g.steps} steps, {len(g.seeds)} held-out seeds)", f"{g.baseline.loss:.4g}",
-             f"{g.challenger.loss:.4g}"),
-        _row("mean val metric", acc(g.baseline), acc(g.challenger)),
+        _row("steps of your run (H)", str(response.baseline.steps), str(shown.steps)),
+        _row(f"mean held-out loss ({g.measured_examples or g.horizon_examples:,} examples, {len(g.seeds)} seeds)",
+             f"{g.baseline.loss:.4g}", f"{g.challenger.loss:.4g}"),
+        _row("mean held-out metric", acc(g.baseline), acc(g.challenger)),
         _row("peak step memory MiB", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}"),
     ]
     return "".join(rows)
@@ -270,14 +271,15 @@ def write_report(response: OptimizationResponse, run: OptimizationRun, path: Pat
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*response.notes, *response.lm.fallbacks])
     rerun = f"; {html.escape(fresh)}" if (fresh := g.new_seeds_text()) else ""
+    horizon = f"Recommended for {response.horizon.text()}" if response.horizon else "Recommendation"
     choice = choice_text(response)
     title = f"trainopt: {html.escape(response.workload)}"
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width"><style>{STYLE}</style></head><body>
 <h1>trainopt optimize: {html.escape(response.workload)} on {html.escape(response.device)}</h1>
-<p>Held-out validation-loss reduction of the challenger against the baseline:
-<b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to {g.interval[1]:+.1%};
-better on {g.wins} of {len(g.seeds)} held-out seeds, {g.steps} steps each){rerun}.
+<p>{html.escape(horizon)}. Held-out loss reduction of the challenger against the baseline,
+{html.escape(g.claim_text())}: <b>{g.relative_loss_reduction:+.1%}</b> (90% interval {g.interval[0]:+.1%} to
+{g.interval[1]:+.1%}; better on {g.wins} of {len(g.seeds)} held-out seeds){rerun}.
 {html.escape(g.reason[0].upper() + g.reason[1:])}.
 LM: {html.escape(response.lm.requested)}, {response.lm.calls} call(s).
 {"Replayed from a recording." if response.replayed else ""}</p>

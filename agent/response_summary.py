@@ -40,7 +40,9 @@ def summarize_response(response) -> dict[str, Any]:
         "decision": decision,
         "recommended": config_fields(response.recommended),
         "baseline": config_fields(response.baseline),
+        "horizon": None if response.horizon is None else response.horizon.text(),
         "held_out": {
+            "claim": g.claim_text() if hasattr(g, "claim_text") else None,
             "seeds": list(g.seeds),
             "steps": g.steps,
             "baseline_val_loss": _sig(g.baseline.loss),

@@ -298,7 +298,9 @@ class Gain(BaseModel):
         low, high = self.new_seeds_interval
         if (low, high) == (0.0, 0.0) or not (math.isfinite(low) and math.isfinite(high)):
             return None
-        return f"over {self.new_seeds} new seeds of yours its mean gain lands in {low:+.1%} to {high:+.1%} (90%)"
+        predicted = ", predicted" if self.predicted else ""
+        return (f"over {self.new_seeds} new seeds of yours its mean gain at H lands in {low:+.1%} to {high:+.1%} "
+                f"(90%{predicted})")
 
 
 class Prediction(BaseModel):

@@ -43,14 +43,15 @@ def test_offline_propose_anchors_on_the_range_test(digest):
     assert len({(c.lr, c.batch_size, c.schedule) for c in candidates}) == 4
 
 
-def test_under_a_step_budget_the_anchor_batch_is_raised_to_the_critical_batch_never_cut(digest):
-    # a larger batch costs no steps: below the critical batch it buys about proportional progress per step
+def test_the_anchor_batch_is_cut_to_the_critical_batch_never_raised(digest):
+    # compute counts examples: beyond the critical batch a larger one buys little progress per step and spends
+    # examples, below it the probe's pick stands
     def anchor(**update):
-        candidates, _ = propose(digest.model_copy(update={"step_budget": True, **update}), num_candidates=4)
+        candidates, _ = propose(digest.model_copy(update=update), num_candidates=4)
         return candidates[0].batch_size
 
-    assert anchor() == 64  # the probe's pick (64) is above the critical batch (40 -> 32): kept, not cut
-    assert anchor(batch_noise_scale=200.0) == 256  # the critical batch (200 -> 256) is above it: raised
+    assert anchor() == 32  # the probe's pick (64) is above the critical batch (40 -> 32): cut to it
+    assert anchor(batch_noise_scale=200.0) == 64  # the critical batch (200 -> 256) is above it: kept
     assert anchor(batch_noise_scale=None) == 64
 
 

@@ -63,17 +63,21 @@ def test_diverged_run_scores_infinite():
 
 
 def test_budget_splits_measured_steps():
-    budget = plan_budget(60, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
+    budget = plan_budget(60, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, horizon_steps=10_000)
     # 70% of 60 s at 2 ms a step; 40% for the finals (two finalists and the baseline on two selection
-    # seeds) and the confirm (challenger and baseline on five held-out seeds): 16 runs of L steps
+    # seeds) and the confirm: L is below H, so each of the five held-out pairs also trains at L / 2 to predict
+    # the gain at H (3 runs of L a pair): 6 + 15 runs of L
     assert budget.total_steps == 21_000 and budget.final_seeds == 2 and budget.confirm_seeds == 5
-    assert budget.confirm_steps == 520 and budget.candidate_steps <= budget.confirm_steps // 2
-    # a budget too small for finals of 150 steps on two seeds holds them on one: 3 runs and the confirm's 10
-    small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, max_steps=10_000)
-    assert small.final_seeds == 1 and small.confirm_steps == 60  # 0.4 x 2099 / 13, rounded down to 10s
+    assert budget.predicted and budget.confirm_steps == 400 and budget.candidate_steps <= budget.confirm_steps // 2
+    # a budget that pays for the finals and the confirm at H measures there: L = H, each pair two runs
+    measured = plan_steps(12_000, 4, 1, 3, 300)
+    assert not measured.predicted and measured.confirm_steps == measured.horizon_steps == 300
+    # a budget too small for finals of 150 steps on two seeds holds them on one: 3 runs and the confirm's 15
+    small = plan_budget(6, 0.002, num_candidates=4, refine_rounds=1, num_seeds=3, horizon_steps=10_000)
+    assert small.final_seeds == 1 and small.confirm_steps == 50  # 0.4 x 2099 / 18 = 46, floored at 50
     # one that affords fewer held-out seeds than a gain is claimed on (5) spends nothing on finals
     tiny = plan_steps(1200, 4, 1, 3, 10_000)
-    assert (tiny.confirm_seeds, tiny.final_seeds, tiny.confirm_steps) == (4, 0, 60)  # 0.4 x 1200 / 8
+    assert (tiny.confirm_seeds, tiny.final_seeds, tiny.confirm_steps) == (4, 0, 50)  # 0.4 x 1200 / 12, floored
     # a budget too small for 5 held-out seeds of 50 steps plans fewer, never below 3
     assert [(plan_steps(t, 4, 1, 3, 10_000).confirm_seeds) for t in (500, 1000, 1500)] == [3, 4, 5]
     assert marginal_step_seconds(10, 0.05, 50, 0.02) == pytest.approx((50 * 0.02 - 10 * 0.05) / 40)

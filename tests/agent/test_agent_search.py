@@ -1,4 +1,4 @@
-"""The search's batch choices follow the budget's unit, and its start is finite when nothing was raced."""
+"""The search's batch choices are the same under every budget, and its start is finite when nothing was raced."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def _state(constraints: dict) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize(("constraints", "expected"), [
-    ({"step_budget": 3000}, [16, 32, 64, 128, 256]),  # a larger batch costs no steps
-    ({"time_budget_s": 60}, [16, 32, 64]),  # it costs seconds: the probe's pick, half, double
+    ({"step_budget": 3000}, [16, 32, 64]),  # a larger batch trains fewer steps of the same examples: no free batch
+    ({"time_budget_s": 60}, [16, 32, 64]),  # the probe's pick, half, double
 ])
 def test_search_batches(constraints, expected):
     assert search_batches(_state(constraints)) == expected

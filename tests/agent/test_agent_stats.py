@@ -113,7 +113,7 @@ def test_the_fresh_seeds_interval_in_words_only_when_it_is_a_figure():
     from trainopt.agent.schemas import Gain
 
     words = Gain.model_construct(new_seeds_interval=(0.123, 0.456), new_seeds=5).new_seeds_text()
-    assert words == "over 5 new seeds of yours its mean gain lands in +12.3% to +45.6% (90%)"
+    assert words == "over 5 new seeds of yours its mean gain at H lands in +12.3% to +45.6% (90%)"
     # no challenger (the baseline against itself), or a diverged run: no figure to quote
     assert Gain.model_construct(new_seeds_interval=(0.0, 0.0), new_seeds=5).new_seeds_text() is None
     assert Gain.model_construct(new_seeds_interval=(-math.inf, 0.2), new_seeds=5).new_seeds_text() is None

@@ -23,9 +23,15 @@ def optimize(
         "digits-mlp", "--workload", "-w",
         help="A name from `trainopt workloads`, or 'module:function' returning your own Workload.",
     ),
-    budget: float = typer.Option(None, "--budget", help="Time budget in seconds (default 90)."),
+    train_steps: int = typer.Option(
+        None, "--train-steps", help="Your training run's length H in steps at the workload's default batch: the "
+        "recommendation is for that run (default: the workload's own length).", min=1),
+    epochs: float = typer.Option(None, "--epochs", help="Your training run's length H in epochs instead."),
+    budget: float = typer.Option(
+        None, "--budget", help="Wall-clock limit in seconds (default: none; the run plans 10 H of compute)."),
     step_budget: int = typer.Option(
-        None, "--step-budget", help="Plan with this many training steps instead (no time limit without --budget)."
+        None, "--step-budget", help="Compute in steps at the default batch (training examples / that batch; a "
+        "larger batch trains fewer steps): the same plan on every machine. Default 10 H."
     ),
     storage: str = typer.Option(None, help="Optuna storage URL of the trial store (default: SQLite in --out)."),
     workers: int = typer.Option(
@@ -72,7 +78,7 @@ def optimize(
     try:
         request = OptimizationRequest(
             workload=workload, constraints={k: v for k, v in constraints.items() if v is not None},
-            min_gain=min_gain, seeds=_seeds(seeds), proposals=proposals,
+            min_gain=min_gain, seeds=_seeds(seeds), proposals=proposals, train_steps=train_steps, epochs=epochs,
             confirm_seeds=None if confirm_seeds is None else _seeds(confirm_seeds),
         )
     except ValueError as error:
@@ -107,9 +113,11 @@ def optimize(
     )
     if response.wall_time_s is not None:
         limits = request.constraints
-        budget_text = f"{limits.time_budget_s or 90:g} s" if limits.step_budget is None or limits.time_budget_s else (
-            f"{limits.step_budget} steps")
-        console.print(f"took {response.wall_time_s:g} s (budget {budget_text})")
+        budget_text = ", ".join(text for text in (
+            f"{limits.step_budget} steps" if limits.step_budget else None,
+            f"{limits.time_budget_s:g} s" if limits.time_budget_s else None) if text) or "10 H, the default"
+        console.print(f"took {response.wall_time_s:g} s, {response.steps_spent} steps of compute at the default "
+                      f"batch (budget {budget_text})")
     console.print(f"report: {response.artifacts.report_html}")
 
 
@@ -201,11 +209,12 @@ def _seeds(text: str) -> list[int]:
 
 
 def summary_table(response) -> Table:
-    """Baseline against the confirmed challenger on the held-out seeds, and the decision with its interval."""
-    g, base = response.gain, response.baseline
+    """Baseline against the confirmed challenger on the held-out seeds, for the user's run H: the decision with
+    its interval, measured at H or predicted there (and then the length the losses were measured at)."""
+    g, base, horizon = response.gain, response.baseline, response.horizon
     rec = response.challenger or response.recommended
-    title = (f"{response.workload}: baseline vs challenger over {g.steps} steps on held-out seeds {g.seeds} "
-             f"({'adopted' if g.adopted else 'not adopted: the baseline is recommended'})")
+    verdict = "adopted" if g.adopted else "not adopted: the baseline is recommended"
+    title = f"{response.workload}: for {horizon.text()}, held-out seeds {g.seeds} ({verdict})"
     table = Table(title=title)
     for column in ("", "baseline", "recommended" if g.adopted else "challenger"):
         table.add_column(column)
@@ -213,25 +222,25 @@ def summary_table(response) -> Table:
     table.add_row("optimizer", base.optimizer, rec.optimizer)
     table.add_row("learning rate", f"{base.lr:.3g}", f"{rec.lr:.3g}")
     table.add_row("batch size", str(base.batch_size), str(rec.batch_size))
+    table.add_row("steps of your run (H)", str(base.steps), str(rec.steps))
     table.add_row("weight decay", f"{base.weight_decay:g}", f"{rec.weight_decay:g}")
     table.add_row("schedule", base.schedule, f"{rec.schedule} (warmup {rec.warmup_steps})")
     table.add_row("grad clip", str(base.grad_clip), str(rec.grad_clip))
-    table.add_row("mean val loss", f"{g.baseline.loss:.4f}", f"{g.challenger.loss:.4f}")
-    table.add_row("mean val accuracy", accuracy(g.baseline), accuracy(g.challenger))
+    split = "val" if any("no test split" in n for n in response.notes) else "test"
+    at = f" at {g.measured_examples:,} examples" if g.predicted else ""
+    table.add_row(f"mean {split} loss{at}", f"{g.baseline.loss:.4f}", f"{g.challenger.loss:.4f}")
+    table.add_row(f"mean {split} accuracy{at}", accuracy(g.baseline), accuracy(g.challenger))
     table.add_row("peak step memory (MiB)", f"{g.baseline.memory_usage:.2f}", f"{g.challenger.memory_usage:.2f}")
+    seconds = response.run_seconds
+    if seconds:
+        table.add_row("training time of H (s)", f"{seconds['baseline']:.3g}",
+                      f"{seconds['recommended' if g.adopted else 'baseline']:.3g}" if g.adopted else "")
     change, (low, high) = g.relative_loss_reduction, g.interval
     shown = "n/a" if not math.isfinite(change) else (
         f"{change:+.1%} (90% interval {low:+.1%} to {high:+.1%}; better on {g.wins} of {len(g.seeds)} seeds)")
-    table.add_row("loss reduction", "", shown)
+    table.add_row("loss reduction at H" + (" (predicted)" if g.predicted else ""), "", shown)
     if (fresh := g.new_seeds_text()) is not None:
         table.add_row("if you re-run it", "", fresh)
-    if response.prediction is not None:
-        p = response.prediction
-        table.add_row(
-            "predicted final loss",
-            "",
-            f"{p.predicted_loss:.4f} (measured {p.measured_loss:.4f}, {p.abs_pct_error:.1f}% off)",
-        )
     table.caption = g.reason
     return table
 
