@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 
 from trainopt.agent.redact import SECRET_HEADERS, redact_value, scrub_request, scrub_response
-from trainopt.errors import OptimizationError, RecordingFormatError
+from trainopt.errors import HyperparameterError, OptimizationError, RecordingFormatError
 from trainopt.tools.store import TrialStore, trial_key
 from trainopt.tools.trial_config import TrialConfig
 from trainopt.tools.trials import TrialResult
@@ -111,11 +111,9 @@ class Recording:
         if mode == "replay":
             missing = [n for n in (CASSETTE, TRIALS, META) if not (self.path / n).is_file()]
             if missing:
-                raise OptimizationError(
-                    f"replay: {self.path} is not a recording (missing {missing})",
-                    "hyperparameter",
-                    {"path": str(self.path)},
-                )
+                raise HyperparameterError(
+                    f"replay: {self.path} is not a recording (missing {', '.join(missing)}); record one with "
+                    "--record DIR (record=DIR in Python), then replay that folder", {"path": str(self.path)})
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             for name in (CASSETTE, TRIALS, META, RESULT):  # a recording is always of one fresh run
@@ -126,7 +124,7 @@ class Recording:
         """The OptimizationRequest a recording was made with (its workload by name)."""
         from trainopt.agent.schemas import OptimizationRequest
 
-        meta = json.loads((Path(path) / META).read_text())
+        meta = Recording(path, "replay").meta  # a folder that is not a recording: one line naming it
         check_format(meta, path)
         return OptimizationRequest(**{**meta["request"], "workload": meta["workload"]})
 

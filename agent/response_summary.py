@@ -25,6 +25,18 @@ def config_fields(config) -> dict[str, Any]:
     return {k: _sig(v) if isinstance(v, float) else v for k, v in values.items()}
 
 
+def _horizon(horizon) -> str | None:
+    """The run the recommendation is for; when the user did not state it, how to."""
+    if horizon is None:
+        return None
+    return horizon.text() + ("" if horizon.stated else ", assumed: set train_steps or epochs")
+
+
+def _assumed(response) -> str | None:
+    """The note saying which H was assumed: the horizon field says it already."""
+    return None if response.horizon is None else response.horizon.assumed_note()
+
+
 def summarize_response(response) -> dict[str, Any]:
     """The decision and the held-out figures of an OptimizationResponse, as a small dict."""
     g = response.gain
@@ -39,8 +51,8 @@ def summarize_response(response) -> dict[str, Any]:
         "workload": response.workload,
         "decision": decision,
         "recommended": config_fields(response.recommended),
-        "baseline": config_fields(response.baseline),
-        "horizon": None if response.horizon is None else response.horizon.text(),
+        "baseline": None if response.recommended == response.baseline else config_fields(response.baseline),
+        "horizon": _horizon(response.horizon),
         "held_out": {
             "claim": g.claim_text() if hasattr(g, "claim_text") else None,
             "seeds": list(g.seeds),
@@ -57,7 +69,7 @@ def summarize_response(response) -> dict[str, Any]:
         },
         "reason": cut(getattr(g, "reason", None)),
         "candidates_measured": len(response.candidates),
-        "notes": [cut(note) for note in response.notes],
+        "notes": [cut(note) for note in response.notes if note != g.reason and note != _assumed(response)],
         "files": {k: v for k, v in (("report_html", response.artifacts.report_html),
                                     ("result_json", response.artifacts.result_json)) if v},
     }

@@ -53,6 +53,13 @@ def final_plan(state: RunState, finalists: int, steps: int) -> Decision:
 
 def finals(state: RunState) -> int:
     """Choose the challenger among the finalists; returns the full length L the confirm uses."""
+    state.report("finals", 0, 1, "the leader against lower LRs")
+    steps = _finals(state)
+    state.report("finals", 1, 1, f"{len(state.finalists)} finalist(s)")
+    return steps
+
+
+def _finals(state: RunState) -> int:
     b = state.budget
     finalists = ranking(state)[:1]
     count = 2 * len(finalists)  # the leader and its twin

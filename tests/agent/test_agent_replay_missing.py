@@ -8,10 +8,6 @@ from trainopt.agent import TrainingOptimizationAgent
 from trainopt.errors import HyperparameterError
 
 
-@pytest.mark.xfail(
-    raises=FileNotFoundError, strict=False,
-    reason="agent/record.py Recording.recorded_request reads recording.json before anything checks the folder; "
-           "fixed by its owner (see the optimize CLI's own check in trainopt/commands/optimize.py)")
 def test_replaying_a_missing_folder_is_a_hyperparameter_error_naming_it(tmp_path):
     missing = tmp_path / "nope"
     # an OptimizationError subclass naming the path, not a FileNotFoundError from inside the replay

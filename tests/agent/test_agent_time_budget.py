@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,12 +39,14 @@ def _raced(config: TrialConfig, seed_scores: dict[int, float]) -> CandidateOutco
 
 def _run(tmp_path: Path, clock: WallClock, seeds=(0,)) -> RunState:
     """A RunState with a plan and a clock, nothing trained: enough to ask its budget decisions."""
+    workload = SimpleNamespace(default_config={"batch_size": 32}, num_train=10_000)  # steps count at batch 32
     run = RunState(
-        request=OptimizationRequest(seeds=list(seeds)), space=None, workload=None, store=None, cache=None,
+        request=OptimizationRequest(seeds=list(seeds)), space=None, workload=workload, store=None, cache=None,
         device=torch.device("cpu"), device_type="cpu", planner=None, budget_s=clock.budget_s, out_dir=tmp_path,
         clock=clock,
     )
-    run.budget = plan_steps(6000, 4, 1, len(seeds), max_steps=10_000, budget_s=clock.budget_s)
+    # H = 130 steps: the finals and the confirm fit at H (measured there, two runs a held-out pair)
+    run.budget = plan_steps(6000, 4, 1, len(seeds), horizon_steps=130, budget_s=clock.budget_s)
     return run
 
 
@@ -113,7 +116,7 @@ def test_the_finals_race_the_leader_against_itself_at_the_lr_of_the_longer_run(t
     from trainopt.agent.phases.finals import HORIZON_EXPONENT, horizon_twin
 
     run = _run(tmp_path, WallClock(budget_s=None))
-    run.digest = digest
+    run.digest, run.budget = digest, run.budget.model_copy(update={"candidate_steps": 30})
     config = TrialConfig(lr=0.02, batch_size=32, schedule="warmup_cosine", warmup_steps=3, steps=30)
     leader = _raced(config, {0: 0.5})
     twin = horizon_twin(run, leader, steps=120)
@@ -183,13 +186,13 @@ def test_refine_sees_the_race_leader_first_not_the_lowest_mean_over_other_seeds(
 
 
 def test_step_budget_is_validated_and_needs_no_time_budget():
-    from trainopt.agent.agent import DEFAULT_BUDGET_S, _time_budget
+    from trainopt.agent.agent import _time_budget
 
     with pytest.raises(ValueError, match="step_budget"):
         OptimizationRequest(constraints={"step_budget": 10})
-    # a step budget alone: no wall-clock limit; nothing at all: the default time budget
+    # a step budget alone, or nothing at all (10 H of compute): no wall-clock limit
     assert _time_budget(OptimizationRequest(constraints={"step_budget": 1200})) is None
-    assert _time_budget(OptimizationRequest()) == DEFAULT_BUDGET_S
+    assert _time_budget(OptimizationRequest()) is None
     assert _time_budget(OptimizationRequest(constraints={"step_budget": 1200, "time_budget_s": 30})) == 30
 
 
