@@ -105,7 +105,7 @@ def to_horizon(state: RunState, winner: CandidateOutcome, leader: CandidateOutco
     else:
         beta = lr_exponent(c, leader.config.lr, steps, winner.config.lr)
         fitted = f"beta = {beta:.2f} fitted on lr {leader.config.lr:.3g} at {c} and {winner.config.lr:.3g} at {steps}"
-    moved = _at_lr(state, winner.config, winner.config.lr * (steps / h) ** beta, steps)
+    moved = _at_lr(state, winner.config, winner.config.lr * (steps / h) ** beta, steps) if beta > 0 else None
     if moved is None:
         return winner
     state.notes.append(f"the challenger's LR for H ({h} steps): {winner.config.lr:.3g} -> {moved.config.lr:.3g} by "
