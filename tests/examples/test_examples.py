@@ -25,7 +25,7 @@ def test_own_model_example_is_a_workload_that_trains():
 
     workload = _load("optimize_own_model").tumour_workload()
     result = run_trial(workload, TrialConfig(**{**workload.default_config, "steps": 20}), device="cpu")
-    assert (workload.num_train, workload.num_val) == (455, 114)
+    assert (workload.num_train, workload.num_val, workload.num_test) == (455, 57, 57)
     assert math.isfinite(result.final_val_loss) and 0.5 < result.final_val_metric <= 1.0
 
 
@@ -35,6 +35,7 @@ def test_own_model_example_runs_the_agent(tmp_path, monkeypatch, capsys):
     _load("optimize_own_model").main()
     out = capsys.readouterr().out
     assert "challenger: " in out and "held-out seeds" in out and "90% interval" in out and "decision: " in out
+    assert "for your run: H = 6,400 training examples" in out  # 200 steps at batch 32
     # with a challenger, what the user's own seeds should show
     assert ("if you re-run it: over 5 new seeds of yours" in out) == ("no raced candidate" not in out)
     assert (tmp_path / "report.html").is_file()
