@@ -39,7 +39,7 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_epochs: int = Field(100, gt=0, description="upper bound on passes over the training data of the run a "
+    max_epochs: int = Field(1000, gt=0, description="upper bound on passes over the training data of the run a "
                             "recommendation is for (the horizon H)")
     batch_size_range: tuple[int, int] = Field((8, 512), description="smallest and largest batch allowed")
     learning_rate_range: tuple[float, float] = Field((1e-5, 1.0), description="lowest and highest peak LR")

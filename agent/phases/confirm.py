@@ -2,8 +2,11 @@
 recommendation.
 
 Challenger and baseline run L steps on held-out seeds that no phase before used (1000, 1001, ... by
-default): per-seed relative gains, their mean and 90% t interval (agent/stats.py); when the rest of the run
-saw the two configurations scatter more across seeds (their log losses on the race's and the finals'
+default), scored on the test split (``on_test``). When L is the user's run H the gain is measured there;
+when L < H each pair also runs L / 2 and the per-seed loss ratios are carried to H (agent/extrapolate.py:
+the point at persistence 1/2, the interval the union of those at 0 and 1), and the gain is labelled
+predicted. Measured at H: per-seed relative gains, their mean and 90% t interval (agent/stats.py); when
+the rest of the run saw the two configurations scatter more across seeds (their log losses on the race's and the finals'
 seeds), the interval's spread pools that in (``run_spread``). The interval for a user's mean over 5
 fresh seeds is log-normal in the loss ratio c/b (``_fresh_interval``, stats.fresh_mean_gain). The
 challenger is recommended only when the interval of its objective gain lies above ``min_gain`` over at

@@ -12,7 +12,8 @@ when the budget is small):
 
 A budget too small for finals on FINAL_SEEDS seeds at MIN_FINAL_STEPS holds them on one selection seed
 (agent/budget.py plan_steps), or on none when that would cost held-out seeds a gain is claimed on; then the
-race's leader is the challenger.
+race's leader is the challenger. When L is shorter than the user's run H, the challenger's LR then moves to
+the one H wants (``to_horizon``).
 
 The exponent 1/2 is a rule of thumb (the best constant SGD step over T steps scales as 1 / sqrt(T); Bubeck
 2015, Theorem 3.2); the walk lets the full-length runs say how far the LR should fall (docs/decisions.md).
