@@ -98,7 +98,7 @@ def test_a_failing_trial_of_a_batch_fails_alone(storage_url, tmp_path, no_traini
 def test_the_agent_with_two_workers_searches_through_the_queue(storage_url, tmp_path, no_training_here):
     from trainopt.agent import OptimizationRequest, TrainingOptimizationAgent
 
-    request = OptimizationRequest(workload="digits-mlp", constraints={"step_budget": 1500}, num_candidates=2,
+    request = OptimizationRequest(workload="digits-mlp", constraints={"step_budget": 2000}, num_candidates=2,
                                   refine_rounds=0)  # the smallest plan that leaves room for the search
     agent = TrainingOptimizationAgent(out_dir=tmp_path, storage=storage_url, device="cpu", workers=2)
     result = agent.optimize_training(request)
