@@ -43,8 +43,8 @@ class Horizon(BaseModel):
         return self.steps_at(self.baseline_batch)
 
     def steps_at(self, batch: int) -> int:
-        """Optimizer steps of the run at ``batch``: H / batch, at least 1."""
-        return max(1, round(self.examples / batch))
+        """Optimizer steps of the run at ``batch``."""
+        return steps_for(self.examples, batch)
 
     def text(self, batch: int | None = None) -> str:
         batch = batch or self.baseline_batch
@@ -76,6 +76,11 @@ def resolve_horizon(train_steps: int | None, epochs: float | None, default_confi
                    how=f"the workload's own length, {steps} steps at its batch {baseline_batch}")
 
 
+def steps_for(examples: float, batch: int) -> int:
+    """Optimizer steps that train ``examples`` training examples at ``batch``: examples / batch, at least 1."""
+    return max(1, round(examples / batch))
+
+
 def cost(config: TrialConfig, baseline_batch: int) -> float:
     """Baseline steps a trial of ``config`` spends: its training examples / the baseline's batch."""
     return config.steps * config.batch_size / baseline_batch
@@ -85,7 +90,7 @@ def at_examples(config: TrialConfig, baseline_steps: float, baseline_batch: int,
                 evals: int | None = CONFIRM_EVALS) -> TrialConfig:
     """``config`` trained on the examples of ``baseline_steps`` steps at ``baseline_batch``: its own steps are
     examples / its batch; warmup keeps its share; ``evals`` validation points (None: the default)."""
-    steps = max(1, round(baseline_steps * baseline_batch / config.batch_size))
+    steps = steps_for(baseline_steps * baseline_batch, config.batch_size)
     warmup = min(steps - 1, round(config.warmup_steps / config.steps * steps))
     update = {"steps": steps, "warmup_steps": warmup, "seed": config.seed if seed is None else seed}
     if evals is not None:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trainopt.agent.digest import ProbeDigest
+from trainopt.agent.horizon import steps_for
 from trainopt.agent.schemas import CandidateProposal
 from trainopt.tools.trial_config import TrialConfig
 
@@ -103,7 +104,7 @@ def to_config(proposal: CandidateProposal, digest: ProbeDigest, steps: int, seed
     if batch != proposal.batch_size:
         clamped.append(f"batch_size {proposal.batch_size} -> {batch} (allowed and fitting range)")
     schedule = "constant" if proposal.optimizer == "schedulefree" else proposal.schedule
-    steps = max(1, round(steps * digest.baseline.get("batch_size", batch) / batch))
+    steps = steps_for(steps * digest.baseline.get("batch_size", batch), batch)
     warmup = 0 if schedule == "one_cycle" else min(steps - 1, round(proposal.warmup_fraction * steps))
     config = TrialConfig(
         optimizer=proposal.optimizer,
